@@ -1,0 +1,1 @@
+"""The HTTP layer: routes, request parsing, auth, errors and SSE framing over the managers."""

@@ -1,0 +1,14 @@
+"""Typed keys of the application's state, shared by every route module."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..config import Config
+from ..objects import ObjectManager
+from ..workspaces import WorkspaceManager
+
+CONFIG = web.AppKey("config", Config)
+WORKSPACES = web.AppKey("workspaces", WorkspaceManager)
+OBJECTS = web.AppKey("objects", ObjectManager)
+STARTED_AT = web.AppKey("started_at", float)

@@ -1,0 +1,104 @@
+"""`/flows`, `/pods`, `/peas`: one set of handlers for the three kinds."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from ..errors import BadRequest, JinadError
+from ..kinds import KINDS
+from .errors import read_json
+from .keys import CONFIG, OBJECTS, WORKSPACES
+from .uploads import RenamedPart, check_size, form_parts
+
+routes = web.RouteTableDef()
+KIND_OF_PLURAL = {kind.plural: kind.name for kind in KINDS.values()}
+COLLECTION = "/{plural:" + "|".join(KIND_OF_PLURAL) + "}"
+FLOW_FORM_OPTIONS = {"envs", "restart", "timeout_s"}
+
+
+def _kind(request: web.Request) -> str:
+    return KIND_OF_PLURAL[request.match_info["plural"]]
+
+
+def _wait(request: web.Request) -> bool:
+    return request.query.get("wait", "true").lower() not in ("0", "false", "no")
+
+
+def _answer(request: web.Request, obj, created: bool) -> web.Response:
+    body = request.app[OBJECTS].to_json(obj)
+    if not _wait(request):
+        return web.json_response(body, status=202)
+    return web.json_response(body, status=201 if created else 200)
+
+
+def _form_option(name: str, text: str):
+    try:
+        return json.loads(text) if name in ("envs", "timeout_s") else text
+    except ValueError:
+        raise BadRequest(f"form field {name!r} must be JSON") from None
+
+
+async def _create_flow_from_upload(request: web.Request):
+    """A Flow YAML part (and its files) in one request: the workspace is made on the fly and
+    removed again when the Flow is refused."""
+    check_size(request, request.app[CONFIG].max_upload_bytes)
+    options: dict = {}
+    flow_names: list[str] = []
+
+    async def files():
+        async for part in form_parts(request, {"flow", "files", *FLOW_FORM_OPTIONS}):
+            if part.name == "flow":
+                flow_names.append(part.filename or "flow.yml")
+                yield RenamedPart(part, flow_names[-1])
+            elif part.name == "files":
+                yield part
+            else:
+                options[part.name] = _form_option(part.name, await part.text())
+
+    workspaces = request.app[WORKSPACES]
+    ws = await workspaces.create(files())
+    try:
+        if len(flow_names) != 1:
+            raise BadRequest("send exactly one 'flow' part holding the Flow YAML")
+        return await request.app[OBJECTS].create("flow", {**options, "workspace_id": ws.id, "filename": flow_names[0]}, _wait(request))
+    except JinadError as exc:
+        if exc.code != "failed_to_start":  # a failed Flow keeps its workspace, to read its logs
+            await workspaces.delete(ws.id)
+        raise
+
+
+@routes.post(COLLECTION)
+async def create(request: web.Request) -> web.Response:
+    kind = _kind(request)
+    if kind == "flow" and request.content_type.startswith("multipart/"):
+        obj = await _create_flow_from_upload(request)
+    else:
+        obj = await request.app[OBJECTS].create(kind, await read_json(request), _wait(request))
+    return _answer(request, obj, created=True)
+
+
+@routes.get(COLLECTION)
+async def list_objects(request: web.Request) -> web.Response:
+    objects = request.app[OBJECTS]
+    return web.json_response([objects.to_json(obj) for obj in objects.list(_kind(request))])
+
+
+@routes.get(COLLECTION + "/{id}")
+async def get_object(request: web.Request) -> web.Response:
+    objects = request.app[OBJECTS]
+    return web.json_response(objects.to_json(objects.get(_kind(request), request.match_info["id"])))
+
+
+@routes.post(COLLECTION + "/{id}/restart")
+async def restart_object(request: web.Request) -> web.Response:
+    obj = await request.app[OBJECTS].restart(_kind(request), request.match_info["id"], _wait(request))
+    return _answer(request, obj, created=False)
+
+
+@routes.delete(COLLECTION + "/{id}")
+async def delete_object(request: web.Request) -> web.Response:
+    objects = request.app[OBJECTS]
+    obj = await objects.delete(_kind(request), request.match_info["id"])
+    return web.json_response(obj.to_json({"cpu_percent": 0.0, "memory_rss": 0, "processes": 0}))

@@ -1,0 +1,64 @@
+"""`jinad`: start the daemon (`jinad --port-expose 8001`, settings as in configs/jinad.yml)."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import sys
+from pathlib import Path
+from typing import IO
+
+from aiohttp import web
+
+from . import __version__, config as settings
+from .app import create_app
+
+
+def lock_home(home: Path) -> IO:
+    """One daemon per home: a second one would fight the first over the same children."""
+    home.mkdir(parents=True, exist_ok=True)
+    handle = open(home / "jinad.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit(f"jinad: another jinad already runs with home {home}; give this one --workspace DIR")
+    return handle
+
+
+def new_event_loop():
+    try:
+        import uvloop
+    except ImportError:
+        import asyncio
+
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="jinad", description="Deploy and manage Jina Flows, Pods and Peas over REST.")
+    parser.add_argument("--version", action="version", version=f"jinad {__version__}")
+    settings.add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        config = settings.load(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    lock = lock_home(config.home)
+    web.run_app(
+        create_app(config),
+        host=config.host,
+        port=config.port_expose,
+        loop=new_event_loop(),
+        access_log=None,
+        print=lambda _: logging.getLogger("jinad").info(
+            "jinad %s listening on http://%s:%d (home %s)", __version__, config.host, config.port_expose, config.home
+        ),
+    )
+    lock.close()
+
+
+if __name__ == "__main__":
+    main()

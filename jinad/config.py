@@ -1,0 +1,128 @@
+"""The daemon's settings: defaults here, then a YAML file, then JINAD_* variables, then flags.
+
+Every field is one setting under one name: `port_expose` in YAML, `JINAD_PORT_EXPOSE` in the
+environment, `--port-expose` on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+DEFAULT_CONFIG_FILE = Path("configs/jinad.yml")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    host: str = "0.0.0.0"
+    port_expose: int = 8000
+    workspace: str = "~/.jinad"
+    token: str = ""
+    max_upload_bytes: int = 1024 * 1024 * 1024
+    port_range: str = "45000-49999"
+    start_timeout_s: float = 120.0
+    stop_grace_s: float = 10.0
+    restart_max_retries: int = 5
+    resource_interval_s: float = 2.0
+    log_ring_lines: int = 10000
+    log_ring_bytes: int = 4 * 1024 * 1024
+    log_max_line_bytes: int = 16 * 1024
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"\d+-\d+", self.port_range) or len(self.ports) < 2:
+            raise ValueError(f"port_range must be LOW-HIGH with LOW < HIGH, not {self.port_range!r}")
+
+    @property
+    def home(self) -> Path:
+        """The daemon's own folder: state, workspaces and logs."""
+        return Path(self.workspace).expanduser().resolve()
+
+    @property
+    def ports(self) -> range:
+        low, _, high = self.port_range.partition("-")
+        return range(int(low), int(high) + 1)
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+HELP = {
+    "host": "address to listen on",
+    "port_expose": "port of the REST API",
+    "workspace": "the daemon's home: its state, workspaces and logs",
+    "token": "bearer token clients must send (empty: no auth)",
+    "max_upload_bytes": "largest upload body accepted",
+    "port_range": "ports the daemon hands to Flows, Pods and Peas, as LOW-HIGH",
+    "start_timeout_s": "default seconds an object may take to become ready",
+    "stop_grace_s": "seconds between SIGTERM and SIGKILL of a process group",
+    "restart_max_retries": "restarts in a row before a restart policy gives up",
+    "resource_interval_s": "seconds between resource samples of running objects",
+    "log_ring_lines": "lines of each object's log kept in memory",
+    "log_ring_bytes": "bytes of each object's log kept in memory",
+    "log_max_line_bytes": "longer output lines are split at this size",
+    "log_level": "the daemon's own log level",
+}
+
+
+def _coerce(field: dataclasses.Field, value: Any) -> Any:
+    kind = type(field.default)
+    if isinstance(value, kind):
+        return value
+    if kind is bool:
+        return str(value).lower() in ("1", "true", "yes", "on")
+    return kind(value)
+
+
+def _known(values: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"{origin}: unknown setting(s) {', '.join(unknown)}")
+    try:
+        return {name: _coerce(fields[name], value) for name, value in values.items()}
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{origin}: {exc}") from None
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: expected a mapping of settings")
+    return _known(loaded, str(path))
+
+
+def read_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    names = {f"JINAD_{f.name.upper()}": f.name for f in dataclasses.fields(Config)}
+    return _known({names[k]: v for k, v in environ.items() if k in names}, "environment")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help=f"settings file (default: {DEFAULT_CONFIG_FILE} if present)")
+    for field in dataclasses.fields(Config):
+        parser.add_argument(
+            "--" + field.name.replace("_", "-"),
+            dest=field.name,
+            default=None,
+            help=f"{HELP[field.name]} (default: {field.default})",
+        )
+
+
+def load(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> Config:
+    """Merge defaults, the settings file, JINAD_* variables and flags, later ones winning."""
+    values: dict[str, Any] = {}
+    config_file = args.config or environ.get("JINAD_CONFIG")
+    if config_file:
+        values.update(read_file(Path(config_file)))
+    elif DEFAULT_CONFIG_FILE.is_file():
+        values.update(read_file(DEFAULT_CONFIG_FILE))
+    values.update(read_environ(environ))
+    flags: Sequence[str] = [f.name for f in dataclasses.fields(Config)]
+    values.update(_known({n: getattr(args, n) for n in flags if getattr(args, n) is not None}, "flags"))
+    return Config(**values)

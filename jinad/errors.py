@@ -1,0 +1,34 @@
+"""Errors the managers raise; the HTTP layer turns each code into a status and a JSON body."""
+
+from __future__ import annotations
+
+
+class JinadError(Exception):
+    """An error a client can act on: a contract code, one sentence, and optional details."""
+
+    code = "internal"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class BadRequest(JinadError):
+    code = "bad_request"
+
+
+class NotFound(JinadError):
+    code = "not_found"
+
+
+class Conflict(JinadError):
+    code = "conflict"
+
+
+class TooLarge(JinadError):
+    code = "too_large"
+
+
+class FailedToStart(JinadError):
+    code = "failed_to_start"

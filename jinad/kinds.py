@@ -1,0 +1,234 @@
+"""The kind-table: how a Flow, a Pod and a Pea become a `jina` command line.
+
+flow -> `jina flow --uses <yaml>`, the user's Flow YAML with ports and paths filled in;
+pod  -> `jina deployment --uses <yaml>`, a Deployment YAML written from the request;
+pea  -> `jina executor --uses ... --port ...`, one Executor runtime.
+Each kind validates its request, fills in ports from the daemon's range and turns relative
+paths into absolute ones, so the command runs the same whatever its working directory.
+Everything that can be refused is refused here, before a process starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .errors import BadRequest
+from .ports import PortAllocator
+
+PROTOCOLS = ("grpc", "http", "websocket")
+
+
+@dataclasses.dataclass
+class Launch:
+    """What to run and where it answers."""
+
+    argv: list[str]
+    ports: dict[str, int]
+    probe_port: int
+    protocol: str
+
+
+class _TaggedLoader(yaml.SafeLoader):
+    """Safe YAML that reads Jina's `!Flow`-style tags as `jtype` and builds no Python objects."""
+
+
+def _tagged_mapping(loader: _TaggedLoader, tag_suffix: str, node: yaml.Node) -> Any:
+    if not isinstance(node, yaml.MappingNode):
+        raise yaml.constructor.ConstructorError(None, None, f"tag !{tag_suffix} must tag a mapping", node.start_mark)
+    return {"jtype": tag_suffix, **loader.construct_mapping(node, deep=True)}
+
+
+_TaggedLoader.add_multi_constructor("!", _tagged_mapping)
+
+
+def load_yaml(path: Path, label: str) -> dict:
+    try:
+        loaded = yaml.load(path.read_text(), Loader=_TaggedLoader)
+    except FileNotFoundError:
+        raise BadRequest(f"the workspace has no file {label!r}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"{label} is not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(loaded, dict):
+        raise BadRequest(f"{label} must be a YAML mapping")
+    return loaded
+
+
+class PathResolver:
+    """Makes a workspace's relative paths absolute: first against the YAML's folder, then the
+    workspace root (the order Jina itself uses), refusing paths that leave the workspace."""
+
+    def __init__(self, root: Path, yaml_dir: Path | None = None) -> None:
+        self.root = root.resolve()
+        self.bases = [p for p in (yaml_dir, root) if p is not None]
+
+    def file(self, name: Any, what: str) -> str:
+        if not isinstance(name, str) or not name:
+            raise BadRequest(f"{what} must be a file name")
+        for base in self.bases:
+            candidate = (base / name).resolve()
+            if candidate.is_file():
+                if not candidate.is_relative_to(self.root):
+                    raise BadRequest(f"{what} {name!r} is outside the workspace")
+                return str(candidate)
+        raise BadRequest(f"{what} {name!r} is not a file in the workspace")
+
+    def modules(self, value: Any, what: str) -> list[str]:
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, list):
+            raise BadRequest(f"{what} must be a file name or a list of them")
+        return [self.file(name, what) for name in names]
+
+    def uses(self, value: Any, what: str) -> Any:
+        """A YAML file in `uses` becomes absolute; a class name or hub address stays as it is."""
+        if isinstance(value, str) and value.endswith((".yml", ".yaml")) and "://" not in value:
+            return self.file(value, what)
+        return value
+
+
+def _port(alloc: PortAllocator, ports: dict[str, int], name: str, fixed: Any) -> int:
+    """The port named `name`: kept from an earlier run, fixed by the user, or taken from the range."""
+    if name in ports:
+        return ports[name]
+    if fixed is None:
+        ports[name] = alloc.take()
+    elif isinstance(fixed, int) and 0 < fixed < 65536:
+        ports[name] = alloc.claim(fixed)
+    else:
+        raise BadRequest(f"port of {name} must be a number from 1 to 65535, not {fixed!r}")
+    return ports[name]
+
+
+def _protocol(value: Any) -> str:
+    if value is None:
+        return "grpc"
+    if not isinstance(value, str) or value.lower() not in PROTOCOLS:
+        raise BadRequest(f"protocol must be one of {', '.join(PROTOCOLS)}, not {value!r}")
+    return value.lower()
+
+
+def _positive(spec: dict, key: str) -> int:
+    value = spec.get(key, 1)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise BadRequest(f"{key} must be a whole number of at least 1")
+    return value
+
+
+def prepare_flow(spec: dict, ws_root: Path, run_dir: Path, ports: dict[str, int], alloc: PortAllocator, jina: str) -> Launch:
+    filename = spec.get("filename")
+    if not isinstance(filename, str) or not filename:
+        raise BadRequest("a Flow needs 'filename': the Flow YAML's path in the workspace")
+    source = Path(PathResolver(ws_root).file(filename, "filename"))
+    flow = load_yaml(source, filename)
+    if flow.get("jtype", "Flow") != "Flow":
+        raise BadRequest(f"{filename} is a {flow.get('jtype')}, not a Flow (jtype: Flow)")
+    gateway = flow.setdefault("with", {}) or {}
+    flow["with"] = gateway
+    if not isinstance(gateway, dict):
+        raise BadRequest(f"{filename}: 'with' must be a mapping")
+    protocol = gateway.get("protocol", gateway.get("protocols"))
+    if isinstance(protocol, list):
+        raise BadRequest(f"{filename}: jinad runs a Flow with one gateway protocol; give 'protocol' as one name")
+    protocol = _protocol(protocol)
+    fixed = next((gateway.pop(k) for k in ("port", "ports", "port_expose") if k in gateway), None)
+    gateway["protocol"] = protocol
+    gateway["port"] = _port(alloc, ports, "gateway", fixed)
+
+    paths = PathResolver(ws_root, source.parent)
+    executors = flow.get("executors") or []
+    if not isinstance(executors, list) or not all(isinstance(e, dict) for e in executors):
+        raise BadRequest(f"{filename}: 'executors' must be a list of mappings")
+    for index, executor in enumerate(executors):
+        name = executor.setdefault("name", f"executor{index}")
+        if "jinad" in executor:
+            raise BadRequest(f"{filename}: executor {name!r} names a remote daemon; remote executors are not supported yet")
+        if "py_modules" in executor:
+            executor["py_modules"] = paths.modules(executor["py_modules"], f"py_modules of {name}")
+        if "uses" in executor:
+            executor["uses"] = paths.uses(executor["uses"], f"uses of {name}")
+        if not executor.get("external"):
+            executor["port"] = _port(alloc, ports, name, executor.get("port"))
+    flow["executors"] = executors
+
+    target = run_dir / "flow.yml"
+    target.write_text(yaml.safe_dump(flow, sort_keys=False))
+    return Launch([jina, "flow", "--uses", str(target)], ports, gateway["port"], protocol)
+
+
+def _executor_fields(spec: dict, ws_root: Path) -> dict:
+    """`uses`, `py_modules` and `uses_with` of a Pod or Pea request, checked and resolved."""
+    uses = spec.get("uses")
+    if not isinstance(uses, str) or not uses:
+        raise BadRequest("'uses' is required: an Executor class name or a YAML file in the workspace")
+    uses_with = spec.get("uses_with") or {}
+    if not isinstance(uses_with, dict):
+        raise BadRequest("'uses_with' must be a JSON object")
+    paths = PathResolver(ws_root)
+    return {
+        "uses": paths.uses(uses, "uses"),
+        "py_modules": paths.modules(spec.get("py_modules") or [], "py_modules"),
+        "uses_with": uses_with,
+    }
+
+
+def prepare_pod(spec: dict, ws_root: Path, run_dir: Path, ports: dict[str, int], alloc: PortAllocator, jina: str) -> Launch:
+    fields = _executor_fields(spec, ws_root)
+    protocol = _protocol(spec.get("protocol"))
+    port = _port(alloc, ports, "executor", spec.get("port"))
+    deployment = {
+        "jtype": "Deployment",
+        "with": {
+            **{k: v for k, v in fields.items() if v},
+            "name": "executor",
+            "replicas": _positive(spec, "replicas"),
+            "shards": _positive(spec, "shards"),
+            "protocol": protocol,
+            "port": port,
+        },
+    }
+    target = run_dir / "deployment.yml"
+    target.write_text(yaml.safe_dump(deployment, sort_keys=False))
+    return Launch([jina, "deployment", "--uses", str(target)], ports, port, protocol)
+
+
+def prepare_pea(spec: dict, ws_root: Path, run_dir: Path, ports: dict[str, int], alloc: PortAllocator, jina: str) -> Launch:
+    fields = _executor_fields(spec, ws_root)
+    protocol = _protocol(spec.get("protocol"))
+    port = _port(alloc, ports, "executor", spec.get("port"))
+    argv = [jina, "executor", "--uses", fields["uses"], "--port", str(port), "--protocol", protocol]
+    if fields["py_modules"]:
+        argv += ["--py-modules", *fields["py_modules"]]
+    if fields["uses_with"]:
+        argv += ["--uses-with", json.dumps(fields["uses_with"])]
+    return Launch(argv, ports, port, protocol)
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    name: str
+    plural: str
+    prepare: Callable[..., Launch]
+    fields: frozenset[str]  # request fields of this kind, beside the common ones
+
+
+COMMON_FIELDS = frozenset({"workspace_id", "envs", "restart", "timeout_s"})
+EXECUTOR_FIELDS = frozenset({"uses", "py_modules", "uses_with", "protocol", "port"})
+KINDS = {
+    kind.name: kind
+    for kind in (
+        Kind("flow", "flows", prepare_flow, frozenset({"filename"})),
+        Kind("pod", "pods", prepare_pod, EXECUTOR_FIELDS | {"replicas", "shards"}),
+        Kind("pea", "peas", prepare_pea, EXECUTOR_FIELDS),
+    )
+}
+
+
+def check_fields(kind: Kind, spec: dict) -> None:
+    unknown = sorted(set(spec) - COMMON_FIELDS - kind.fields)
+    if unknown:
+        raise BadRequest(f"unknown field(s) for a {kind.name}: {', '.join(unknown)}")
+

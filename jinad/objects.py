@@ -1,0 +1,409 @@
+"""Flows, Pods and Peas: one manager for the three kinds, their state machine and restart policy.
+
+States (as supervisord's, in the contract's words):
+    starting -> ready -> stopping -> stopped
+    starting -> failed                      (never got ready; nothing left running)
+    ready -> exited -> starting             (ended by itself; a restart policy takes it back)
+    exited -> failed                        (the policy gave up after too many restarts in a row)
+`_set_state` is the one place that makes a transition: it checks it, stores the record and
+tells subscribers. Records survive daemon restarts; `recover` ends what a previous run left
+and starts again every object that should be running, with its old id and ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+import sys
+import time
+from typing import AsyncIterator
+
+from .config import Config
+from .errors import BadRequest, FailedToStart, JinadError, NotFound
+from .ids import new_id, utc_now
+from .kinds import KINDS, Launch, check_fields
+from .logs import Log
+from .ports import PortAllocator, is_free
+from .store import Store
+from .supervision import Child, end_processes, find_marked, group_members, spawn, tree, wait_ready
+from .workspaces import WorkspaceManager
+
+log = logging.getLogger(__name__)
+COLLECTION = "objects"
+RESTART_POLICIES = ("no", "on-failure", "always")
+LIVE_STATES = frozenset({"starting", "ready", "stopping"})
+TRANSITIONS = {
+    "starting": {"ready", "failed", "stopping"},
+    "ready": {"exited", "stopping"},
+    "exited": {"starting", "failed", "stopping"},
+    "stopping": {"stopped"},
+    "stopped": {"starting", "stopping"},
+    "failed": {"starting", "stopping"},
+}
+BACKOFF_RESET_S = 30.0  # ready this long, and earlier failures no longer count toward giving up
+LOG_TAIL_LINES = 30
+
+
+@dataclasses.dataclass
+class JObject:
+    id: str
+    kind: str
+    workspace_id: str
+    spec: dict  # the kind's request fields, kept to start it again
+    envs: dict
+    restart: str
+    timeout_s: float
+    created_at: str
+    state: str = "starting"
+    pid: int | None = None
+    address: str | None = None
+    protocol: str | None = None
+    ports: dict = dataclasses.field(default_factory=dict)
+    started_at: str | None = None
+    exit_code: int | None = None
+    restarts: int = 0
+    error: str | None = None
+    remote: list = dataclasses.field(default_factory=list)
+
+    def to_json(self, resources: dict) -> dict:
+        hidden = {"spec", "envs", "timeout_s"}
+        return {**{k: v for k, v in dataclasses.asdict(self).items() if k not in hidden}, "resources": resources}
+
+
+@dataclasses.dataclass
+class Runner:
+    """What lives only in memory for one object: its supervising task, child and log."""
+
+    log: Log
+    launch: Launch | None = None
+    task: asyncio.Task | None = None
+    child: Child | None = None
+    start_result: asyncio.Future | None = None  # the reason the current start failed, or None
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    resources: dict = dataclasses.field(default_factory=lambda: {"cpu_percent": 0.0, "memory_rss": 0, "processes": 0})
+
+    def settle(self, reason: str | None) -> None:
+        if self.start_result and not self.start_result.done():
+            self.start_result.set_result(reason)
+
+
+def jina_executable() -> str:
+    """The `jina` beside this Python (the daemon's own environment), else the one on PATH."""
+    return shutil.which("jina", path=os.path.dirname(sys.executable)) or shutil.which("jina") or "jina"
+
+
+class ObjectManager:
+    def __init__(self, config: Config, store: Store, workspaces: WorkspaceManager) -> None:
+        self.config = config
+        self.store = store
+        self.workspaces = workspaces
+        self.home = str(config.home)
+        self.run_root = config.home / "run"
+        self.log_root = config.home / "logs"
+        self.alloc = PortAllocator(config.ports)
+        self.jina = jina_executable()
+        self.objects: dict[str, JObject] = {}
+        self.runners: dict[str, Runner] = {}
+        self._subscribers: set[asyncio.Queue] = set()
+        advertised = config.host if config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        self._advertised_host = advertised
+        workspaces.in_use = self.has_live_objects
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    def get(self, kind: str, object_id: str) -> JObject:
+        obj = self.objects.get(object_id)
+        if obj is None or obj.kind != kind:
+            raise NotFound(f"no {kind} {object_id!r} on this daemon")
+        return obj
+
+    def find(self, object_id: str) -> JObject:
+        try:
+            return self.objects[object_id]
+        except KeyError:
+            raise NotFound(f"no object {object_id!r} on this daemon") from None
+
+    def list(self, kind: str) -> list[JObject]:
+        return [obj for obj in self.objects.values() if obj.kind == kind]
+
+    def to_json(self, obj: JObject) -> dict:
+        return obj.to_json(self.runners[obj.id].resources)
+
+    def log_of(self, object_id: str) -> Log:
+        self.find(object_id)
+        return self.runners[object_id].log
+
+    def has_live_objects(self, workspace_id: str) -> bool:
+        return any(o.workspace_id == workspace_id and o.state in LIVE_STATES for o in self.objects.values())
+
+    def state_counts(self) -> dict:
+        counts: dict[str, dict[str, int]] = {kind.plural: {} for kind in KINDS.values()}
+        for obj in self.objects.values():
+            states = counts[KINDS[obj.kind].plural]
+            states[obj.state] = states.get(obj.state, 0) + 1
+        return counts
+
+    async def events(self) -> AsyncIterator[dict]:
+        """Every state change of every object from now on."""
+        queue: asyncio.Queue = asyncio.Queue(maxsize=10000)
+        self._subscribers.add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._subscribers.discard(queue)
+
+    # ---- state ------------------------------------------------------------------------------
+
+    def _save(self, obj: JObject) -> None:
+        self.store.save(COLLECTION, dataclasses.asdict(obj))
+
+    def _set_state(self, obj: JObject, state: str, **fields) -> None:
+        if state not in TRANSITIONS[obj.state] and state != obj.state:
+            raise RuntimeError(f"{obj.id}: no transition {obj.state} -> {state}")
+        obj.state = state
+        for name, value in fields.items():
+            setattr(obj, name, value)
+        self._save(obj)
+        log.info("%s %s: %s%s", obj.kind, obj.id, state, f" ({obj.error})" if state == "failed" else "")
+        event = {"id": obj.id, "kind": obj.kind, "state": state, "exit_code": obj.exit_code, "error": obj.error, "ts": utc_now()}
+        for queue in self._subscribers:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(event)
+
+    # ---- making and starting ----------------------------------------------------------------
+
+    def _prepare(self, obj: JObject) -> Launch:
+        """Validate the object's definition and write its launch files; raises on bad input."""
+        run_dir = self.run_root / obj.id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        launch = KINDS[obj.kind].prepare(
+            obj.spec, self.workspaces.files_dir(obj.workspace_id), run_dir, obj.ports, self.alloc, self.jina
+        )
+        obj.protocol = launch.protocol
+        obj.address = f"{self._advertised_host}:{launch.probe_port}"
+        return launch
+
+    def _child_env(self, obj: JObject) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("JINAD_")}  # no token leaks to user code
+        env.update(
+            PYTHONUNBUFFERED="1",  # executors' print() reaches the log at once
+            JINA_LOG_NO_COLOR="1",
+            COLUMNS="200",
+            HOME=str(self.workspaces.home_dir(obj.workspace_id)),
+            # Jina picks the ports of replicas, heads and monitoring in this range too.
+            JINA_RANDOM_PORT_MIN=str(self.config.ports.start),
+            JINA_RANDOM_PORT_MAX=str(self.config.ports.stop - 1),
+        )
+        env.update(obj.envs)
+        return env
+
+    @staticmethod
+    def _parse_common(body: dict) -> tuple[str, dict, str, float | None]:
+        workspace_id = body.get("workspace_id")
+        if not isinstance(workspace_id, str):
+            raise BadRequest("'workspace_id' is required: upload files with POST /workspaces first")
+        envs = body.get("envs") or {}
+        if not isinstance(envs, dict) or not all(isinstance(k, str) for k in envs):
+            raise BadRequest("'envs' must be an object of names to values")
+        restart = body.get("restart") or "no"
+        if restart not in RESTART_POLICIES:
+            raise BadRequest(f"'restart' must be one of {', '.join(RESTART_POLICIES)}")
+        timeout = body.get("timeout_s")
+        if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0):
+            raise BadRequest("'timeout_s' must be a positive number of seconds")
+        return workspace_id, {k: str(v) for k, v in envs.items()}, restart, timeout
+
+    async def create(self, kind_name: str, body: dict, wait: bool = True) -> JObject:
+        kind = KINDS[kind_name]
+        check_fields(kind, body)
+        workspace_id, envs, restart, timeout = self._parse_common(body)
+        self.workspaces.get(workspace_id)
+        spec = {k: v for k, v in body.items() if k in kind.fields}
+        obj = JObject(
+            id=new_id(kind.name), kind=kind.name, workspace_id=workspace_id, spec=spec, envs=envs,
+            restart=restart, timeout_s=timeout or self.config.start_timeout_s, created_at=utc_now(),
+        )
+        try:
+            launch = self._prepare(obj)
+        except BaseException:
+            self.alloc.release(list(obj.ports.values()))
+            shutil.rmtree(self.run_root / obj.id, ignore_errors=True)
+            raise
+        self.objects[obj.id] = obj
+        self.runners[obj.id] = Runner(log=self._open_log(obj.id), launch=launch)
+        self._save(obj)
+        return await self._begin(obj, wait)
+
+    def _open_log(self, object_id: str) -> Log:
+        return Log(self.log_root / f"{object_id}.log", self.config.log_ring_lines, self.config.log_ring_bytes)
+
+    async def _begin(self, obj: JObject, wait: bool) -> JObject:
+        """Start the object's supervising task; with `wait`, answer once it is ready or failed."""
+        runner = self.runners[obj.id]
+        runner.start_result = asyncio.get_running_loop().create_future()
+        runner.task = asyncio.create_task(self._supervise(obj, runner), name=f"supervise {obj.id}")
+        if wait:
+            reason = await asyncio.shield(runner.start_result)
+            if reason is not None:
+                tail = [entry.line for entry in runner.log.tail(LOG_TAIL_LINES)]
+                raise FailedToStart(f"{obj.kind} {obj.id} failed to start: {reason}", id=obj.id, log_tail=tail)
+        return obj
+
+    async def _start_once(self, obj: JObject, runner: Runner) -> tuple[str | None, int | None]:
+        """Spawn and wait for readiness: (None, None) when ready, else (reason, exit code)."""
+        launch = runner.launch
+        taken = [port for port in launch.ports.values() if not is_free(port)]
+        if taken:
+            return f"port(s) {', '.join(map(str, taken))} already in use", None
+        try:
+            runner.child = await spawn(
+                launch.argv, self.workspaces.files_dir(obj.workspace_id), self._child_env(obj), runner.log,
+                self.config.log_max_line_bytes, obj.id, self.home,
+            )
+        except OSError as exc:
+            return f"could not run {launch.argv[0]}: {exc}", None
+        obj.pid = runner.child.pid
+        self._save(obj)
+        reason = await wait_ready(runner.child, "127.0.0.1", launch.probe_port, launch.protocol, obj.timeout_s)
+        if reason is None:
+            return None, None
+        code = await runner.child.stop(self.config.stop_grace_s)
+        runner.child = None
+        return reason, code
+
+    def _should_restart(self, obj: JObject, code: int | None) -> bool:
+        return obj.restart == "always" or (obj.restart == "on-failure" and code != 0)
+
+    async def _supervise(self, obj: JObject, runner: Runner) -> None:
+        """One object's life: start, wait for its exit, restart by policy with growing back-off."""
+        failures = 0
+        first = True
+        while True:
+            self._set_state(obj, "starting", pid=None, exit_code=None, error=None)
+            reason, code = await self._start_once(obj, runner)
+            if reason is None:
+                self._set_state(obj, "ready", started_at=utc_now())
+                runner.settle(None)
+                first = False
+                ready_at = time.monotonic()
+                code = await runner.child.wait()
+                runner.child = None
+                self._set_state(obj, "exited", exit_code=code, pid=None)
+                if time.monotonic() - ready_at > BACKOFF_RESET_S:
+                    failures = 0
+                if not self._should_restart(obj, code):
+                    return
+            elif first or not self._should_restart(obj, code if code is not None else 1):
+                self._set_state(obj, "failed", error=reason, exit_code=code, pid=None)
+                runner.settle(reason)
+                return
+            if failures >= self.config.restart_max_retries:
+                self._set_state(obj, "failed", pid=None, error=f"gave up after {failures} restarts in a row; last exit code {code}")
+                return
+            failures += 1
+            await asyncio.sleep(min(2 ** (failures - 1), 30))
+            obj.restarts += 1
+
+    # ---- stopping -----------------------------------------------------------------------------
+
+    async def _halt(self, obj: JObject, runner: Runner) -> None:
+        """Stop the supervising task and end the whole process tree; the state ends `stopped`."""
+        if runner.task and not runner.task.done():
+            runner.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner.task
+        runner.settle("it was stopped before it was ready")
+        if obj.state in LIVE_STATES or runner.child is not None:
+            self._set_state(obj, "stopping")
+            code = await runner.child.stop(self.config.stop_grace_s) if runner.child else obj.exit_code
+            # A process spawned just as the task was cancelled is found by its markers.
+            await end_processes(tree(-1, obj.id, self.home), self.config.stop_grace_s)
+            runner.child = None
+            self._set_state(obj, "stopped", exit_code=code, pid=None)
+
+    async def restart(self, kind: str, object_id: str, wait: bool = True) -> JObject:
+        obj = self.get(kind, object_id)
+        runner = self.runners[obj.id]
+        async with runner.lock:
+            await self._halt(obj, runner)
+            runner.launch = self._prepare(obj)  # picks up files changed in the workspace since
+        return await self._begin(obj, wait)
+
+    async def delete(self, kind: str, object_id: str) -> JObject:
+        return await self._remove(self.get(kind, object_id))
+
+    async def _remove(self, obj: JObject) -> JObject:
+        runner = self.runners[obj.id]
+        async with runner.lock:
+            if obj.id not in self.objects:
+                return obj
+            await self._halt(obj, runner)
+            self.store.delete(COLLECTION, obj.id)
+            del self.objects[obj.id]
+            del self.runners[obj.id]
+            self.alloc.release(list(obj.ports.values()))
+            runner.log.close()
+            runner.log.path.unlink(missing_ok=True)
+            shutil.rmtree(self.run_root / obj.id, ignore_errors=True)
+        return obj
+
+    async def delete_in_workspace(self, workspace_id: str) -> None:
+        doomed = [obj for obj in self.objects.values() if obj.workspace_id == workspace_id]
+        await asyncio.gather(*(self._remove(obj) for obj in doomed))
+
+    # ---- daemon life --------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """End processes a previous run left, then start again what should be running."""
+        leftovers = await asyncio.to_thread(find_marked, self.home)
+        if leftovers:
+            log.warning("ending %d object(s) left running by a previous run", len(leftovers))
+        await asyncio.gather(*(end_processes(procs, self.config.stop_grace_s) for procs in leftovers.values()))
+        for record in self.store.load_all(COLLECTION):
+            obj = JObject(**record)
+            self.objects[obj.id] = obj
+            self.runners[obj.id] = Runner(log=self._open_log(obj.id))
+            self.alloc.held.update(obj.ports.values())
+        for obj in list(self.objects.values()):
+            should_run = obj.state in LIVE_STATES | {"stopped"} or (
+                obj.state == "exited" and self._should_restart(obj, obj.exit_code)
+            )
+            if obj.state == "ready" or obj.state == "starting":
+                self._set_state(obj, "stopping")
+            if obj.state == "stopping":
+                self._set_state(obj, "stopped", pid=None)
+            if should_run:
+                await self._recover_one(obj)
+
+    async def _recover_one(self, obj: JObject) -> None:
+        runner = self.runners[obj.id]
+        try:
+            self.workspaces.get(obj.workspace_id)
+            runner.launch = self._prepare(obj)
+        except JinadError as exc:
+            self._set_state(obj, "failed", error=f"could not start it again after a daemon restart: {exc.message}")
+            return
+        await self._begin(obj, wait=False)
+
+    async def sample_resources(self) -> None:
+        """Refresh `resources` of every running object, one scan of the process table for all."""
+        running = {runner.child.pid: runner for runner in self.runners.values() if runner.child}
+        if not running:
+            return
+        members = await asyncio.to_thread(group_members, set(running))
+        for pgid, runner in running.items():
+            if runner.child:
+                runner.resources = await asyncio.to_thread(runner.child.resources, members.get(pgid, []))
+
+    async def shutdown(self) -> None:
+        """Stop every child; each is `stopped`, which the next start of the daemon takes as
+        'should be running' (only DELETE removes an object)."""
+        await asyncio.gather(*(self._halt(obj, self.runners[obj.id]) for obj in self.objects.values()))
+        for runner in self.runners.values():
+            runner.log.close()
+

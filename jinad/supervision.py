@@ -1,0 +1,232 @@
+"""Child processes: spawning in their own process group, draining their pipes, probing
+readiness, and stopping the whole tree (signal the group, wait, kill the group, check).
+
+Every child carries two environment markers, JINAD_OBJECT_ID and JINAD_HOME, so a daemon that
+starts after a crash can find what its previous run left behind, and no other daemon's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import aiohttp
+import psutil
+
+from .logs import Log
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 256 * 1024
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+MARK_ID = "JINAD_OBJECT_ID"
+MARK_HOME = "JINAD_HOME"
+
+
+async def _pump(stream: asyncio.StreamReader, name: str, sink: Log, max_line: int) -> None:
+    """Read a pipe at full speed into the log: split lines, cap long ones, never block the child."""
+    pending = b""
+    while chunk := await stream.read(READ_CHUNK):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        while len(pending) > max_line:
+            lines.append(pending[:max_line])
+            pending = pending[max_line:]
+        for raw in lines:
+            _emit(sink, name, raw, max_line)
+        sink.flush()
+    if pending:
+        _emit(sink, name, pending, max_line)
+        sink.flush()
+
+
+def _emit(sink: Log, name: str, raw: bytes, max_line: int) -> None:
+    for start in range(0, max(len(raw), 1), max_line):
+        text = raw[start:start + max_line].decode("utf-8", "replace").rstrip("\r")
+        if "\x1b" in text:
+            text = ANSI.sub("", text)
+        sink.append(name, text)
+
+
+def tree(pgid: int, object_id: str | None = None, home: str | None = None) -> list[psutil.Process]:
+    """Processes of a child's tree: its process group, plus (when asked) any process carrying the
+    child's markers, which finds descendants that left the group with setsid()."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid or (object_id and _marked(proc, object_id, home)):
+                found.append(proc)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return found
+
+
+def group_members(pgids: set[int]) -> dict[int, list[psutil.Process]]:
+    """The processes of each of these process groups, from one scan of the process table."""
+    members: dict[int, list[psutil.Process]] = {}
+    for proc in psutil.process_iter():
+        try:
+            pgid = os.getpgid(proc.pid)
+        except ProcessLookupError:
+            continue
+        if pgid in pgids:
+            members.setdefault(pgid, []).append(proc)
+    return members
+
+
+def _marked(proc: psutil.Process, object_id: str, home: str | None) -> bool:
+    try:
+        env = proc.environ()
+    except psutil.Error:
+        return False
+    return env.get(MARK_ID) == object_id and env.get(MARK_HOME) == home
+
+
+def find_marked(home: str) -> dict[str, list[psutil.Process]]:
+    """Every process that a daemon with this home started, by object id (for recovery)."""
+    found: dict[str, list[psutil.Process]] = {}
+    for proc in psutil.process_iter():
+        try:
+            env = proc.environ()
+        except psutil.Error:
+            continue
+        if env.get(MARK_HOME) == home and MARK_ID in env:
+            found.setdefault(env[MARK_ID], []).append(proc)
+    return found
+
+
+def _signal_all(procs: Iterable[psutil.Process], sig: int) -> None:
+    groups = set()
+    for proc in procs:
+        with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
+            groups.add(os.getpgid(proc.pid))
+            proc.send_signal(sig)
+    for group in groups:
+        if group != os.getpgid(0):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, sig)
+
+
+async def end_processes(procs: list[psutil.Process], grace: float) -> None:
+    """SIGTERM every process (and its group), wait up to `grace`, then SIGKILL what is left."""
+    if not procs:
+        return
+    _signal_all(procs, signal.SIGTERM)
+    _, alive = await asyncio.to_thread(psutil.wait_procs, procs, grace)
+    if alive:
+        log.warning("%d process(es) ignored SIGTERM for %.1fs; killing", len(alive), grace)
+        _signal_all(alive, signal.SIGKILL)
+        await asyncio.to_thread(psutil.wait_procs, alive, 5.0)
+
+
+class Child:
+    """A running child: its process group, pipe readers and exit."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, pumps: list[asyncio.Task], object_id: str, home: str) -> None:
+        self.proc = proc
+        self.pid = proc.pid  # also the process group id: it is the group's leader
+        self.pumps = pumps
+        self.object_id = object_id
+        self.home = home
+        self._samples: dict[int, psutil.Process] = {}
+
+    async def wait(self) -> int:
+        """Wait until the leader exits; then end the rest of its group, as it cannot go on alone."""
+        code = await self.proc.wait()
+        await end_processes(tree(self.pid), grace=2.0)
+        await self._drain()
+        return code
+
+    async def _drain(self) -> None:
+        # Pipes close once every writer is gone; a writer that escaped the group may hold them.
+        _, pending = await asyncio.wait(self.pumps, timeout=2.0)
+        for task in pending:
+            task.cancel()
+
+    async def stop(self, grace: float) -> int | None:
+        """End the whole tree and return the leader's exit code once no process of it is left."""
+        for _ in range(3):
+            procs = tree(self.pid, self.object_id, self.home)
+            if not procs:
+                break
+            await end_processes(procs, grace)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.proc.wait(), 5.0)
+        await self._drain()
+        return self.proc.returncode
+
+    def resources(self, members: list[psutil.Process]) -> dict:
+        """CPU, memory and process count summed over the group's members (CPU since the
+        previous call: the same psutil.Process objects are kept between calls)."""
+        cpu = rss = count = 0
+        seen = {}
+        for proc in members:
+            proc = self._samples.get(proc.pid, proc)
+            try:
+                cpu += proc.cpu_percent(interval=None)
+                rss += proc.memory_info().rss
+            except psutil.Error:
+                continue
+            seen[proc.pid] = proc
+            count += 1
+        self._samples = seen
+        return {"cpu_percent": round(cpu, 1), "memory_rss": rss, "processes": count}
+
+
+async def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Log, max_line: int, object_id: str, home: str) -> Child:
+    """Start argv in its own session with its pipes drained into `sink`."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        env={**env, MARK_ID: object_id, MARK_HOME: home},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+        limit=READ_CHUNK,
+    )
+    pumps = [
+        asyncio.create_task(_pump(proc.stdout, "stdout", sink, max_line)),
+        asyncio.create_task(_pump(proc.stderr, "stderr", sink, max_line)),
+    ]
+    return Child(proc, pumps, object_id, home)
+
+
+async def probe(host: str, port: int, protocol: str, session: aiohttp.ClientSession) -> bool:
+    """Does the object answer? A TCP connect, plus a real `/dry_run` for HTTP gateways, whose
+    port opens a little before they can serve."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    if protocol != "http":
+        return True
+    try:
+        async with session.get(f"http://{host}:{port}/dry_run", timeout=aiohttp.ClientTimeout(total=2)) as resp:
+            return resp.status == 200 and (await resp.json(content_type=None)).get("code") == 0
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, AttributeError):
+        return False
+
+
+async def wait_ready(child: Child, host: str, port: int, protocol: str, timeout: float) -> str | None:
+    """Poll until the object answers; the reason it never did, or None when it is ready."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if child.proc.returncode is not None:
+                return f"the process exited with code {child.proc.returncode} before it was ready"
+            if await probe(host, port, protocol, session):
+                return None
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(child.proc.wait()), 0.1)
+    return f"not ready within {timeout:g}s"
