@@ -25,12 +25,13 @@ PROTOCOLS = ("grpc", "http", "websocket")
 
 @dataclasses.dataclass
 class Launch:
-    """What to run and where it answers."""
+    """What to run, where it answers, and how to tell that it is ready."""
 
     argv: list[str]
     ports: dict[str, int]
-    probe_port: int
+    port: int  # the one its address names
     protocol: str
+    probes: list[tuple[int, str]]  # (port, "tcp" | "dry_run"): all must answer
 
 
 class _TaggedLoader(yaml.SafeLoader):
@@ -156,7 +157,10 @@ def prepare_flow(spec: dict, ws_root: Path, run_dir: Path, ports: dict[str, int]
 
     target = run_dir / "flow.yml"
     target.write_text(yaml.safe_dump(flow, sort_keys=False))
-    return Launch([jina, "flow", "--uses", str(target)], ports, gateway["port"], protocol)
+    # A Flow's gateway opens its port only once every executor is ready; an HTTP one a little
+    # before it can serve, so for HTTP a real /dry_run must also say so.
+    probe = "dry_run" if protocol == "http" else "tcp"
+    return Launch([jina, "flow", "--uses", str(target)], ports, gateway["port"], protocol, [(gateway["port"], probe)])
 
 
 def _executor_fields(spec: dict, ws_root: Path) -> dict:
@@ -176,23 +180,33 @@ def _executor_fields(spec: dict, ws_root: Path) -> dict:
 
 
 def prepare_pod(spec: dict, ws_root: Path, run_dir: Path, ports: dict[str, int], alloc: PortAllocator, jina: str) -> Launch:
+    """A Deployment always brings its own gateway, which a Flow cannot use as an external
+    executor; the Pod's address is therefore its head (with shards) or its worker(s), whose
+    ports are all fixed here. `executor` is the head or first worker, `executor-N` the other
+    replicas: an external Flow entry lists them all."""
     fields = _executor_fields(spec, ws_root)
     protocol = _protocol(spec.get("protocol"))
+    replicas, shards = _positive(spec, "replicas"), _positive(spec, "shards")
     port = _port(alloc, ports, "executor", spec.get("port"))
-    deployment = {
-        "jtype": "Deployment",
-        "with": {
-            **{k: v for k, v in fields.items() if v},
-            "name": "executor",
-            "replicas": _positive(spec, "replicas"),
-            "shards": _positive(spec, "shards"),
-            "protocol": protocol,
-            "port": port,
-        },
-    }
+    gateway = _port(alloc, ports, "gateway", None)
+    with_ = {**{k: v for k, v in fields.items() if v}, "name": "executor", "replicas": replicas, "shards": shards,
+             "protocol": protocol, "port": gateway}
+    if shards > 1:
+        with_["peer_ports"] = {
+            str(shard): [_port(alloc, ports, f"shard-{shard}-replica-{r}", None) for r in range(replicas)]
+            for shard in range(shards)
+        }
+    elif replicas > 1:
+        with_["peer_ports"] = [port] + [_port(alloc, ports, f"executor-{r}", None) for r in range(1, replicas)]
+    if shards > 1 or replicas == 1:
+        # Jina gives `port` to the gateway; the head's (or lone worker's) port can only be set
+        # as this extra CLI flag, which the Deployment's own parser reads.
+        with_[f"port={port}"] = True
     target = run_dir / "deployment.yml"
-    target.write_text(yaml.safe_dump(deployment, sort_keys=False))
-    return Launch([jina, "deployment", "--uses", str(target)], ports, port, protocol)
+    target.write_text(yaml.safe_dump({"jtype": "Deployment", "with": with_}, sort_keys=False))
+    serving = [p for name, p in ports.items() if name != "gateway"]
+    return Launch([jina, "deployment", "--uses", str(target)], ports, port, protocol,
+                  [(p, "tcp") for p in serving] + [(gateway, "tcp")])
 
 
 def prepare_pea(spec: dict, ws_root: Path, run_dir: Path, ports: dict[str, int], alloc: PortAllocator, jina: str) -> Launch:
@@ -204,7 +218,8 @@ def prepare_pea(spec: dict, ws_root: Path, run_dir: Path, ports: dict[str, int],
         argv += ["--py-modules", *fields["py_modules"]]
     if fields["uses_with"]:
         argv += ["--uses-with", json.dumps(fields["uses_with"])]
-    return Launch(argv, ports, port, protocol)
+    # An executor opens its port once its constructor has finished.
+    return Launch(argv, ports, port, protocol, [(port, "tcp")])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -185,7 +185,7 @@ class ObjectManager:
             obj.spec, self.workspaces.files_dir(obj.workspace_id), run_dir, obj.ports, self.alloc, self.jina
         )
         obj.protocol = launch.protocol
-        obj.address = f"{self._advertised_host}:{launch.probe_port}"
+        obj.address = f"{self._advertised_host}:{launch.port}"
         return launch
 
     def _child_env(self, obj: JObject) -> dict[str, str]:
@@ -269,7 +269,7 @@ class ObjectManager:
             return f"could not run {launch.argv[0]}: {exc}", None
         obj.pid = runner.child.pid
         self._save(obj)
-        reason = await wait_ready(runner.child, "127.0.0.1", launch.probe_port, launch.protocol, obj.timeout_s)
+        reason = await wait_ready(runner.child, "127.0.0.1", launch.probes, obj.timeout_s)
         if reason is None:
             return None, None
         code = await runner.child.stop(self.config.stop_grace_s)

@@ -199,9 +199,8 @@ async def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Lo
     return Child(proc, pumps, object_id, home)
 
 
-async def probe(host: str, port: int, protocol: str, session: aiohttp.ClientSession) -> bool:
-    """Does the object answer? A TCP connect, plus a real `/dry_run` for HTTP gateways, whose
-    port opens a little before they can serve."""
+async def probe(host: str, port: int, check: str, session: aiohttp.ClientSession) -> bool:
+    """Does the port answer? A TCP connect, and for `dry_run` a real `GET /dry_run` too."""
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
     except (OSError, asyncio.TimeoutError):
@@ -209,7 +208,7 @@ async def probe(host: str, port: int, protocol: str, session: aiohttp.ClientSess
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
-    if protocol != "http":
+    if check == "tcp":
         return True
     try:
         async with session.get(f"http://{host}:{port}/dry_run", timeout=aiohttp.ClientTimeout(total=2)) as resp:
@@ -218,14 +217,15 @@ async def probe(host: str, port: int, protocol: str, session: aiohttp.ClientSess
         return False
 
 
-async def wait_ready(child: Child, host: str, port: int, protocol: str, timeout: float) -> str | None:
-    """Poll until the object answers; the reason it never did, or None when it is ready."""
+async def wait_ready(child: Child, host: str, probes: list[tuple[int, str]], timeout: float) -> str | None:
+    """Poll until every probe answers; the reason it never did, or None when it is ready."""
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
             if child.proc.returncode is not None:
                 return f"the process exited with code {child.proc.returncode} before it was ready"
-            if await probe(host, port, protocol, session):
+            results = await asyncio.gather(*(probe(host, port, check, session) for port, check in probes))
+            if all(results):
                 return None
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(child.proc.wait()), 0.1)

@@ -51,7 +51,7 @@ async def _create_flow_from_upload(request: web.Request):
         async for part in form_parts(request, {"flow", "files", *FLOW_FORM_OPTIONS}):
             if part.name == "flow":
                 flow_names.append(part.filename or "flow.yml")
-                yield RenamedPart(part, flow_names[-1])
+                yield RenamedPart(part, flow_names[-1]) if not part.filename else part
             elif part.name == "files":
                 yield part
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import AsyncIterator
+from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
 
@@ -10,14 +11,21 @@ from ..errors import BadRequest, TooLarge
 
 
 class RenamedPart:
-    """A multipart part under a name the daemon chose (a Flow YAML sent without a filename)."""
+    """A multipart part under a name the daemon decoded or chose."""
 
     def __init__(self, part: BodyPartReader, filename: str) -> None:
         self.part = part
         self.filename = filename
 
+    @property
+    def name(self) -> str | None:
+        return self.part.name
+
     async def read_chunk(self, size: int = BodyPartReader.chunk_size) -> bytes:
         return await self.part.read_chunk(size)
+
+    async def text(self) -> str:
+        return await self.part.text()
 
 
 def check_size(request: web.Request, limit: int) -> None:
@@ -25,7 +33,7 @@ def check_size(request: web.Request, limit: int) -> None:
         raise TooLarge(f"upload of {request.content_length} bytes is larger than this daemon's limit of {limit} bytes")
 
 
-async def form_parts(request: web.Request, names: set[str]) -> AsyncIterator[BodyPartReader]:
+async def form_parts(request: web.Request, names: set[str]) -> AsyncIterator[BodyPartReader | RenamedPart]:
     """The parts of a multipart body, refusing fields not in `names`; nothing for an empty body."""
     if not request.body_exists:
         return
@@ -36,6 +44,8 @@ async def form_parts(request: web.Request, names: set[str]) -> AsyncIterator[Bod
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader) or part.name not in names:
                 raise BadRequest(f"unexpected form field {part.name!r}; expected {', '.join(sorted(names))}")
-            yield part
+            # aiohttp's client sends filenames percent-encoded (src%2Fenc.py), curl and browsers
+            # raw; decoding both gives the same path, and the path checks come after this.
+            yield RenamedPart(part, unquote(part.filename)) if part.filename else part
     except (ValueError, AssertionError) as exc:
         raise BadRequest(f"malformed multipart body: {exc}") from None

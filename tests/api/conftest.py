@@ -1,0 +1,14 @@
+import pytest
+
+from jinad.app import create_app
+from jinad.config import Config
+
+
+@pytest.fixture
+def config(tmp_path) -> Config:
+    return Config(workspace=str(tmp_path / "home"), host="127.0.0.1", port_range="47000-47099", max_upload_bytes=64 * 1024)
+
+
+@pytest.fixture
+async def client(aiohttp_client, config):
+    return await aiohttp_client(create_app(config))

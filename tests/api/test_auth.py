@@ -1,0 +1,24 @@
+import pytest
+
+from jinad.app import create_app
+
+
+@pytest.fixture
+async def secured(aiohttp_client, config):
+    return await aiohttp_client(create_app(config.replace(token="s3cret")))
+
+
+async def test_liveness_stays_open(secured):
+    assert (await secured.get("/")).status == 200
+
+
+async def test_everything_else_needs_the_token(secured):
+    resp = await secured.get("/status")
+    assert resp.status == 401
+    assert (await resp.json())["error"] == "unauthorized"
+    assert (await secured.get("/workspaces", headers={"Authorization": "Bearer wrong"})).status == 401
+
+
+async def test_bearer_header_and_query_token_both_work(secured):
+    assert (await secured.get("/status", headers={"Authorization": "Bearer s3cret"})).status == 200
+    assert (await secured.get("/workspaces?token=s3cret")).status == 200

@@ -1,0 +1,139 @@
+"""Fixtures: real `jinad` daemons in subprocesses, and a check that no test leaves a child behind."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXECUTORS = Path(__file__).resolve().parent / "executors"
+JINAD = Path(sys.executable).parent / "jinad"
+_port_blocks = itertools.count()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def children_of_home(home: Path) -> list[psutil.Process]:
+    """Processes a daemon with this home started (they carry its JINAD_HOME marker)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("JINAD_HOME") == str(home) and proc.pid != os.getpid():
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+async def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
+    """Await a condition (sync or async callable) with a deadline; return its truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+class Daemon:
+    """A real `jinad` process on loopback, with its own home and port range."""
+
+    def __init__(self, home: Path, *extra: str) -> None:
+        self.home = home
+        self.port = free_port()
+        block = 46000 + 300 * (next(_port_blocks) % 50)
+        self.port_range = f"{block}-{block + 299}"
+        self.extra = list(extra)
+        self.proc: subprocess.Popen | None = None
+        self.log_path = home.parent / f"{home.name}-daemon.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "Daemon":
+        argv = [str(JINAD), "--workspace", str(self.home), "--host", "127.0.0.1", "--port-expose", str(self.port),
+                "--port-range", self.port_range, "--stop-grace-s", "5", "--resource-interval-s", "0.5", *self.extra]
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"jinad exited with {self.proc.returncode}:\n{self.log_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"jinad did not listen within 60s:\n{self.log_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout)
+        return self.proc.returncode if self.proc else 0
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def daemon_factory(tmp_path):
+    """Start daemons with `daemon_factory()`; at the end all are stopped and none may leave a child."""
+    started: list[Daemon] = []
+
+    def make(*extra: str, home: Path | None = None) -> Daemon:
+        daemon = Daemon(home or tmp_path / f"home{len(started)}", *extra).start()
+        started.append(daemon)
+        return daemon
+
+    yield make
+    leaks = []
+    for daemon in started:
+        daemon.stop()
+        left = children_of_home(daemon.home)
+        leaks += [f"{p.pid} {' '.join(p.cmdline())}" for p in left]
+        for proc in left:  # ours: started by this test's daemon
+            proc.kill()
+    assert not leaks, f"processes left running: {leaks}"
+
+
+@pytest.fixture
+def daemon(daemon_factory) -> Daemon:
+    return daemon_factory()
+
+
+@pytest.fixture
+async def http():
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=180)) as session:
+        yield session
+
+
+def form(*files: tuple[str, str, bytes | Path], **fields: str) -> aiohttp.FormData:
+    """A multipart body of (field, filename, content) parts and plain fields."""
+    data = aiohttp.FormData()
+    for field_name, filename, content in files:
+        body = content.read_bytes() if isinstance(content, Path) else content
+        data.add_field(field_name, body, filename=filename, content_type="application/octet-stream")
+    for name, value in fields.items():
+        data.add_field(name, value)
+    return data

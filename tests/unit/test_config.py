@@ -1,0 +1,44 @@
+import argparse
+
+import pytest
+
+from jinad import config as settings
+from jinad.config import Config
+from tests.conftest import REPO
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    settings.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_shipped_config_file_states_the_defaults():
+    assert Config(**settings.read_file(REPO / "configs" / "jinad.yml")) == Config()
+
+
+def test_defaults_follow_the_seed():
+    config = settings.load(parse(), environ={})
+    assert config.port_expose == 8000
+    assert config.home.name == ".jinad"
+
+
+def test_flags_beat_environment_beat_file(tmp_path):
+    file = tmp_path / "j.yml"
+    file.write_text("port_expose: 8001\nstop_grace_s: 3\nlog_level: DEBUG\n")
+    env = {"JINAD_CONFIG": str(file), "JINAD_PORT_EXPOSE": "8002", "JINAD_STOP_GRACE_S": "4"}
+    config = settings.load(parse("--port-expose", "8003"), environ=env)
+    assert (config.port_expose, config.stop_grace_s, config.log_level) == (8003, 4.0, "DEBUG")
+
+
+@pytest.mark.parametrize("text", ["nope: 1\n", "port_expose: eighty\n", "- a list\n"])
+def test_bad_settings_file_is_refused_with_its_name(tmp_path, text):
+    file = tmp_path / "bad.yml"
+    file.write_text(text)
+    with pytest.raises(ValueError, match="bad.yml"):
+        settings.load(parse("--config", str(file)), environ={})
+
+
+def test_bad_port_range_is_refused():
+    with pytest.raises(ValueError, match="port_range"):
+        Config(port_range="5000")
