@@ -6,14 +6,15 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from typing import AsyncIterator
 
 from aiohttp import web
 
-from .api import health, objects, workspaces
+from .api import health, logs, objects, ui, workspaces
 from .api.auth import token_auth
 from .api.errors import json_errors
-from .api.keys import CONFIG, OBJECTS, STARTED_AT, WORKSPACES
+from .api.keys import CONFIG, OBJECTS, STARTED_AT, STREAMS, WORKSPACES
 from .config import Config
 from .objects import ObjectManager
 from .store import Store
@@ -53,7 +54,9 @@ def create_app(config: Config) -> web.Application:
     app[STARTED_AT] = time.monotonic()
     app[WORKSPACES] = WorkspaceManager(config.home, store, config.max_upload_bytes)
     app[OBJECTS] = ObjectManager(config, store, app[WORKSPACES])
-    for module in (health, workspaces, objects):
+    for module in (health, workspaces, objects, logs, ui):
         app.add_routes(module.routes)
+    app[STREAMS] = weakref.WeakSet()
+    app.on_shutdown.append(logs.end_streams)
     app.cleanup_ctx.append(_managers)
     return app

@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         port=config.port_expose,
         loop=new_event_loop(),
         access_log=None,
+        shutdown_timeout=5,
         print=lambda _: logging.getLogger("jinad").info(
             "jinad %s listening on http://%s:%d (home %s)", __version__, config.host, config.port_expose, config.home
         ),

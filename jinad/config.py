@@ -33,6 +33,8 @@ class Config:
     log_ring_lines: int = 10000
     log_ring_bytes: int = 4 * 1024 * 1024
     log_max_line_bytes: int = 16 * 1024
+    log_file_max_bytes: int = 50 * 1024 * 1024
+    log_file_backups: int = 5
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -67,6 +69,8 @@ HELP = {
     "log_ring_lines": "lines of each object's log kept in memory",
     "log_ring_bytes": "bytes of each object's log kept in memory",
     "log_max_line_bytes": "longer output lines are split at this size",
+    "log_file_max_bytes": "a log file past this size is rotated",
+    "log_file_backups": "rotated log files kept per object",
     "log_level": "the daemon's own log level",
 }
 

@@ -1,21 +1,29 @@
-"""Per-object logs: numbered lines in an in-memory ring buffer and in a JSON-lines file.
+"""Per-object logs: numbered lines in an in-memory ring buffer and in size-rotated files.
 
-Every line gets the next sequence number. The ring buffer holds the latest lines (bounded by
-count and bytes) for fast tails and live followers; the file holds every line with the same
-numbers, so a reader that fell out of the ring resumes from disk without a gap.
+Every line gets the next sequence number. The ring holds the latest lines (bounded by count
+and bytes) for tails and live followers; the files hold every line with the same numbers, so
+a follower that fell out of the ring resumes from disk without a gap or a repeat.
+
+Lines arrive in batches (one per pipe read) and are kept as batches: the reader that drains a
+child's pipe does one append per read, not one per line, so a fast child is never held up.
+
+File format, one line each: `<seq> <ts> <stream> <text>`. Rotation as supervisord's: when
+`<id>.log` passes `file_max_bytes` it becomes `<id>.log.1` (older ones shift up, the oldest
+beyond `file_backups` is dropped); sequence numbers carry on across rotations and restarts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import AsyncIterator, Callable, Iterator
 
 from .ids import utc_now
+
+READ_BATCH = 2000  # lines handed to a follower at a time
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,74 +37,196 @@ class LogLine:
         return {"seq": self.seq, "ts": self.ts, "stream": self.stream, "line": self.line}
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Lines read from one stream at one moment: numbered first, first + 1, ..."""
+
+    first: int
+    ts: str
+    stream: str
+    lines: list[str]
+    size: int
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.lines) - 1
+
+    def after(self, seq: int) -> Iterator[LogLine]:
+        for index in range(max(0, seq + 1 - self.first), len(self.lines)):
+            yield LogLine(self.first + index, self.ts, self.stream, self.lines[index])
+
+
+@dataclass(frozen=True, slots=True)
+class StateNote:
+    """A state change of the log's owner, placed between the lines around it."""
+
+    after_seq: int
+    state: str
+    exit_code: int | None
+
+
+def _parse(raw: str) -> LogLine | None:
+    parts = raw.rstrip("\n").split(" ", 3)
+    if len(parts) < 3 or not parts[0].isdigit():
+        return None
+    return LogLine(int(parts[0]), parts[1], parts[2], parts[3] if len(parts) == 4 else "")
+
+
 def _last_seq(path: Path) -> int:
     """The sequence number of the last complete line of a log file (0 when there is none)."""
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - 65536))
-            lines = f.read().splitlines()
+            tail = f.read().decode("utf-8", "replace").splitlines()
     except FileNotFoundError:
         return 0
-    for raw in reversed(lines):
-        try:
-            return int(json.loads(raw)["seq"])
-        except (ValueError, KeyError, TypeError):
-            continue
+    for raw in reversed(tail):
+        entry = _parse(raw)
+        if entry:
+            return entry.seq
     return 0
 
 
 class Log:
     """One object's output, appended by its pipe readers, read by tails and followers."""
 
-    def __init__(self, path: Path, ring_lines: int, ring_bytes: int) -> None:
+    def __init__(self, path: Path, ring_lines: int, ring_bytes: int, file_max_bytes: int, file_backups: int) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.last_seq = _last_seq(path)
+        self._file_max_bytes, self._file_backups = file_max_bytes, file_backups
+        self.last_seq = max((_last_seq(p) for p in self.files()), default=0)
         self._file = open(path, "a", encoding="utf-8")
-        self._ring: collections.deque[LogLine] = collections.deque()
-        self._ring_bytes = 0
-        self._max_lines = ring_lines
-        self._max_bytes = ring_bytes
+        self._ring: collections.deque[Batch] = collections.deque()
+        self._ring_lines = self._ring_bytes = 0
+        self._max_lines, self._max_bytes = ring_lines, ring_bytes
         self._changed = asyncio.Event()
+        self.notes: list[StateNote] = []
 
-    def append(self, stream: str, text: str) -> LogLine:
-        self.last_seq += 1
-        entry = LogLine(self.last_seq, utc_now(), stream, text)
-        self._ring.append(entry)
-        self._ring_bytes += len(text)
-        while len(self._ring) > self._max_lines or self._ring_bytes > self._max_bytes:
-            self._ring_bytes -= len(self._ring.popleft().line)
-        self._file.write(json.dumps(entry.to_json(), ensure_ascii=False) + "\n")
-        return entry
+    def files(self) -> list[Path]:
+        """The log's files, oldest first."""
+        backups = [self._backup(n) for n in range(self._file_backups, 0, -1)]
+        return [p for p in backups if p.exists()] + ([self.path] if self.path.exists() else [])
+
+    def append(self, stream: str, lines: list[str]) -> None:
+        """Number and keep a batch of lines; followers are woken by `flush`."""
+        if not lines:
+            return
+        batch = Batch(self.last_seq + 1, utc_now(), stream, lines, sum(map(len, lines)))
+        self.last_seq = batch.last
+        self._ring.append(batch)
+        self._ring_lines += len(lines)
+        self._ring_bytes += batch.size
+        while len(self._ring) > 1 and (self._ring_lines > self._max_lines or self._ring_bytes > self._max_bytes):
+            dropped = self._ring.popleft()
+            self._ring_lines -= len(dropped.lines)
+            self._ring_bytes -= dropped.size
+        prefix = f" {batch.ts} {stream} "
+        self._file.write("".join(f"{batch.first + i}{prefix}{line}\n" for i, line in enumerate(lines)))
 
     def flush(self) -> None:
-        """Write buffered lines to the file and wake followers; called once per chunk read."""
+        """Write buffered lines to disk, rotate if due, and wake followers."""
         self._file.flush()
+        if self._file.tell() > self._file_max_bytes:
+            self._rotate()
+        self._wake()
+
+    def note_state(self, state: str, exit_code: int | None) -> None:
+        self.notes.append(StateNote(self.last_seq, state, exit_code))
+        self._wake()
+
+    def _wake(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def wait_for_more(self) -> None:
-        await self._changed.wait()
+    def _backup(self, n: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.{n}")
+
+    def _rotate(self) -> None:
+        self._file.close()
+        if self._file_backups:
+            self._backup(self._file_backups).unlink(missing_ok=True)
+            for n in range(self._file_backups - 1, 0, -1):
+                if self._backup(n).exists():
+                    os.replace(self._backup(n), self._backup(n + 1))
+            os.replace(self.path, self._backup(1))
+        else:
+            self.path.unlink()
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set at the next append or state note; take it before reading to miss no wake-up."""
+        return self._changed
 
     def tail(self, n: int) -> list[LogLine]:
-        return list(self._ring)[-n:] if n > 0 else []
+        return self._from_ring(self.last_seq - n, n) if n > 0 else []
 
-    def lines_after(self, seq: int) -> Iterator[LogLine]:
-        """Every line after `seq`: from the ring when it still holds them, else from the file."""
-        if self._ring and self._ring[0].seq <= seq + 1:
-            yield from (entry for entry in list(self._ring) if entry.seq > seq)
-            return
+    def _from_ring(self, seq: int, limit: int) -> list[LogLine]:
+        out: list[LogLine] = []
+        for batch in reversed(self._ring):  # newest first: a live follower wants the end
+            if batch.last <= seq:
+                break
+            out[:0] = batch.after(seq)
+        return out[:limit]
+
+    def _read_files(self, seq: int, limit: int) -> list[LogLine]:
+        out: list[LogLine] = []
+        for path in self.files():
+            try:
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    for raw in f:
+                        entry = _parse(raw)
+                        if entry and entry.seq > seq:
+                            out.append(entry)
+                            if len(out) >= limit:
+                                return out
+            except FileNotFoundError:  # rotated away while reading: the next file has the rest
+                continue
+        return out
+
+    async def read_after(self, seq: int, limit: int = READ_BATCH) -> list[LogLine]:
+        """Up to `limit` lines after `seq`: from the ring when it still holds the next one,
+        else from the files (read in a thread, so a catching-up follower never stalls others)."""
+        if seq >= self.last_seq:
+            return []
+        if self._ring and self._ring[0].first <= seq + 1:
+            return self._from_ring(seq, limit)
         self._file.flush()
-        with open(self.path, encoding="utf-8") as f:
-            for raw in f:
-                try:
-                    entry = LogLine(**json.loads(raw))
-                except (ValueError, TypeError):
-                    continue
-                if entry.seq > seq:
-                    yield entry
+        return await asyncio.to_thread(self._read_files, seq, limit)
 
     def close(self) -> None:
         self.flush()
         self._file.close()
+
+    def remove(self) -> None:
+        self._file.close()
+        for path in self.files():
+            path.unlink(missing_ok=True)
+
+
+async def follow(log: Log, after: int, keep_following: bool, finished: Callable[[], bool]) -> AsyncIterator[list[LogLine | StateNote]]:
+    """Every line after `after` and every state change from now on, in order and in batches,
+    until the owner has finished and every line was given (or, not following, once the
+    backlog is given)."""
+    notes_seen = len(log.notes)
+    while True:
+        changed = log.changed
+        lines = await log.read_after(after)
+        batch: list[LogLine | StateNote] = []
+        for entry in lines:
+            while notes_seen < len(log.notes) and log.notes[notes_seen].after_seq < entry.seq:
+                batch.append(log.notes[notes_seen])
+                notes_seen += 1
+            batch.append(entry)
+            after = entry.seq
+        while notes_seen < len(log.notes) and log.notes[notes_seen].after_seq <= after:
+            batch.append(log.notes[notes_seen])
+            notes_seen += 1
+        if batch:
+            yield batch
+        if lines:
+            continue
+        if not keep_following or finished():
+            return
+        await changed.wait()

@@ -137,6 +137,14 @@ class ObjectManager:
         self.find(object_id)
         return self.runners[object_id].log
 
+    def is_finished(self, object_id: str) -> bool:
+        """Has the object ended for good (no process, and no restart coming)?"""
+        obj = self.objects.get(object_id)
+        if obj is None:
+            return True
+        task = self.runners[obj.id].task
+        return obj.state in ("stopped", "failed", "exited") and (task is None or task.done())
+
     def has_live_objects(self, workspace_id: str) -> bool:
         return any(o.workspace_id == workspace_id and o.state in LIVE_STATES for o in self.objects.values())
 
@@ -169,6 +177,7 @@ class ObjectManager:
         for name, value in fields.items():
             setattr(obj, name, value)
         self._save(obj)
+        self.runners[obj.id].log.note_state(state, obj.exit_code)
         log.info("%s %s: %s%s", obj.kind, obj.id, state, f" ({obj.error})" if state == "failed" else "")
         event = {"id": obj.id, "kind": obj.kind, "state": state, "exit_code": obj.exit_code, "error": obj.error, "ts": utc_now()}
         for queue in self._subscribers:
@@ -240,7 +249,8 @@ class ObjectManager:
         return await self._begin(obj, wait)
 
     def _open_log(self, object_id: str) -> Log:
-        return Log(self.log_root / f"{object_id}.log", self.config.log_ring_lines, self.config.log_ring_bytes)
+        c = self.config
+        return Log(self.log_root / f"{object_id}.log", c.log_ring_lines, c.log_ring_bytes, c.log_file_max_bytes, c.log_file_backups)
 
     async def _begin(self, obj: JObject, wait: bool) -> JObject:
         """Start the object's supervising task; with `wait`, answer once it is ready or failed."""
@@ -347,8 +357,7 @@ class ObjectManager:
             del self.objects[obj.id]
             del self.runners[obj.id]
             self.alloc.release(list(obj.ports.values()))
-            runner.log.close()
-            runner.log.path.unlink(missing_ok=True)
+            runner.log.remove()
             shutil.rmtree(self.run_root / obj.id, ignore_errors=True)
         return obj
 

@@ -34,25 +34,27 @@ async def _pump(stream: asyncio.StreamReader, name: str, sink: Log, max_line: in
     """Read a pipe at full speed into the log: split lines, cap long ones, never block the child."""
     pending = b""
     while chunk := await stream.read(READ_CHUNK):
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        while len(pending) > max_line:
+        *lines, pending = (pending + chunk).split(b"\n")
+        while len(pending) > max_line:  # a line without end in sight is cut, not hoarded
             lines.append(pending[:max_line])
             pending = pending[max_line:]
-        for raw in lines:
-            _emit(sink, name, raw, max_line)
+        sink.append(name, _texts(lines, max_line))
         sink.flush()
     if pending:
-        _emit(sink, name, pending, max_line)
+        sink.append(name, _texts([pending], max_line))
         sink.flush()
 
 
-def _emit(sink: Log, name: str, raw: bytes, max_line: int) -> None:
-    for start in range(0, max(len(raw), 1), max_line):
-        text = raw[start:start + max_line].decode("utf-8", "replace").rstrip("\r")
-        if "\x1b" in text:
-            text = ANSI.sub("", text)
-        sink.append(name, text)
+def _texts(raw_lines: list[bytes], max_line: int) -> list[str]:
+    """Decode (bad UTF-8 becomes U+FFFD), split over-long lines, drop colour codes."""
+    texts = []
+    for raw in raw_lines:
+        if len(raw) > max_line:
+            texts += _texts([raw[i:i + max_line] for i in range(0, len(raw), max_line)], max_line)
+            continue
+        text = raw.decode("utf-8", "replace").rstrip("\r")
+        texts.append(ANSI.sub("", text) if "\x1b" in text else text)
+    return texts
 
 
 def tree(pgid: int, object_id: str | None = None, home: str | None = None) -> list[psutil.Process]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 from aiohttp import web
 
 from ..config import Config
@@ -12,3 +14,5 @@ CONFIG = web.AppKey("config", Config)
 WORKSPACES = web.AppKey("workspaces", WorkspaceManager)
 OBJECTS = web.AppKey("objects", ObjectManager)
 STARTED_AT = web.AppKey("started_at", float)
+# Tasks of open log and event streams, ended when the daemon shuts down.
+STREAMS = web.AppKey("streams", weakref.WeakSet)

@@ -1,0 +1,1 @@
+"""Talking to jinad over its REST contract (nothing here imports the server's internals)."""

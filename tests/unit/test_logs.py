@@ -1,0 +1,55 @@
+import asyncio
+
+from jinad.logs import Log, follow
+from jinad.supervision import _pump
+
+
+def make_log(tmp_path, ring_lines=5, file_max_bytes=10_000_000, backups=3) -> Log:
+    return Log(tmp_path / "x.log", ring_lines, 1 << 20, file_max_bytes, backups)
+
+
+async def collect(log: Log, after: int) -> list:
+    out = []
+    async for batch in follow(log, after, keep_following=False, finished=lambda: True):
+        out += batch
+    return out
+
+
+async def test_lines_past_the_ring_come_from_the_file(tmp_path):
+    log = make_log(tmp_path, ring_lines=5)
+    for i in range(20):
+        log.append("stdout", [f"line {i}"])
+    log.flush()
+    assert [e.line for e in log.tail(3)] == ["line 17", "line 18", "line 19"]
+    lines = await collect(log, 2)
+    assert [e.seq for e in lines] == list(range(3, 21))
+    assert lines[0].line == "line 2"
+
+
+async def test_sequence_numbers_carry_on_after_reopening_and_rotation(tmp_path):
+    log = make_log(tmp_path, file_max_bytes=500)
+    for i in range(50):
+        log.append("stderr", [f"line {i:03d} " + "y" * 20])
+        log.flush()
+    log.close()
+    assert len(log.files()) == 4  # the current file and three backups
+    again = make_log(tmp_path, file_max_bytes=500)
+    assert again.last_seq == 50
+    again.append("stdout", ["after"])
+    entries = await collect(again, 0)
+    assert entries[-1].seq == 51 and entries[-1].line == "after"
+    seqs = [e.seq for e in entries]
+    assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
+
+
+async def test_pump_splits_long_lines_and_replaces_bad_utf8(tmp_path):
+    log = make_log(tmp_path, ring_lines=100)
+    reader = asyncio.StreamReader()
+    reader.feed_data(b"ok\r\n" + b"a" * 45 + b"\n\xff\xfebad\n\x1b[31mred\x1b[0m\nno newline at the end")
+    reader.feed_eof()
+    await _pump(reader, "stdout", log, max_line=20)
+    lines = [e.line for e in log.tail(100)]
+    assert lines[:4] == ["ok", "a" * 20, "a" * 20, "a" * 5]
+    assert lines[4] == "\ufffd\ufffdbad"
+    assert lines[5] == "red"
+    assert lines[6:] == ["no newline at the en", "d"]
