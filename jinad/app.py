@@ -21,38 +21,40 @@ from .store import Store
 from .workspaces import WorkspaceManager
 
 log = logging.getLogger(__name__)
-JSON_BODY_LIMIT = 1024 * 1024  # uploads stream past this; it bounds JSON bodies read whole
 
 
 async def _managers(app: web.Application) -> AsyncIterator[None]:
     """Load state and recover children before serving; stop every child at shutdown."""
     app[WORKSPACES].load()
     await app[OBJECTS].recover()
-    sampler = asyncio.create_task(_sample_resources(app))
+    housekeeper = asyncio.create_task(_housekeeping(app))
     yield
-    sampler.cancel()
+    housekeeper.cancel()
     with contextlib.suppress(asyncio.CancelledError):
-        await sampler
+        await housekeeper
     await app[OBJECTS].shutdown()
     log.info("jinad stopped; every child ended")
 
 
-async def _sample_resources(app: web.Application) -> None:
+async def _housekeeping(app: web.Application) -> None:
+    """Every few seconds: sample resources, retry records a full disk kept from being stored."""
     while True:
         await asyncio.sleep(app[CONFIG].resource_interval_s)
         try:
             await app[OBJECTS].sample_resources()
+            app[OBJECTS].save_pending()
         except Exception:
-            log.exception("sampling resources failed")
+            log.exception("housekeeping failed")
 
 
 def create_app(config: Config) -> web.Application:
     middlewares = [json_errors] + ([token_auth(config.token)] if config.token else [])
-    app = web.Application(middlewares=middlewares, client_max_size=JSON_BODY_LIMIT)
+    # client_max_size bounds bodies read whole (JSON); uploads stream past it under their own limits.
+    app = web.Application(middlewares=middlewares, client_max_size=config.max_json_bytes)
     store = Store(config.home / "state")
     app[CONFIG] = config
     app[STARTED_AT] = time.monotonic()
-    app[WORKSPACES] = WorkspaceManager(config.home, store, config.max_upload_bytes)
+    app[WORKSPACES] = WorkspaceManager(config, store)
     app[OBJECTS] = ObjectManager(config, store, app[WORKSPACES])
     for module in (health, workspaces, objects, logs, ui):
         app.add_routes(module.routes)

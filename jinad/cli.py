@@ -12,6 +12,7 @@ from typing import IO
 from aiohttp import web
 
 from . import __version__, config as settings
+from .api.auth import is_loopback, resolve_token
 from .app import create_app
 
 
@@ -47,6 +48,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(exc))
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     lock = lock_home(config.home)
+    config = resolve_token(config)
+    if config.token:
+        logging.getLogger("jinad").info(
+            "auth is on: send 'Authorization: Bearer <token>' (or ?token= in a browser)%s",
+            f"; the token is in {config.home / 'token'}" if (config.home / "token").exists() else "",
+        )
+    elif not is_loopback(config.host):
+        logging.getLogger("jinad").warning("auth is off (--no-auth) on %s: anyone who reaches this port can run code here", config.host)
     web.run_app(
         create_app(config),
         host=config.host,

@@ -24,7 +24,14 @@ class Config:
     port_expose: int = 8000
     workspace: str = "~/.jinad"
     token: str = ""
+    no_auth: bool = False
     max_upload_bytes: int = 1024 * 1024 * 1024
+    max_upload_files: int = 10000
+    max_workspace_bytes: int = 10 * 1024 * 1024 * 1024
+    max_json_bytes: int = 1024 * 1024
+    max_yaml_bytes: int = 1024 * 1024
+    max_yaml_depth: int = 50
+    max_running_objects: int = 100
     port_range: str = "45000-49999"
     start_timeout_s: float = 120.0
     stop_grace_s: float = 10.0
@@ -59,8 +66,15 @@ HELP = {
     "host": "address to listen on",
     "port_expose": "port of the REST API",
     "workspace": "the daemon's home: its state, workspaces and logs",
-    "token": "bearer token clients must send (empty: no auth)",
-    "max_upload_bytes": "largest upload body accepted",
+    "token": "bearer token clients must send (empty on a non-loopback address: one is made and kept)",
+    "no_auth": "serve without a token even on a non-loopback address",
+    "max_upload_bytes": "largest upload body accepted (unpacked archives count too)",
+    "max_upload_files": "most files one upload may hold",
+    "max_workspace_bytes": "largest total size of one workspace",
+    "max_json_bytes": "largest JSON request body",
+    "max_yaml_bytes": "largest Flow YAML accepted",
+    "max_yaml_depth": "deepest nesting of a Flow YAML accepted",
+    "max_running_objects": "most Flows, Pods and Peas starting or running at once",
     "port_range": "ports the daemon hands to Flows, Pods and Peas, as LOW-HIGH",
     "start_timeout_s": "default seconds an object may take to become ready",
     "stop_grace_s": "seconds between SIGTERM and SIGKILL of a process group",
@@ -110,12 +124,11 @@ def read_environ(environ: Mapping[str, str]) -> dict[str, Any]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help=f"settings file (default: {DEFAULT_CONFIG_FILE} if present)")
     for field in dataclasses.fields(Config):
-        parser.add_argument(
-            "--" + field.name.replace("_", "-"),
-            dest=field.name,
-            default=None,
-            help=f"{HELP[field.name]} (default: {field.default})",
-        )
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(field.default, bool):
+            parser.add_argument(flag, dest=field.name, action="store_const", const=True, default=None, help=HELP[field.name])
+        else:
+            parser.add_argument(flag, dest=field.name, default=None, help=f"{HELP[field.name]} (default: {field.default})")
 
 
 def load(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> Config:

@@ -34,6 +34,31 @@ class Launch:
     probes: list[tuple[int, str]]  # (port, "tcp" | "dry_run"): all must answer
 
 
+@dataclasses.dataclass
+class Context:
+    """What preparing one object needs: its workspace, its run folder, its ports so far."""
+
+    ws_root: Path
+    run_dir: Path
+    ports: dict[str, int]
+    alloc: PortAllocator
+    jina: str
+    max_yaml_bytes: int
+    max_yaml_depth: int
+
+    def port(self, name: str, fixed: Any) -> int:
+        """The port named `name`: kept from an earlier run, fixed by the user, or taken from the range."""
+        if name in self.ports:
+            return self.ports[name]
+        if fixed is None:
+            self.ports[name] = self.alloc.take()
+        elif isinstance(fixed, int) and not isinstance(fixed, bool) and 0 < fixed < 65536:
+            self.ports[name] = self.alloc.claim(fixed)
+        else:
+            raise BadRequest(f"port of {name} must be a number from 1 to 65535, not {fixed!r}")
+        return self.ports[name]
+
+
 class _TaggedLoader(yaml.SafeLoader):
     """Safe YAML that reads Jina's `!Flow`-style tags as `jtype` and builds no Python objects."""
 
@@ -47,15 +72,36 @@ def _tagged_mapping(loader: _TaggedLoader, tag_suffix: str, node: yaml.Node) -> 
 _TaggedLoader.add_multi_constructor("!", _tagged_mapping)
 
 
-def load_yaml(path: Path, label: str) -> dict:
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of loaded YAML, each node visited once (aliases make a graph, and a
+    'billion laughs' document would take forever to walk as a tree)."""
+    seen: set[int] = set()
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, (dict, list)) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def load_yaml(path: Path, label: str, max_bytes: int, max_depth: int) -> dict:
+    if path.stat().st_size > max_bytes:
+        raise BadRequest(f"{label} is larger than this daemon's YAML limit of {max_bytes} bytes")
     try:
         loaded = yaml.load(path.read_text(), Loader=_TaggedLoader)
-    except FileNotFoundError:
-        raise BadRequest(f"the workspace has no file {label!r}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"{label} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
+        raise BadRequest(f"{label} is not valid YAML: {' '.join(str(exc).split())[:500]}") from None
     if not isinstance(loaded, dict):
         raise BadRequest(f"{label} must be a YAML mapping")
+    if _depth(loaded, max_depth) > max_depth:
+        raise BadRequest(f"{label} nests deeper than this daemon's limit of {max_depth} levels")
     return loaded
 
 
@@ -91,19 +137,6 @@ class PathResolver:
         return value
 
 
-def _port(alloc: PortAllocator, ports: dict[str, int], name: str, fixed: Any) -> int:
-    """The port named `name`: kept from an earlier run, fixed by the user, or taken from the range."""
-    if name in ports:
-        return ports[name]
-    if fixed is None:
-        ports[name] = alloc.take()
-    elif isinstance(fixed, int) and 0 < fixed < 65536:
-        ports[name] = alloc.claim(fixed)
-    else:
-        raise BadRequest(f"port of {name} must be a number from 1 to 65535, not {fixed!r}")
-    return ports[name]
-
-
 def _protocol(value: Any) -> str:
     if value is None:
         return "grpc"
@@ -119,12 +152,12 @@ def _positive(spec: dict, key: str) -> int:
     return value
 
 
-def prepare_flow(spec: dict, ws_root: Path, run_dir: Path, ports: dict[str, int], alloc: PortAllocator, jina: str) -> Launch:
+def prepare_flow(spec: dict, ctx: Context) -> Launch:
     filename = spec.get("filename")
     if not isinstance(filename, str) or not filename:
         raise BadRequest("a Flow needs 'filename': the Flow YAML's path in the workspace")
-    source = Path(PathResolver(ws_root).file(filename, "filename"))
-    flow = load_yaml(source, filename)
+    source = Path(PathResolver(ctx.ws_root).file(filename, "filename"))
+    flow = load_yaml(source, filename, ctx.max_yaml_bytes, ctx.max_yaml_depth)
     if flow.get("jtype", "Flow") != "Flow":
         raise BadRequest(f"{filename} is a {flow.get('jtype')}, not a Flow (jtype: Flow)")
     gateway = flow.setdefault("with", {}) or {}
@@ -137,9 +170,9 @@ def prepare_flow(spec: dict, ws_root: Path, run_dir: Path, ports: dict[str, int]
     protocol = _protocol(protocol)
     fixed = next((gateway.pop(k) for k in ("port", "ports", "port_expose") if k in gateway), None)
     gateway["protocol"] = protocol
-    gateway["port"] = _port(alloc, ports, "gateway", fixed)
+    gateway["port"] = ctx.port("gateway", fixed)
 
-    paths = PathResolver(ws_root, source.parent)
+    paths = PathResolver(ctx.ws_root, source.parent)
     executors = flow.get("executors") or []
     if not isinstance(executors, list) or not all(isinstance(e, dict) for e in executors):
         raise BadRequest(f"{filename}: 'executors' must be a list of mappings")
@@ -152,15 +185,15 @@ def prepare_flow(spec: dict, ws_root: Path, run_dir: Path, ports: dict[str, int]
         if "uses" in executor:
             executor["uses"] = paths.uses(executor["uses"], f"uses of {name}")
         if not executor.get("external"):
-            executor["port"] = _port(alloc, ports, name, executor.get("port"))
+            executor["port"] = ctx.port(name, executor.get("port"))
     flow["executors"] = executors
 
-    target = run_dir / "flow.yml"
+    target = ctx.run_dir / "flow.yml"
     target.write_text(yaml.safe_dump(flow, sort_keys=False))
     # A Flow's gateway opens its port only once every executor is ready; an HTTP one a little
     # before it can serve, so for HTTP a real /dry_run must also say so.
     probe = "dry_run" if protocol == "http" else "tcp"
-    return Launch([jina, "flow", "--uses", str(target)], ports, gateway["port"], protocol, [(gateway["port"], probe)])
+    return Launch([ctx.jina, "flow", "--uses", str(target)], ctx.ports, gateway["port"], protocol, [(gateway["port"], probe)])
 
 
 def _executor_fields(spec: dict, ws_root: Path) -> dict:
@@ -179,47 +212,47 @@ def _executor_fields(spec: dict, ws_root: Path) -> dict:
     }
 
 
-def prepare_pod(spec: dict, ws_root: Path, run_dir: Path, ports: dict[str, int], alloc: PortAllocator, jina: str) -> Launch:
+def prepare_pod(spec: dict, ctx: Context) -> Launch:
     """A Deployment always brings its own gateway, which a Flow cannot use as an external
     executor; the Pod's address is therefore its head (with shards) or its worker(s), whose
     ports are all fixed here. `executor` is the head or first worker, `executor-N` the other
     replicas: an external Flow entry lists them all."""
-    fields = _executor_fields(spec, ws_root)
+    fields = _executor_fields(spec, ctx.ws_root)
     protocol = _protocol(spec.get("protocol"))
     replicas, shards = _positive(spec, "replicas"), _positive(spec, "shards")
-    port = _port(alloc, ports, "executor", spec.get("port"))
-    gateway = _port(alloc, ports, "gateway", None)
+    port = ctx.port("executor", spec.get("port"))
+    gateway = ctx.port("gateway", None)
     with_ = {**{k: v for k, v in fields.items() if v}, "name": "executor", "replicas": replicas, "shards": shards,
              "protocol": protocol, "port": gateway}
     if shards > 1:
         with_["peer_ports"] = {
-            str(shard): [_port(alloc, ports, f"shard-{shard}-replica-{r}", None) for r in range(replicas)]
+            str(shard): [ctx.port(f"shard-{shard}-replica-{r}", None) for r in range(replicas)]
             for shard in range(shards)
         }
     elif replicas > 1:
-        with_["peer_ports"] = [port] + [_port(alloc, ports, f"executor-{r}", None) for r in range(1, replicas)]
+        with_["peer_ports"] = [port] + [ctx.port(f"executor-{r}", None) for r in range(1, replicas)]
     if shards > 1 or replicas == 1:
         # Jina gives `port` to the gateway; the head's (or lone worker's) port can only be set
         # as this extra CLI flag, which the Deployment's own parser reads.
         with_[f"port={port}"] = True
-    target = run_dir / "deployment.yml"
+    target = ctx.run_dir / "deployment.yml"
     target.write_text(yaml.safe_dump({"jtype": "Deployment", "with": with_}, sort_keys=False))
-    serving = [p for name, p in ports.items() if name != "gateway"]
-    return Launch([jina, "deployment", "--uses", str(target)], ports, port, protocol,
+    serving = [p for name, p in ctx.ports.items() if name != "gateway"]
+    return Launch([ctx.jina, "deployment", "--uses", str(target)], ctx.ports, port, protocol,
                   [(p, "tcp") for p in serving] + [(gateway, "tcp")])
 
 
-def prepare_pea(spec: dict, ws_root: Path, run_dir: Path, ports: dict[str, int], alloc: PortAllocator, jina: str) -> Launch:
-    fields = _executor_fields(spec, ws_root)
+def prepare_pea(spec: dict, ctx: Context) -> Launch:
+    fields = _executor_fields(spec, ctx.ws_root)
     protocol = _protocol(spec.get("protocol"))
-    port = _port(alloc, ports, "executor", spec.get("port"))
-    argv = [jina, "executor", "--uses", fields["uses"], "--port", str(port), "--protocol", protocol]
+    port = ctx.port("executor", spec.get("port"))
+    argv = [ctx.jina, "executor", "--uses", fields["uses"], "--port", str(port), "--protocol", protocol]
     if fields["py_modules"]:
         argv += ["--py-modules", *fields["py_modules"]]
     if fields["uses_with"]:
         argv += ["--uses-with", json.dumps(fields["uses_with"])]
     # An executor opens its port once its constructor has finished.
-    return Launch(argv, ports, port, protocol, [(port, "tcp")])
+    return Launch(argv, ctx.ports, port, protocol, [(port, "tcp")])
 
 
 @dataclasses.dataclass(frozen=True)

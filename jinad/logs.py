@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import AsyncIterator, Callable, Iterator
 
 from .ids import utc_now
 
+log = logging.getLogger(__name__)
 READ_BATCH = 2000  # lines handed to a follower at a time
 
 
@@ -96,7 +98,10 @@ class Log:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file_max_bytes, self._file_backups = file_max_bytes, file_backups
         self.last_seq = max((_last_seq(p) for p in self.files()), default=0)
-        self._file = open(path, "a", encoding="utf-8")
+        self._open()
+        self._unwritten: list[bytes] = []  # lines not yet on disk (a full disk keeps them here)
+        self._unwritten_bytes = 0
+        self._disk_error: str | None = None
         self._ring: collections.deque[Batch] = collections.deque()
         self._ring_lines = self._ring_bytes = 0
         self._max_lines, self._max_bytes = ring_lines, ring_bytes
@@ -122,14 +127,42 @@ class Log:
             self._ring_lines -= len(dropped.lines)
             self._ring_bytes -= dropped.size
         prefix = f" {batch.ts} {stream} "
-        self._file.write("".join(f"{batch.first + i}{prefix}{line}\n" for i, line in enumerate(lines)))
+        data = "".join(f"{batch.first + i}{prefix}{line}\n" for i, line in enumerate(lines)).encode()
+        self._unwritten.append(data)
+        self._unwritten_bytes += len(data)
+        # A disk that stays full must not grow memory without end: drop the oldest unwritten.
+        while self._unwritten_bytes > self._max_bytes and len(self._unwritten) > 1:
+            self._unwritten_bytes -= len(self._unwritten.pop(0))
 
     def flush(self) -> None:
-        """Write buffered lines to disk, rotate if due, and wake followers."""
-        self._file.flush()
-        if self._file.tell() > self._file_max_bytes:
+        """Write pending lines to disk, rotate if due, and wake followers."""
+        self._write_unwritten()
+        if self._file_size > self._file_max_bytes:
             self._rotate()
         self._wake()
+
+    def _open(self) -> None:
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._file_size = os.fstat(self._fd).st_size
+
+    def _write_unwritten(self) -> None:
+        if not self._unwritten:
+            return
+        data = memoryview(b"".join(self._unwritten))
+        written = 0
+        try:
+            while written < len(data):
+                written += os.write(self._fd, data[written:])
+        except OSError as exc:
+            if self._disk_error is None:
+                log.error("log %s: cannot write (%s); keeping lines in memory until it can", self.path, exc)
+            self._disk_error = str(exc)
+        else:
+            self._disk_error = None
+        self._file_size += written
+        rest = bytes(data[written:])
+        self._unwritten = [rest] if rest else []
+        self._unwritten_bytes = len(rest)
 
     def note_state(self, state: str, exit_code: int | None) -> None:
         self.notes.append(StateNote(self.last_seq, state, exit_code))
@@ -143,7 +176,7 @@ class Log:
         return self.path.with_name(f"{self.path.name}.{n}")
 
     def _rotate(self) -> None:
-        self._file.close()
+        os.close(self._fd)
         if self._file_backups:
             self._backup(self._file_backups).unlink(missing_ok=True)
             for n in range(self._file_backups - 1, 0, -1):
@@ -152,7 +185,7 @@ class Log:
             os.replace(self.path, self._backup(1))
         else:
             self.path.unlink()
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._open()
 
     @property
     def changed(self) -> asyncio.Event:
@@ -192,15 +225,15 @@ class Log:
             return []
         if self._ring and self._ring[0].first <= seq + 1:
             return self._from_ring(seq, limit)
-        self._file.flush()
+        self._write_unwritten()
         return await asyncio.to_thread(self._read_files, seq, limit)
 
     def close(self) -> None:
         self.flush()
-        self._file.close()
+        os.close(self._fd)
 
     def remove(self) -> None:
-        self._file.close()
+        os.close(self._fd)
         for path in self.files():
             path.unlink(missing_ok=True)
 

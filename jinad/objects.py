@@ -23,9 +23,9 @@ import time
 from typing import AsyncIterator
 
 from .config import Config
-from .errors import BadRequest, FailedToStart, JinadError, NotFound
+from .errors import BadRequest, Conflict, FailedToStart, JinadError, NotFound
 from .ids import new_id, utc_now
-from .kinds import KINDS, Launch, check_fields
+from .kinds import KINDS, Context, Launch, check_fields
 from .logs import Log
 from .ports import PortAllocator, is_free
 from .store import Store
@@ -109,6 +109,7 @@ class ObjectManager:
         self.objects: dict[str, JObject] = {}
         self.runners: dict[str, Runner] = {}
         self._subscribers: set[asyncio.Queue] = set()
+        self._unsaved: set[str] = set()
         advertised = config.host if config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         self._advertised_host = advertised
         workspaces.in_use = self.has_live_objects
@@ -168,7 +169,22 @@ class ObjectManager:
     # ---- state ------------------------------------------------------------------------------
 
     def _save(self, obj: JObject) -> None:
-        self.store.save(COLLECTION, dataclasses.asdict(obj))
+        """Store the record; on a full disk keep going and retry later (`save_pending`), so a
+        supervisor never dies of it and the record catches up once space is back."""
+        try:
+            self.store.save(COLLECTION, dataclasses.asdict(obj))
+            self._unsaved.discard(obj.id)
+        except OSError as exc:
+            if obj.id not in self._unsaved:
+                log.error("could not store %s (%s); will retry", obj.id, exc)
+            self._unsaved.add(obj.id)
+
+    def save_pending(self) -> None:
+        for object_id in list(self._unsaved):
+            if object_id in self.objects:
+                self._save(self.objects[object_id])
+            else:
+                self._unsaved.discard(object_id)
 
     def _set_state(self, obj: JObject, state: str, **fields) -> None:
         if state not in TRANSITIONS[obj.state] and state != obj.state:
@@ -190,9 +206,10 @@ class ObjectManager:
         """Validate the object's definition and write its launch files; raises on bad input."""
         run_dir = self.run_root / obj.id
         run_dir.mkdir(parents=True, exist_ok=True)
-        launch = KINDS[obj.kind].prepare(
-            obj.spec, self.workspaces.files_dir(obj.workspace_id), run_dir, obj.ports, self.alloc, self.jina
-        )
+        c = self.config
+        ctx = Context(self.workspaces.files_dir(obj.workspace_id), run_dir, obj.ports, self.alloc, self.jina,
+                      c.max_yaml_bytes, c.max_yaml_depth)
+        launch = KINDS[obj.kind].prepare(obj.spec, ctx)
         obj.protocol = launch.protocol
         obj.address = f"{self._advertised_host}:{launch.port}"
         return launch
@@ -237,6 +254,7 @@ class ObjectManager:
             id=new_id(kind.name), kind=kind.name, workspace_id=workspace_id, spec=spec, envs=envs,
             restart=restart, timeout_s=timeout or self.config.start_timeout_s, created_at=utc_now(),
         )
+        self._check_capacity(obj)
         try:
             launch = self._prepare(obj)
         except BaseException:
@@ -251,6 +269,11 @@ class ObjectManager:
     def _open_log(self, object_id: str) -> Log:
         c = self.config
         return Log(self.log_root / f"{object_id}.log", c.log_ring_lines, c.log_ring_bytes, c.log_file_max_bytes, c.log_file_backups)
+
+    def _check_capacity(self, starting: JObject) -> None:
+        running = sum(1 for o in self.objects.values() if o.state in LIVE_STATES and o is not starting)
+        if running >= self.config.max_running_objects:
+            raise Conflict(f"this daemon already runs {running} objects, its limit; delete some first")
 
     async def _begin(self, obj: JObject, wait: bool) -> JObject:
         """Start the object's supervising task; with `wait`, answer once it is ready or failed."""
@@ -340,6 +363,7 @@ class ObjectManager:
         obj = self.get(kind, object_id)
         runner = self.runners[obj.id]
         async with runner.lock:
+            self._check_capacity(obj)
             await self._halt(obj, runner)
             runner.launch = self._prepare(obj)  # picks up files changed in the workspace since
         return await self._begin(obj, wait)

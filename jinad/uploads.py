@@ -7,6 +7,7 @@ deletes it, so a refused or interrupted upload leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shutil
 import stat
@@ -44,19 +45,25 @@ def safe_relpath(name: str | None) -> PurePosixPath:
 
 
 class _Budget:
-    """Counts bytes written by one upload against the daemon's limit."""
+    """Counts the bytes and files of one upload against the daemon's limits."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
+    def __init__(self, max_bytes: int, max_files: int, why: str) -> None:
+        self.max_bytes, self.max_files, self.why = max_bytes, max_files, why
+        self.used = self.files = 0
 
     def spend(self, n: int) -> None:
         self.used += n
-        if self.used > self.limit:
-            raise TooLarge(f"upload is larger than this daemon's limit of {self.limit} bytes")
+        if self.used > self.max_bytes:
+            raise TooLarge(f"upload is larger than {self.why} of {self.max_bytes} bytes")
+
+    def count_file(self) -> None:
+        self.files += 1
+        if self.files > self.max_files:
+            raise TooLarge(f"upload holds more than this daemon's limit of {self.max_files} files")
 
 
 def _copy(src: BinaryIO, dest: Path, budget: _Budget) -> None:
+    budget.count_file()
     dest.parent.mkdir(parents=True, exist_ok=True)
     with open(dest, "wb") as out:
         while chunk := src.read(CHUNK):
@@ -97,14 +104,17 @@ def _unpack(archive: Path, dest: Path, budget: _Budget) -> None:
         else:
             _unpack_tar(archive, dest, budget)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise  # the disk, not the archive: the HTTP layer says so
         if isinstance(exc, (NotADirectoryError, IsADirectoryError, FileExistsError)):
             raise BadRequest(f"archive {archive.name} puts a file and a folder at the same path") from None
         raise BadRequest(f"archive {archive.name} could not be unpacked: {exc}") from None
 
 
-async def receive(parts: AsyncIterable[FilePart], staging: Path, limit: int) -> None:
-    """Stream every part into `staging`, unpacking archives; raise on the first bad part."""
-    budget = _Budget(limit)
+async def receive(parts: AsyncIterable[FilePart], staging: Path, max_bytes: int, max_files: int, why: str) -> None:
+    """Stream every part into `staging`, unpacking archives; raise on the first bad part.
+    `why` names the byte limit in the error (the upload limit, or the workspace's room left)."""
+    budget = _Budget(max_bytes, max_files, why)
     archives = staging.parent / f"{staging.name}.archives"
     try:
         archive_count = 0
@@ -116,6 +126,7 @@ async def receive(parts: AsyncIterable[FilePart], staging: Path, limit: int) -> 
                 target = archives / f"{archive_count}-{rel.name}"
             else:
                 target = staging / rel
+                budget.count_file()
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with open(target, "wb") as out:

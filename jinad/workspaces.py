@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 from typing import AsyncIterable, Callable
 
+from .config import Config
 from .errors import BadRequest, Conflict, NotFound
 from .ids import new_id, utc_now
 from .store import Store, fsync_path
@@ -40,8 +41,12 @@ class Workspace:
     def record(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "files"}
 
+    @property
+    def size(self) -> int:
+        return sum(f["size"] for f in self.files)
+
     def to_json(self) -> dict:
-        return {**dataclasses.asdict(self), "size": sum(f["size"] for f in self.files)}
+        return {**dataclasses.asdict(self), "size": self.size}
 
 
 def _list_files(root: Path) -> list[dict]:
@@ -72,11 +77,11 @@ def _merge(staging: Path, dest: Path) -> None:
 
 
 class WorkspaceManager:
-    def __init__(self, home: Path, store: Store, max_upload_bytes: int) -> None:
-        self.root = home / "workspaces"
-        self.staging = home / "staging"
+    def __init__(self, config: Config, store: Store) -> None:
+        self.root = config.home / "workspaces"
+        self.staging = config.home / "staging"
         self.store = store
-        self.max_upload_bytes = max_upload_bytes
+        self.config = config
         self._workspaces: dict[str, Workspace] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         # Set by the object manager: does any object still run in this workspace?
@@ -114,11 +119,17 @@ class WorkspaceManager:
     def count(self) -> int:
         return len(self._workspaces)
 
-    async def _stage(self, parts: AsyncIterable[FilePart]) -> Path:
+    async def _stage(self, parts: AsyncIterable[FilePart], already: int = 0) -> Path:
+        """Receive an upload into a new staging folder, within the upload limit and the room
+        its workspace has left (`already` bytes are used)."""
         staging = self.staging / new_id("upload")
         staging.mkdir()
+        c = self.config
+        room = c.max_workspace_bytes - already
+        max_bytes, why = (c.max_upload_bytes, "this daemon's upload limit") if c.max_upload_bytes <= room \
+            else (room, f"the room left in the workspace (limit {c.max_workspace_bytes} bytes)")
         try:
-            await receive(parts, staging, self.max_upload_bytes)
+            await receive(parts, staging, max_bytes, c.max_upload_files, why)
             await asyncio.to_thread(sync_tree, staging)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -147,7 +158,7 @@ class WorkspaceManager:
 
     async def add_files(self, workspace_id: str, parts: AsyncIterable[FilePart]) -> Workspace:
         ws = self.get(workspace_id)
-        staging = await self._stage(parts)
+        staging = await self._stage(parts, already=ws.size)
         try:
             async with self._lock(ws.id):
                 self.get(workspace_id)  # deleted while the upload streamed in

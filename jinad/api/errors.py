@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from typing import Any
@@ -21,6 +22,7 @@ STATUS = {
     "too_large": 413,
     "failed_to_start": 422,
     "internal": 500,
+    "insufficient_storage": 507,
 }
 CODE_OF_STATUS = {status: code for code, status in STATUS.items()}
 
@@ -45,7 +47,9 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
             413: "request body is larger than this daemon accepts",
         }.get(exc.status, exc.reason)
         return error_response(code, message)
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return error_response("insufficient_storage", "the daemon's disk is full; free space on it and try again")
         log.exception("unexpected error in %s %s", request.method, request.path)
         return error_response("internal", "the daemon hit an unexpected error; its log has the details")
 
