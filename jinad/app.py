@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 async def _managers(app: web.Application) -> AsyncIterator[None]:
     """Load state and recover children before serving; stop every child at shutdown."""
     app[WORKSPACES].load()
+    app[WORKSPACES].resume_installs()
     await app[OBJECTS].recover()
     housekeeper = asyncio.create_task(_housekeeping(app))
     yield

@@ -207,8 +207,8 @@ class ObjectManager:
         run_dir = self.run_root / obj.id
         run_dir.mkdir(parents=True, exist_ok=True)
         c = self.config
-        ctx = Context(self.workspaces.files_dir(obj.workspace_id), run_dir, obj.ports, self.alloc, self.jina,
-                      c.max_yaml_bytes, c.max_yaml_depth)
+        ctx = Context(self.workspaces.files_dir(obj.workspace_id), run_dir, obj.ports, self.alloc,
+                      self.workspaces.jina(obj.workspace_id, self.jina), c.max_yaml_bytes, c.max_yaml_depth)
         launch = KINDS[obj.kind].prepare(obj.spec, ctx)
         obj.protocol = launch.protocol
         obj.address = f"{self._advertised_host}:{launch.port}"
@@ -226,7 +226,7 @@ class ObjectManager:
             JINA_RANDOM_PORT_MAX=str(self.config.ports.stop - 1),
         )
         env.update(obj.envs)
-        return env
+        return self.workspaces.child_env(obj.workspace_id, env)
 
     @staticmethod
     def _parse_common(body: dict) -> tuple[str, dict, str, float | None]:
@@ -248,7 +248,7 @@ class ObjectManager:
         kind = KINDS[kind_name]
         check_fields(kind, body)
         workspace_id, envs, restart, timeout = self._parse_common(body)
-        self.workspaces.get(workspace_id)
+        await self.workspaces.ready_for_objects(workspace_id, wait)
         spec = {k: v for k, v in body.items() if k in kind.fields}
         obj = JObject(
             id=new_id(kind.name), kind=kind.name, workspace_id=workspace_id, spec=spec, envs=envs,

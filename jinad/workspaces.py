@@ -11,6 +11,7 @@ remains of an interrupted upload and is removed at start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -19,8 +20,10 @@ from pathlib import Path
 from typing import AsyncIterable, Callable
 
 from .config import Config
+from .envs import Environments, requirements_hash
 from .errors import BadRequest, Conflict, NotFound
 from .ids import new_id, utc_now
+from .logs import Log
 from .store import Store, fsync_path
 from .uploads import FilePart, receive, safe_relpath, sync_tree
 
@@ -33,8 +36,10 @@ class Workspace:
     id: str
     created_at: str
     updated_at: str
-    state: str = "ready"
+    state: str = "ready"  # "installing" while its requirements go into an environment, or "failed"
     error: str | None = None
+    requirements: str | None = None  # the requirements file, when not requirements.txt at the root
+    env: str | None = None  # hash of the requirements its environment was built from
     # Derived from the folder, never stored: the disk is the truth about files.
     files: list[dict] = dataclasses.field(default_factory=list)
 
@@ -82,8 +87,13 @@ class WorkspaceManager:
         self.staging = config.home / "staging"
         self.store = store
         self.config = config
+        self.envs = Environments(config.home)
         self._workspaces: dict[str, Workspace] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._logs: dict[str, Log] = {}
+        self._installs: dict[str, asyncio.Task] = {}
+        self._building: dict[str, str] = {}  # workspace id -> hash of the environment being built
+        self._settled: dict[str, asyncio.Event] = {}
         # Set by the object manager: does any object still run in this workspace?
         self.in_use: Callable[[str], bool] = lambda workspace_id: False
 
@@ -119,6 +129,95 @@ class WorkspaceManager:
     def count(self) -> int:
         return len(self._workspaces)
 
+    def log_of(self, workspace_id: str) -> Log:
+        """The workspace's install log."""
+        self.get(workspace_id)
+        if workspace_id not in self._logs:
+            c = self.config
+            self._logs[workspace_id] = Log(c.home / "logs" / f"{workspace_id}.log", c.log_ring_lines,
+                                           c.log_ring_bytes, c.log_file_max_bytes, c.log_file_backups)
+        return self._logs[workspace_id]
+
+    def is_settled(self, workspace_id: str) -> bool:
+        ws = self._workspaces.get(workspace_id)
+        return ws is None or ws.state != "installing"
+
+    async def ready_for_objects(self, workspace_id: str, wait: bool) -> Workspace:
+        """The workspace once its environment is ready; 409 when it failed, or is still
+        installing and the caller does not wait."""
+        ws = self.get(workspace_id)
+        if ws.state == "installing":
+            if not wait:
+                raise Conflict(f"workspace {workspace_id} is still installing its requirements; see GET /logs/{workspace_id}")
+            await self._settled.setdefault(workspace_id, asyncio.Event()).wait()
+            ws = self.get(workspace_id)
+        if ws.state == "failed":
+            raise Conflict(f"workspace {workspace_id} failed to install its requirements: {ws.error}")
+        return ws
+
+    def child_env(self, workspace_id: str, env: dict[str, str]) -> dict[str, str]:
+        """A child's environment, changed to use the workspace's own Python environment if any."""
+        ws = self.get(workspace_id)
+        return self.envs.child_env(ws.env, env) if ws.env else env
+
+    def jina(self, workspace_id: str, default: str) -> str:
+        ws = self.get(workspace_id)
+        return self.envs.jina(ws.env) if ws.env else default
+
+    def _requirements_file(self, ws: Workspace) -> Path | None:
+        path = self.files_dir(ws.id) / (ws.requirements or "requirements.txt")
+        return path if path.is_file() else None
+
+    def _install_if_changed(self, ws: Workspace) -> None:
+        """Build the environment in the background when the requirements are new or changed."""
+        requirements = self._requirements_file(ws)
+        env_hash = requirements_hash(requirements) if requirements else None
+        if env_hash == ws.env and ws.state != "installing":
+            return
+        if env_hash is None:
+            self._set_env(ws, None)
+            return
+        if (task := self._installs.get(ws.id)) is not None:
+            task.cancel()
+        ws.state, ws.error = "installing", None
+        self._settled[ws.id] = asyncio.Event()
+        self.store.save(COLLECTION, ws.record())
+        self._building[ws.id] = env_hash
+        self._installs[ws.id] = asyncio.create_task(self._install(ws, env_hash, requirements))
+
+    async def _install(self, ws: Workspace, env_hash: str, requirements: Path) -> None:
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith("JINAD_")}
+        try:
+            reason = await self.envs.build(env_hash, requirements, self.log_of(ws.id), base_env, owner=ws.id)
+        finally:
+            self._building.pop(ws.id, None)
+        if reason is None:
+            self._set_env(ws, env_hash)
+        else:
+            ws.state, ws.error = "failed", reason
+            self.store.save(COLLECTION, ws.record())
+        self._installs.pop(ws.id, None)
+        self._settled[ws.id].set()
+        self.log_of(ws.id).note_state(ws.state, None)  # ends the install log's followers
+        log.info("workspace %s: environment %s", ws.id, "ready" if reason is None else f"failed: {reason}")
+
+    def _set_env(self, ws: Workspace, env_hash: str | None) -> None:
+        previous = ws.env
+        ws.env, ws.state, ws.error = env_hash, "ready", None
+        self.store.save(COLLECTION, ws.record())
+        self._drop_env_if_unused(previous)
+
+    def _drop_env_if_unused(self, env_hash: str | None) -> None:
+        in_use = {w.env for w in self._workspaces.values()} | set(self._building.values())
+        if env_hash and env_hash not in in_use:
+            self.envs.remove(env_hash)
+
+    def resume_installs(self) -> None:
+        """At start: builds a previous run did not finish start again."""
+        for ws in self._workspaces.values():
+            if ws.state == "installing":
+                self._install_if_changed(ws)
+
     async def _stage(self, parts: AsyncIterable[FilePart], already: int = 0) -> Path:
         """Receive an upload into a new staging folder, within the upload limit and the room
         its workspace has left (`already` bytes are used)."""
@@ -136,10 +235,11 @@ class WorkspaceManager:
             raise
         return staging
 
-    async def create(self, parts: AsyncIterable[FilePart]) -> Workspace:
+    async def create(self, parts: AsyncIterable[FilePart], requirements: str | None = None) -> Workspace:
         staging = await self._stage(parts)
         now = utc_now()
-        ws = Workspace(id=new_id("workspace"), created_at=now, updated_at=now)
+        ws = Workspace(id=new_id("workspace"), created_at=now, updated_at=now,
+                       requirements=str(safe_relpath(requirements)) if requirements else None)
         folder = self.root / ws.id
         try:
             folder.mkdir()
@@ -154,6 +254,7 @@ class WorkspaceManager:
             raise
         self._workspaces[ws.id] = ws
         log.info("workspace %s created with %d files", ws.id, len(ws.files))
+        self._install_if_changed(ws)
         return ws
 
     async def add_files(self, workspace_id: str, parts: AsyncIterable[FilePart]) -> Workspace:
@@ -166,6 +267,7 @@ class WorkspaceManager:
                 ws.files = _list_files(self.files_dir(ws.id))
                 ws.updated_at = utc_now()
                 self.store.save(COLLECTION, ws.record())
+                self._install_if_changed(ws)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return ws
@@ -183,10 +285,19 @@ class WorkspaceManager:
         if self.in_use(workspace_id):
             raise Conflict(f"objects still run in workspace {workspace_id}; stop them or pass ?force=true")
         async with self._lock(ws.id):
+            if (task := self._installs.pop(ws.id, None)) is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             self.store.delete(COLLECTION, ws.id)
             self._workspaces.pop(ws.id, None)
+            self._drop_env_if_unused(ws.env)
             await asyncio.to_thread(shutil.rmtree, self.root / ws.id, True)
+            if (install_log := self._logs.pop(ws.id, None)) is not None:
+                install_log.remove()
+            (self.config.home / "logs" / f"{ws.id}.log").unlink(missing_ok=True)
         self._locks.pop(ws.id, None)
+        self._settled.pop(ws.id, None)
         log.info("workspace %s deleted", ws.id)
         return ws
 

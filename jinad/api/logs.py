@@ -11,7 +11,7 @@ from aiohttp_sse import EventSourceResponse
 
 from ..errors import BadRequest
 from ..logs import LogLine, StateNote, follow
-from .keys import OBJECTS, STREAMS
+from .keys import OBJECTS, STREAMS, WORKSPACES
 
 routes = web.RouteTableDef()
 DEFAULT_TAIL = 100
@@ -66,12 +66,16 @@ async def end_streams(app: web.Application) -> None:
 @routes.get("/logs/{id}")
 async def object_log(request: web.Request) -> web.StreamResponse:
     _register_stream(request)
-    objects = request.app[OBJECTS]
-    object_id = request.match_info["id"]
-    log = objects.log_of(object_id)
+    owner_id = request.match_info["id"]
+    if owner_id.startswith("jworkspace-"):  # its requirements install
+        owner = request.app[WORKSPACES]
+        log, finished = owner.log_of(owner_id), lambda: owner.is_settled(owner_id)
+    else:
+        owner = request.app[OBJECTS]
+        log, finished = owner.log_of(owner_id), lambda: owner.is_finished(owner_id)
     after = _start_after(request, log.last_seq)
     sse = "text/event-stream" in request.headers.get("Accept", "")
-    items = follow(log, after, _flag(request, "follow", default=sse), lambda: objects.is_finished(object_id))
+    items = follow(log, after, _flag(request, "follow", default=sse), finished)
     if sse:
         resp = EventSourceResponse(ping_interval=PING_INTERVAL_S)
         await resp.prepare(request)

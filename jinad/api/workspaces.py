@@ -13,7 +13,8 @@ routes = web.RouteTableDef()
 @routes.post("/workspaces")
 async def create_workspace(request: web.Request) -> web.Response:
     check_size(request, request.app[CONFIG].max_upload_bytes)
-    ws = await request.app[WORKSPACES].create(form_parts(request, {"files"}))
+    # ?requirements=path names the requirements file when it is not requirements.txt at the root.
+    ws = await request.app[WORKSPACES].create(form_parts(request, {"files"}), request.query.get("requirements"))
     return web.json_response(ws.to_json(), status=201)
 
 
