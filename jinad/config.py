@@ -32,6 +32,7 @@ class Config:
     max_yaml_bytes: int = 1024 * 1024
     max_yaml_depth: int = 50
     max_running_objects: int = 100
+    remote_tokens: str = ""
     port_range: str = "45000-49999"
     start_timeout_s: float = 120.0
     stop_grace_s: float = 10.0
@@ -58,6 +59,11 @@ class Config:
         low, _, high = self.port_range.partition("-")
         return range(int(low), int(high) + 1)
 
+    @property
+    def tokens_by_remote(self) -> dict[str, str]:
+        pairs = (item.rsplit("=", 1) for item in self.remote_tokens.split(",") if "=" in item)
+        return {url.strip().rstrip("/"): token.strip() for url, token in pairs}
+
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
 
@@ -75,6 +81,7 @@ HELP = {
     "max_yaml_bytes": "largest Flow YAML accepted",
     "max_yaml_depth": "deepest nesting of a Flow YAML accepted",
     "max_running_objects": "most Flows, Pods and Peas starting or running at once",
+    "remote_tokens": "tokens for other daemons, as URL=TOKEN[,URL=TOKEN...]",
     "port_range": "ports the daemon hands to Flows, Pods and Peas, as LOW-HIGH",
     "start_timeout_s": "default seconds an object may take to become ready",
     "stop_grace_s": "seconds between SIGTERM and SIGKILL of a process group",

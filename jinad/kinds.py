@@ -32,6 +32,9 @@ class Launch:
     port: int  # the one its address names
     protocol: str
     probes: list[tuple[int, str]]  # (port, "tcp" | "dry_run"): all must answer
+    # Executors to start on other daemons first ({"name", "jinad", "pod": request body}); a
+    # Launch that has any is prepared again once they run and `Context.remotes` has them.
+    remote_needed: list[dict] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -45,6 +48,8 @@ class Context:
     jina: str
     max_yaml_bytes: int
     max_yaml_depth: int
+    # Executors already running on other daemons: name -> {"host", "ports"} (see remotes.py).
+    remotes: dict[str, dict] = dataclasses.field(default_factory=dict)
 
     def port(self, name: str, fixed: Any) -> int:
         """The port named `name`: kept from an earlier run, fixed by the user, or taken from the range."""
@@ -176,10 +181,15 @@ def prepare_flow(spec: dict, ctx: Context) -> Launch:
     executors = flow.get("executors") or []
     if not isinstance(executors, list) or not all(isinstance(e, dict) for e in executors):
         raise BadRequest(f"{filename}: 'executors' must be a list of mappings")
+    remote_needed = []
     for index, executor in enumerate(executors):
         name = executor.setdefault("name", f"executor{index}")
         if "jinad" in executor:
-            raise BadRequest(f"{filename}: executor {name!r} names a remote daemon; remote executors are not supported yet")
+            if name in ctx.remotes:
+                executors[index] = _external_entry(executor, ctx.remotes[name])
+            else:
+                remote_needed.append(_remote_request(executor, name, paths, ctx.ws_root))
+            continue
         if "py_modules" in executor:
             executor["py_modules"] = paths.modules(executor["py_modules"], f"py_modules of {name}")
         if "uses" in executor:
@@ -193,7 +203,42 @@ def prepare_flow(spec: dict, ctx: Context) -> Launch:
     # A Flow's gateway opens its port only once every executor is ready; an HTTP one a little
     # before it can serve, so for HTTP a real /dry_run must also say so.
     probe = "dry_run" if protocol == "http" else "tcp"
-    return Launch([ctx.jina, "flow", "--uses", str(target)], ctx.ports, gateway["port"], protocol, [(gateway["port"], probe)])
+    return Launch([ctx.jina, "flow", "--uses", str(target)], ctx.ports, gateway["port"], protocol,
+                  [(gateway["port"], probe)], remote_needed)
+
+
+# Keys of an executor entry that say how it runs; a remote one runs elsewhere, so the Flow
+# keeps only the rest (needs, when, ...) beside `external`, `host` and `port`.
+RUN_KEYS = ("jinad", "uses", "py_modules", "uses_with", "replicas", "shards", "port", "host", "env", "workspace", "protocol")
+
+
+def _remote_request(executor: dict, name: str, paths: PathResolver, ws_root: Path) -> dict:
+    """The Pod request that runs this executor on the daemon its `jinad:` names."""
+    url = executor["jinad"]
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise BadRequest(f"jinad of executor {name!r} must be a daemon's URL like http://HOST:8000, not {url!r}")
+    root = ws_root.resolve()
+
+    def relative(path: str) -> str:
+        return Path(path).relative_to(root).as_posix()
+
+    pod: dict[str, Any] = {"uses": executor.get("uses", "BaseExecutor"), "protocol": "grpc"}
+    if isinstance(pod["uses"], str) and pod["uses"].endswith((".yml", ".yaml")):
+        pod["uses"] = relative(paths.uses(pod["uses"], f"uses of {name}"))
+    if "py_modules" in executor:
+        pod["py_modules"] = [relative(p) for p in paths.modules(executor["py_modules"], f"py_modules of {name}")]
+    for key in ("uses_with", "replicas", "shards"):
+        if key in executor:
+            pod[key] = executor[key]
+    if isinstance(executor.get("env"), dict):
+        pod["envs"] = executor["env"]
+    return {"name": name, "jinad": url.rstrip("/"), "pod": pod}
+
+
+def _external_entry(executor: dict, remote: dict) -> dict:
+    ports = remote["ports"]
+    entry = {k: v for k, v in executor.items() if k not in RUN_KEYS}
+    return {**entry, "external": True, "host": remote["host"], "port": ports[0] if len(ports) == 1 else ports}
 
 
 def _executor_fields(spec: dict, ws_root: Path) -> dict:

@@ -28,6 +28,7 @@ from .ids import new_id, utc_now
 from .kinds import KINDS, Context, Launch, check_fields
 from .logs import Log
 from .ports import PortAllocator, is_free
+from .remotes import Remotes
 from .store import Store
 from .supervision import Child, end_processes, find_marked, group_members, spawn, tree, wait_ready
 from .workspaces import WorkspaceManager
@@ -83,6 +84,7 @@ class Runner:
     task: asyncio.Task | None = None
     child: Child | None = None
     start_result: asyncio.Future | None = None  # the reason the current start failed, or None
+    followers: list[asyncio.Task] = dataclasses.field(default_factory=list)  # remote parts' logs
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     resources: dict = dataclasses.field(default_factory=lambda: {"cpu_percent": 0.0, "memory_rss": 0, "processes": 0})
 
@@ -110,6 +112,9 @@ class ObjectManager:
         self.runners: dict[str, Runner] = {}
         self._subscribers: set[asyncio.Queue] = set()
         self._unsaved: set[str] = set()
+        self.remotes = Remotes(config.tokens_by_remote)
+        # (daemon URL, content hash) -> workspace id there, so the same files go up once.
+        self._remote_workspaces: dict[tuple[str, str], str] = {}
         advertised = config.host if config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         self._advertised_host = advertised
         workspaces.in_use = self.has_live_objects
@@ -208,11 +213,48 @@ class ObjectManager:
         run_dir.mkdir(parents=True, exist_ok=True)
         c = self.config
         ctx = Context(self.workspaces.files_dir(obj.workspace_id), run_dir, obj.ports, self.alloc,
-                      self.workspaces.jina(obj.workspace_id, self.jina), c.max_yaml_bytes, c.max_yaml_depth)
+                      self.workspaces.jina(obj.workspace_id, self.jina), c.max_yaml_bytes, c.max_yaml_depth,
+                      remotes={part["name"]: part for part in obj.remote})
         launch = KINDS[obj.kind].prepare(obj.spec, ctx)
         obj.protocol = launch.protocol
         obj.address = f"{self._advertised_host}:{launch.port}"
         return launch
+
+    async def _prepare_with_remotes(self, obj: JObject) -> Launch:
+        """Prepare, first starting on other daemons the executors that run there."""
+        launch = self._prepare(obj)
+        if not launch.remote_needed:
+            return launch
+        parts = await self.remotes.deploy(launch.remote_needed, self.workspaces.files_dir(obj.workspace_id),
+                                          obj.timeout_s, self._remote_workspaces)
+        obj.remote = obj.remote + parts
+        try:
+            return self._prepare(obj)
+        except BaseException:
+            await self._drop_remotes(obj)
+            raise
+
+    def _follow_remotes(self, obj: JObject, runner: Runner) -> None:
+        def ended(reason: str) -> None:
+            if obj.id in self.objects and obj.state in LIVE_STATES:
+                obj.error = reason
+                self._save(obj)
+                runner.log.note_state(obj.state, None)
+
+        runner.followers = [asyncio.create_task(self.remotes.follow(part, runner.log, ended)) for part in obj.remote]
+
+    async def _drop_remotes(self, obj: JObject) -> None:
+        """Delete the object's parts on other daemons (their workspaces too, unless in use)."""
+        runner = self.runners.get(obj.id)
+        for task in runner.followers if runner else []:
+            task.cancel()
+        in_use = {(p["jinad"], p["workspace_id"]) for o in self.objects.values() if o is not obj for p in o.remote}
+        await self.remotes.remove(obj.remote, keep_workspaces=in_use)
+        for part in obj.remote:
+            if (part["jinad"], part["workspace_id"]) not in in_use:
+                self._remote_workspaces.pop((part["jinad"], part["content"]), None)
+        obj.remote = []
+        self._save(obj)
 
     def _child_env(self, obj: JObject) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("JINAD_")}  # no token leaks to user code
@@ -256,7 +298,7 @@ class ObjectManager:
         )
         self._check_capacity(obj)
         try:
-            launch = self._prepare(obj)
+            launch = await self._prepare_with_remotes(obj)
         except BaseException:
             self.alloc.release(list(obj.ports.values()))
             shutil.rmtree(self.run_root / obj.id, ignore_errors=True)
@@ -280,6 +322,7 @@ class ObjectManager:
         runner = self.runners[obj.id]
         runner.start_result = asyncio.get_running_loop().create_future()
         runner.task = asyncio.create_task(self._supervise(obj, runner), name=f"supervise {obj.id}")
+        self._follow_remotes(obj, runner)
         if wait:
             reason = await asyncio.shield(runner.start_result)
             if reason is not None:
@@ -333,6 +376,7 @@ class ObjectManager:
                     return
             elif first or not self._should_restart(obj, code if code is not None else 1):
                 self._set_state(obj, "failed", error=reason, exit_code=code, pid=None)
+                await self._drop_remotes(obj)  # a Flow that cannot start takes its remote parts along
                 runner.settle(reason)
                 return
             if failures >= self.config.restart_max_retries:
@@ -346,10 +390,11 @@ class ObjectManager:
 
     async def _halt(self, obj: JObject, runner: Runner) -> None:
         """Stop the supervising task and end the whole process tree; the state ends `stopped`."""
-        if runner.task and not runner.task.done():
-            runner.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner.task
+        for task in [runner.task, *runner.followers]:
+            if task and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         runner.settle("it was stopped before it was ready")
         if obj.state in LIVE_STATES or runner.child is not None:
             self._set_state(obj, "stopping")
@@ -365,7 +410,7 @@ class ObjectManager:
         async with runner.lock:
             self._check_capacity(obj)
             await self._halt(obj, runner)
-            runner.launch = self._prepare(obj)  # picks up files changed in the workspace since
+            runner.launch = await self._prepare_with_remotes(obj)  # picks up files changed since
         return await self._begin(obj, wait)
 
     async def delete(self, kind: str, object_id: str) -> JObject:
@@ -377,6 +422,7 @@ class ObjectManager:
             if obj.id not in self.objects:
                 return obj
             await self._halt(obj, runner)
+            await self._drop_remotes(obj)
             self.store.delete(COLLECTION, obj.id)
             del self.objects[obj.id]
             del self.runners[obj.id]
@@ -402,6 +448,8 @@ class ObjectManager:
             self.objects[obj.id] = obj
             self.runners[obj.id] = Runner(log=self._open_log(obj.id))
             self.alloc.held.update(obj.ports.values())
+            for part in obj.remote:
+                self._remote_workspaces[(part["jinad"], part["content"])] = part["workspace_id"]
         for obj in list(self.objects.values()):
             should_run = obj.state in LIVE_STATES | {"stopped"} or (
                 obj.state == "exited" and self._should_restart(obj, obj.exit_code)
@@ -417,7 +465,7 @@ class ObjectManager:
         runner = self.runners[obj.id]
         try:
             self.workspaces.get(obj.workspace_id)
-            runner.launch = self._prepare(obj)
+            runner.launch = await self._prepare_with_remotes(obj)
         except JinadError as exc:
             self._set_state(obj, "failed", error=f"could not start it again after a daemon restart: {exc.message}")
             return
@@ -439,4 +487,6 @@ class ObjectManager:
         await asyncio.gather(*(self._halt(obj, self.runners[obj.id]) for obj in self.objects.values()))
         for runner in self.runners.values():
             runner.log.close()
+        # Remote parts keep running under their own daemons; the Flows use them again at start.
+        await self.remotes.close()
 

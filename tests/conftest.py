@@ -57,8 +57,9 @@ async def wait_until(predicate, timeout: float, what: str, interval: float = 0.0
 class Daemon:
     """A real `jinad` process on loopback, with its own home and port range."""
 
-    def __init__(self, home: Path, *extra: str) -> None:
+    def __init__(self, home: Path, *extra: str, host: str = "127.0.0.1") -> None:
         self.home = home
+        self.host = host
         self.port = free_port()
         block = 46000 + 300 * (next(_port_blocks) % 50)
         self.port_range = f"{block}-{block + 299}"
@@ -68,10 +69,10 @@ class Daemon:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> "Daemon":
-        argv = [str(JINAD), "--workspace", str(self.home), "--host", "127.0.0.1", "--port-expose", str(self.port),
+        argv = [str(JINAD), "--workspace", str(self.home), "--host", self.host, "--port-expose", str(self.port),
                 "--port-range", self.port_range, "--stop-grace-s", "5", "--resource-interval-s", "0.5", *self.extra]
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -80,7 +81,7 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise AssertionError(f"jinad exited with {self.proc.returncode}:\n{self.log_text()}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                with socket.create_connection((self.host, self.port), timeout=0.5):
                     return self
             except OSError:
                 time.sleep(0.05)
@@ -101,8 +102,8 @@ def daemon_factory(tmp_path):
     """Start daemons with `daemon_factory()`; at the end all are stopped and none may leave a child."""
     started: list[Daemon] = []
 
-    def make(*extra: str, home: Path | None = None) -> Daemon:
-        daemon = Daemon(home or tmp_path / f"home{len(started)}", *extra).start()
+    def make(*extra: str, home: Path | None = None, host: str = "127.0.0.1") -> Daemon:
+        daemon = Daemon(home or tmp_path / f"home{len(started)}", *extra, host=host).start()
         started.append(daemon)
         return daemon
 

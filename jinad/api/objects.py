@@ -64,7 +64,7 @@ async def _create_flow_from_upload(request: web.Request):
             raise BadRequest("send exactly one 'flow' part holding the Flow YAML")
         return await request.app[OBJECTS].create("flow", {**options, "workspace_id": ws.id, "filename": flow_names[0]}, _wait(request))
     except JinadError as exc:
-        if exc.code != "failed_to_start":  # a failed Flow keeps its workspace, to read its logs
+        if "id" not in exc.details:  # a Flow that exists but failed keeps its workspace, for its logs
             await workspaces.delete(ws.id)
         raise
 

@@ -1,0 +1,110 @@
+"""Executors of a Flow that run on other daemons (`jinad: http://HOST:PORT` in the Flow YAML).
+
+For each, the workspace is uploaded to that daemon (once per content: a workspace already
+there with the same files is reused), the executor is started there as a Pod, and the Flow
+runs it as external. A part that fails rolls back every part made before it. Each part's
+log is followed into the Flow's own log, marked with where it comes from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlsplit
+
+from .client.api import Client, JinadError, folder_files
+from .errors import FailedToStart
+from .logs import Log
+
+log = logging.getLogger(__name__)
+
+
+def content_hash(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for name, path in folder_files(folder):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+class Remotes:
+    def __init__(self, tokens: dict[str, str]) -> None:
+        self.tokens = tokens
+        self._clients: dict[str, Client] = {}
+
+    def client(self, url: str) -> Client:
+        if url not in self._clients:
+            self._clients[url] = Client(url, token=self.tokens.get(url))
+        return self._clients[url]
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+
+    async def _workspace_on(self, url: str, files: Path, digest: str, known: dict[tuple[str, str], str]) -> str:
+        """The id of a workspace with these files on that daemon, uploading them only if needed."""
+        workspace_id = known.get((url, digest))
+        if workspace_id:
+            with contextlib.suppress(JinadError):
+                if (await self.client(url).workspace(workspace_id))["state"] != "failed":
+                    return workspace_id
+        workspace_id = (await self.client(url).upload(files))["id"]
+        known[(url, digest)] = workspace_id
+        return workspace_id
+
+    async def deploy(self, needed: list[dict], files: Path, timeout_s: float, known: dict[tuple[str, str], str]) -> list[dict]:
+        """Start every needed executor on its daemon; roll all back and raise if one fails."""
+        digest = await asyncio.to_thread(content_hash, files)
+        made: list[dict] = []
+        try:
+            for need in needed:
+                url, name = need["jinad"], need["name"]
+                try:
+                    workspace_id = await self._workspace_on(url, files, digest, known)
+                    pod = await self.client(url).create("pod", workspace_id=workspace_id, timeout_s=timeout_s, **need["pod"])
+                except JinadError as exc:
+                    raise FailedToStart(f"remote executor {name!r} on {url} failed: {exc.message}",
+                                        remote=name, log_tail=exc.body.get("log_tail", [])) from None
+                except (OSError, asyncio.TimeoutError) as exc:
+                    raise FailedToStart(f"remote executor {name!r}: cannot reach the daemon at {url} ({exc or type(exc).__name__})",
+                                        remote=name, log_tail=[]) from None
+                ports = [p for key, p in sorted(pod["ports"].items()) if key.startswith("executor")]
+                made.append({"name": name, "jinad": url, "workspace_id": workspace_id, "content": digest,
+                             "pod_id": pod["id"], "host": urlsplit(url).hostname, "ports": ports,
+                             "address": pod["address"]})
+        except BaseException:
+            await self.remove(made, keep_workspaces=set())
+            raise
+        return made
+
+    async def remove(self, parts: list[dict], keep_workspaces: set[tuple[str, str]]) -> None:
+        """Delete the parts' Pods, and their workspaces unless another Flow still uses them.
+        A daemon that cannot be reached is logged, not waited for."""
+        for part in parts:
+            client = self.client(part["jinad"])
+            try:
+                with contextlib.suppress(JinadError):
+                    await client.delete(part["pod_id"])
+                if (part["jinad"], part["workspace_id"]) not in keep_workspaces:
+                    with contextlib.suppress(JinadError):
+                        await client.delete_workspace(part["workspace_id"], force=False)
+            except (OSError, asyncio.TimeoutError) as exc:
+                log.warning("could not remove %s on %s: %s", part["pod_id"], part["jinad"], exc)
+
+    async def follow(self, part: dict, sink: Log, on_end: Callable[[str], None]) -> None:
+        """Copy a remote part's log into the Flow's log until the part ends; then say why."""
+        mark = f"[{part['name']}@{urlsplit(part['jinad']).netloc}] "
+        reason = "its log stream ended"
+        try:
+            async for item in self.client(part["jinad"]).logs(part["pod_id"], tail="all"):
+                if item["event"] == "log":
+                    sink.append(item["stream"], [mark + item["line"]])
+                    sink.flush()
+                elif item["event"] == "state" and item["state"] not in ("starting", "ready"):
+                    reason = f"it is {item['state']}"
+        except (JinadError, ConnectionError) as exc:
+            reason = f"its daemon cannot be reached ({exc})"
+        on_end(f"remote executor {part['name']!r} on {part['jinad']} ended: {reason}")
