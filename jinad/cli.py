@@ -1,4 +1,5 @@
-"""`jinad`: start the daemon (`jinad --port-expose 8001`, settings as in configs/jinad.yml)."""
+"""`jinad`: start the daemon (`jinad --port-expose 8001`, settings as in configs/jinad.yml);
+`jinad <command>` talks to one (see jinad/client/cli.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from aiohttp import web
 from . import __version__, config as settings
 from .api.auth import is_loopback, resolve_token
 from .app import create_app
+from .client import cli as client_cli
 
 
 def lock_home(home: Path) -> IO:
@@ -38,6 +40,9 @@ def new_event_loop():
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in client_cli.COMMANDS:
+        sys.exit(client_cli.main(argv))
     parser = argparse.ArgumentParser(prog="jinad", description="Deploy and manage Jina Flows, Pods and Peas over REST.")
     parser.add_argument("--version", action="version", version=f"jinad {__version__}")
     settings.add_arguments(parser)
