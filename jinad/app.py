@@ -11,7 +11,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from .api import health, logs, objects, ui, workspaces
+from .api import health, logs, objects, openapi, ui, workspaces
 from .api.auth import token_auth
 from .api.errors import json_errors
 from .api.keys import CONFIG, OBJECTS, STARTED_AT, STREAMS, WORKSPACES
@@ -57,7 +57,7 @@ def create_app(config: Config) -> web.Application:
     app[STARTED_AT] = time.monotonic()
     app[WORKSPACES] = WorkspaceManager(config, store)
     app[OBJECTS] = ObjectManager(config, store, app[WORKSPACES])
-    for module in (health, workspaces, objects, logs, ui):
+    for module in (health, workspaces, objects, logs, ui, openapi):
         app.add_routes(module.routes)
     app[STREAMS] = weakref.WeakSet()
     app.on_shutdown.append(logs.end_streams)

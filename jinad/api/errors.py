@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import BadRequest, JinadError
 
@@ -37,6 +38,8 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
         return await handler(request)
     except JinadError as exc:
         return error_response(exc.code, exc.message, **exc.details)
+    except HttpProcessingError as exc:  # a malformed multipart part, header or chunk
+        return error_response("bad_request", f"malformed request: {exc.message}")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

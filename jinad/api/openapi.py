@@ -1,0 +1,187 @@
+"""`GET /openapi.json`: the OpenAPI 3 document of the whole API.
+
+tests/api/test_openapi.py keeps it true: every route the app serves is here and every path
+here is served; schemathesis checks live answers against it.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import __version__
+from ..kinds import KINDS
+
+routes = web.RouteTableDef()
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict:
+    texts = {400: "bad input", 401: "missing or wrong token", 404: "unknown id", 409: "conflict",
+             413: "body too large", 422: "failed to start", 507: "disk full"}
+    return {str(s): _json(_ref("Error"), texts[s]) for s in statuses}
+
+
+ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+WAIT = {"name": "wait", "in": "query", "schema": {"type": "boolean", "default": True},
+        "description": "false: answer 202 at once, state `starting`"}
+NULLABLE_STRING = {"type": ["string", "null"]}
+NULLABLE_INT = {"type": ["integer", "null"]}
+UPLOAD = {
+    "required": False,
+    "content": {"multipart/form-data": {"schema": {
+        "type": "object",
+        "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+    }}},
+}
+
+SCHEMAS = {
+    "Error": {
+        "type": "object", "required": ["error", "message"],
+        "properties": {"error": {"type": "string"}, "message": {"type": "string"},
+                       "log_tail": {"type": "array", "items": {"type": "string"}}, "id": {"type": "string"}},
+    },
+    "Workspace": {
+        "type": "object", "required": ["id", "state", "files", "size", "created_at", "updated_at", "error"],
+        "properties": {
+            "id": {"type": "string"}, "state": {"enum": ["ready", "installing", "failed"]},
+            "files": {"type": "array", "items": {"type": "object", "required": ["path", "size"],
+                                                 "properties": {"path": {"type": "string"}, "size": {"type": "integer"}}}},
+            "size": {"type": "integer"}, "created_at": {"type": "string"}, "updated_at": {"type": "string"},
+            "error": NULLABLE_STRING, "requirements": NULLABLE_STRING, "env": NULLABLE_STRING,
+        },
+    },
+    "Object": {
+        "type": "object",
+        "required": ["id", "kind", "workspace_id", "state", "pid", "address", "protocol", "ports", "created_at",
+                     "started_at", "exit_code", "restarts", "error", "resources", "remote"],
+        "properties": {
+            "id": {"type": "string"}, "kind": {"enum": list(KINDS)}, "workspace_id": {"type": "string"},
+            "state": {"enum": ["starting", "ready", "stopping", "stopped", "failed", "exited"]},
+            "pid": NULLABLE_INT, "address": NULLABLE_STRING, "protocol": NULLABLE_STRING,
+            "ports": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "created_at": {"type": "string"}, "started_at": NULLABLE_STRING, "exit_code": NULLABLE_INT,
+            "restarts": {"type": "integer"}, "error": NULLABLE_STRING, "restart": {"enum": ["no", "on-failure", "always"]},
+            "resources": {"type": "object", "properties": {"cpu_percent": {"type": "number"},
+                                                          "memory_rss": {"type": "integer"},
+                                                          "processes": {"type": "integer"}}},
+            "remote": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "CreateFlow": {
+        "type": "object", "required": ["workspace_id", "filename"],
+        "properties": {"workspace_id": {"type": "string"}, "filename": {"type": "string"},
+                       "envs": {"type": "object"}, "restart": {"enum": ["no", "on-failure", "always"]},
+                       "timeout_s": {"type": "number"}},
+    },
+    "CreateExecutor": {
+        "type": "object", "required": ["workspace_id", "uses"],
+        "properties": {"workspace_id": {"type": "string"}, "uses": {"type": "string"},
+                       "py_modules": {"type": "array", "items": {"type": "string"}}, "uses_with": {"type": "object"},
+                       "replicas": {"type": "integer", "minimum": 1}, "shards": {"type": "integer", "minimum": 1},
+                       "protocol": {"enum": ["grpc", "http", "websocket"]}, "port": NULLABLE_INT,
+                       "envs": {"type": "object"}, "restart": {"enum": ["no", "on-failure", "always"]},
+                       "timeout_s": {"type": "number"}},
+    },
+    "Status": {
+        "type": "object", "required": ["jinad", "jina", "system", "workspaces", "flows", "pods", "peas"],
+        "properties": {"jinad": {"type": "object"}, "jina": {"type": "object"}, "system": {"type": "object"},
+                       "workspaces": {"type": "integer"}, "flows": {"type": "object"},
+                       "pods": {"type": "object"}, "peas": {"type": "object"}},
+    },
+}
+
+
+def _kind_paths(plural: str, kind: str) -> dict:
+    body_schema = _ref("CreateFlow") if kind == "flow" else _ref("CreateExecutor")
+    content = {"application/json": {"schema": body_schema}}
+    if kind == "flow":
+        content["multipart/form-data"] = {"schema": {"type": "object", "properties": {
+            "flow": {"type": "string", "format": "binary"},
+            "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}
+    started = {"201": _json(_ref("Object"), "ready"), "202": _json(_ref("Object"), "starting (wait=false)")}
+    return {
+        f"/{plural}": {
+            "get": {"summary": f"list {plural}", "responses": {"200": _json({"type": "array", "items": _ref("Object")}, plural)}},
+            "post": {"summary": f"create a {kind}", "parameters": [WAIT], "requestBody": {"required": True, "content": content},
+                     "responses": {**started, **_errors(400, 404, 409, 413, 422)}},
+        },
+        f"/{plural}/{{id}}": {
+            "parameters": [ID],
+            "get": {"summary": f"one {kind}", "responses": {"200": _json(_ref("Object"), kind), **_errors(404)}},
+            "delete": {"summary": f"stop and remove a {kind}", "responses": {"200": _json(_ref("Object"), "stopped"), **_errors(404)}},
+        },
+        f"/{plural}/{{id}}/restart": {
+            "parameters": [ID],
+            "post": {"summary": f"restart a {kind}", "parameters": [WAIT],
+                     "responses": {"200": _json(_ref("Object"), "ready again"), "202": _json(_ref("Object"), "starting"),
+                                   **_errors(400, 404, 409, 422)}},
+        },
+    }
+
+
+def document() -> dict:
+    paths = {
+        "/": {"get": {"summary": "liveness", "security": [], "responses": {"200": _json({"type": "object"}, "{}")}}},
+        "/status": {"get": {"summary": "daemon, Jina, system and counts", "responses": {"200": _json(_ref("Status"), "status")}}},
+        "/openapi.json": {"get": {"summary": "this document", "security": [], "responses": {"200": _json({"type": "object"}, "OpenAPI 3")}}},
+        "/ui": {"get": {"summary": "the browser dashboard", "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
+        "/workspaces": {
+            "get": {"summary": "list workspaces", "responses": {"200": _json({"type": "array", "items": _ref("Workspace")}, "workspaces")}},
+            "post": {"summary": "upload files as a new workspace", "requestBody": UPLOAD,
+                     "parameters": [{"name": "requirements", "in": "query", "schema": {"type": "string"}}],
+                     "responses": {"201": _json(_ref("Workspace"), "created"), **_errors(400, 413, 507)}},
+        },
+        "/workspaces/{id}": {
+            "parameters": [ID],
+            "get": {"summary": "one workspace", "responses": {"200": _json(_ref("Workspace"), "workspace"), **_errors(404)}},
+            "delete": {"summary": "delete a workspace", "parameters": [{"name": "force", "in": "query", "schema": {"type": "boolean"}}],
+                       "responses": {"200": _json(_ref("Workspace"), "deleted"), **_errors(404, 409)}},
+        },
+        "/workspaces/{id}/files": {
+            "parameters": [ID],
+            "post": {"summary": "add or replace files", "requestBody": UPLOAD,
+                     "responses": {"200": _json(_ref("Workspace"), "updated"), **_errors(400, 404, 413, 507)}},
+        },
+        "/workspaces/{id}/files/{path}": {
+            "parameters": [ID, {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {"summary": "download a file", "responses": {
+                "200": {"description": "the file's bytes", "content": {"application/octet-stream": {}}}, **_errors(400, 404)}},
+        },
+        "/logs/{id}": {
+            "parameters": [ID],
+            "get": {
+                "summary": "an object's or workspace's log: SSE with Accept: text/event-stream, else text",
+                "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}} for n in ("tail", "since", "follow")],
+                "responses": {"200": {"description": "log lines", "content": {"text/event-stream": {}, "text/plain": {}}},
+                              **_errors(400, 404)},
+            },
+        },
+        "/events": {"get": {"summary": "every object's state changes (SSE)",
+                            "responses": {"200": {"description": "events", "content": {"text/event-stream": {}}}}}},
+    }
+    for kind in KINDS.values():
+        paths.update(_kind_paths(kind.plural, kind.name))
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "jinad", "version": __version__,
+                 "description": "Deploy and manage Jina Flows, Pods and Peas over REST."},
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "query": {"type": "apiKey", "in": "query", "name": "token"}},
+        },
+        "security": [{"bearer": []}, {"query": []}],
+    }
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(document())
