@@ -76,7 +76,7 @@ class Environments:
             log.flush()
             child = await spawn(argv, requirements.parent, env, log, 16384, object_id=owner, home=self.home)
             try:
-                code = await child.wait()
+                code, _ = await child.wait(grace=5.0)
             except asyncio.CancelledError:  # the workspace was deleted or re-uploaded meanwhile
                 await child.stop(grace=5.0)
                 shutil.rmtree(target, ignore_errors=True)

@@ -15,6 +15,7 @@ beyond `file_backups` is dropped); sequence numbers carry on across rotations an
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import logging
 import os
@@ -239,10 +240,11 @@ class Log:
 
 
 async def follow(log: Log, after: int, keep_following: bool, finished: Callable[[], bool]) -> AsyncIterator[list[LogLine | StateNote]]:
-    """Every line after `after` and every state change from now on, in order and in batches,
+    """Every line after `after` and every state change since, in order and in batches,
     until the owner has finished and every line was given (or, not following, once the
     backlog is given)."""
-    notes_seen = len(log.notes)
+    # State changes placed after `after` are replayed with the lines around them.
+    notes_seen = bisect.bisect_left(log.notes, after, key=lambda note: note.after_seq)
     while True:
         changed = log.changed
         lines = await log.read_after(after)

@@ -352,8 +352,8 @@ class ObjectManager:
         runner.child = None
         return reason, code
 
-    def _should_restart(self, obj: JObject, code: int | None) -> bool:
-        return obj.restart == "always" or (obj.restart == "on-failure" and code != 0)
+    def _should_restart(self, obj: JObject, failed: bool) -> bool:
+        return obj.restart == "always" or (obj.restart == "on-failure" and failed)
 
     async def _supervise(self, obj: JObject, runner: Runner) -> None:
         """One object's life: start, wait for its exit, restart by policy with growing back-off."""
@@ -367,14 +367,15 @@ class ObjectManager:
                 runner.settle(None)
                 first = False
                 ready_at = time.monotonic()
-                code = await runner.child.wait()
+                code, reason = await runner.child.wait(self.config.stop_grace_s, [port for port, _ in runner.launch.probes])
                 runner.child = None
-                self._set_state(obj, "exited", exit_code=code, pid=None)
+                self._set_state(obj, "exited", exit_code=code, pid=None, error=reason)
                 if time.monotonic() - ready_at > BACKOFF_RESET_S:
                     failures = 0
-                if not self._should_restart(obj, code):
+                # Ended by the daemon because part of it died: a failure, whatever the exit code.
+                if not self._should_restart(obj, failed=code != 0 or reason is not None):
                     return
-            elif first or not self._should_restart(obj, code if code is not None else 1):
+            elif first or not self._should_restart(obj, failed=True):
                 self._set_state(obj, "failed", error=reason, exit_code=code, pid=None)
                 await self._drop_remotes(obj)  # a Flow that cannot start takes its remote parts along
                 runner.settle(reason)
@@ -452,7 +453,7 @@ class ObjectManager:
                 self._remote_workspaces[(part["jinad"], part["content"])] = part["workspace_id"]
         for obj in list(self.objects.values()):
             should_run = obj.state in LIVE_STATES | {"stopped"} or (
-                obj.state == "exited" and self._should_restart(obj, obj.exit_code)
+                obj.state == "exited" and self._should_restart(obj, failed=obj.exit_code != 0 or obj.error is not None)
             )
             if obj.state == "ready" or obj.state == "starting":
                 self._set_state(obj, "stopping")

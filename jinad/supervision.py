@@ -28,6 +28,14 @@ READ_CHUNK = 256 * 1024
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 MARK_ID = "JINAD_OBJECT_ID"
 MARK_HOME = "JINAD_HOME"
+WATCH_INTERVAL_S = 1.0
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 async def _pump(stream: asyncio.StreamReader, name: str, sink: Log, max_line: int) -> None:
@@ -121,11 +129,23 @@ async def end_processes(procs: list[psutil.Process], grace: float) -> None:
     if not procs:
         return
     _signal_all(procs, signal.SIGTERM)
-    _, alive = await asyncio.to_thread(psutil.wait_procs, procs, grace)
+    alive = await _gone_or_alive(procs, grace)
     if alive:
         log.warning("%d process(es) ignored SIGTERM for %.1fs; killing", len(alive), grace)
         _signal_all(alive, signal.SIGKILL)
-        await asyncio.to_thread(psutil.wait_procs, alive, 5.0)
+        await _gone_or_alive(alive, 5.0)
+
+
+async def _gone_or_alive(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Poll until every process is gone (a zombie counts as gone); those still alive at the end.
+    Polling, not psutil.wait_procs: that reaps our own children with waitpid() behind the
+    event loop's back, and the loop then never learns their exit."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [p for p in procs if _running(p)]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        await asyncio.sleep(0.02)
 
 
 class Child:
@@ -139,12 +159,42 @@ class Child:
         self.home = home
         self._samples: dict[int, psutil.Process] = {}
 
-    async def wait(self) -> int:
-        """Wait until the leader exits; then end the rest of its group, as it cannot go on alone."""
+    def _runtimes(self) -> list[psutil.Process]:
+        """Jina's runtime processes: forks of the leader, so they share its command line."""
+        try:
+            command = psutil.Process(self.pid).cmdline()
+        except psutil.Error:
+            return []
+        found = []
+        for proc in tree(self.pid):
+            with contextlib.suppress(psutil.Error):
+                if proc.cmdline() == command:
+                    found.append(proc)
+        return found
+
+    async def wait(self, grace: float, ports: list[int] = ()) -> tuple[int, str | None]:
+        """Wait until the object ends: its leader exits, one of its runtime processes dies, or
+        a port it served is closed (Jina's parent notices a dead worker only after a minute).
+        Then end the rest of the group, which cannot go on alone. Returns the leader's exit
+        code and, when the daemon ended it, why."""
+        runtimes = await asyncio.to_thread(self._runtimes)
+        reason = None
+        while self.proc.returncode is None and reason is None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.proc.wait()), WATCH_INTERVAL_S)
+                break
+            dead = [p.pid for p in runtimes if not _running(p)]
+            closed = [port for port in ports if await _refused("127.0.0.1", port)]
+            if dead:
+                reason = f"its runtime process {dead[0]} ended"
+            elif closed:
+                reason = f"it stopped serving on port {closed[0]}"
+        if reason:
+            await end_processes(tree(self.pid), grace)
         code = await self.proc.wait()
         await end_processes(tree(self.pid), grace=2.0)
         await self._drain()
-        return code
+        return code, reason
 
     async def _drain(self) -> None:
         # Pipes close once every writer is gone; a writer that escaped the group may hold them.
@@ -199,6 +249,18 @@ async def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Lo
         asyncio.create_task(_pump(proc.stderr, "stderr", sink, max_line)),
     ]
     return Child(proc, pumps, object_id, home)
+
+
+async def _refused(host: str, port: int) -> bool:
+    """Is nobody listening there? (A slow answer is not a refusal.)"""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+    except ConnectionRefusedError:
+        return True
+    except (OSError, asyncio.TimeoutError):
+        return False
+    writer.close()
+    return False
 
 
 async def probe(host: str, port: int, check: str, session: aiohttp.ClientSession) -> bool:

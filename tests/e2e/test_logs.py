@@ -116,7 +116,7 @@ async def test_state_and_end_events_close_the_stream_when_the_object_is_deleted(
     await deleter
     assert chatty_numbers(logs) == list(range(10))
     states = [e.json()["state"] for e in others if e.event == "state"]
-    assert states == ["stopping", "stopped"]
+    assert states == ["starting", "ready", "stopping", "stopped"]  # from the start: tail=all
     assert others[-1].event == "end"
 
 

@@ -1,0 +1,49 @@
+"""Executors that make stopping hard: one leaves an escaped grandchild, one ignores signals."""
+
+import signal
+import subprocess
+import sys
+
+from jina import Executor, requests
+
+
+class Forker(Executor):
+    """Starts a grandchild in a session of its own, as a daemonizing tool would."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+        print(f"forker grandchild {child.pid}", flush=True)
+
+    @requests
+    def noop(self, **kwargs):
+        return None
+
+
+class Stubborn(Executor):
+    """Ignores SIGTERM and SIGINT: only SIGKILL ends it."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print("stubborn ignores SIGTERM and SIGINT", flush=True)
+
+    @requests
+    def noop(self, **kwargs):
+        return None
+
+
+class Quitter(Executor):
+    """Serves for a moment, then exits with code 3, every time it is started."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        import os
+        import threading
+
+        threading.Timer(1.0, os._exit, args=(3,)).start()
+
+    @requests
+    def noop(self, **kwargs):
+        return None
