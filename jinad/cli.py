@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in client_cli.COMMANDS:
         sys.exit(client_cli.main(argv))
-    parser = argparse.ArgumentParser(prog="jinad", description="Deploy and manage Jina Flows, Pods and Peas over REST.")
+    parser = argparse.ArgumentParser(
+        prog="jinad", description="Deploy and manage Jina Flows, Pods and Peas over REST.",
+        epilog=f"client commands: {', '.join(client_cli.COMMANDS)} (jinad COMMAND --help)",
+    )
     parser.add_argument("--version", action="version", version=f"jinad {__version__}")
     settings.add_arguments(parser)
     args = parser.parse_args(argv)

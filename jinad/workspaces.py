@@ -283,7 +283,7 @@ class WorkspaceManager:
     async def delete(self, workspace_id: str) -> Workspace:
         ws = self.get(workspace_id)
         if self.in_use(workspace_id):
-            raise Conflict(f"objects still run in workspace {workspace_id}; stop them or pass ?force=true")
+            raise Conflict(f"objects still run in workspace {workspace_id}; delete them first, or force the delete")
         async with self._lock(ws.id):
             if (task := self._installs.pop(ws.id, None)) is not None:
                 task.cancel()

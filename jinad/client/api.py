@@ -46,10 +46,12 @@ def folder_files(folder: Path) -> list[tuple[str, Path]]:
 class Client:
     """`async with Client("http://127.0.0.1:8000", token=...) as jd: await jd.status()`"""
 
-    def __init__(self, url: str, token: str | None = None, timeout: float = 600.0) -> None:
+    def __init__(self, url: str, token: str | None = None, timeout: float = 600.0,
+                 trace_configs: list[aiohttp.TraceConfig] | None = None) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
+        self._trace_configs = trace_configs  # e.g. the CLI's progress line counts bytes sent
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> "Client":
@@ -67,7 +69,7 @@ class Client:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-            self._session = aiohttp.ClientSession(headers=headers, timeout=self._timeout)
+            self._session = aiohttp.ClientSession(headers=headers, timeout=self._timeout, trace_configs=self._trace_configs)
         return self._session
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -1,9 +1,422 @@
-"""`jinad <command>`: client commands for people at a terminal (the daemon is plain `jinad`)."""
+"""`jinad <command>`: client commands for people at a terminal (plain `jinad` runs the daemon).
+
+    jinad status                                  the daemon, its Jina and the machine
+    jinad ls [--kind flow|pod|pea|workspace]      every object and workspace
+    jinad get ID                                  one object or workspace
+    jinad workspace upload DIR                    a folder as a new workspace; prints its id
+    jinad workspace ls
+    jinad workspace rm ID [--force]
+    jinad flow create FLOW.yml [--dir DIR] [--restart POLICY] [--no-wait]
+    jinad pod create --workspace ID --uses X [--py-modules a.py ...] [--uses-with JSON] [--replicas N] [--shards N]
+    jinad pea create --workspace ID --uses X [--py-modules a.py ...] [--uses-with JSON]
+    jinad logs ID [-f/--follow] [--tail N|all]    lines as they come; -f until the object ends
+    jinad rm ID                                   any id; a workspace goes with its objects
+    jinad restart ID
+
+Every command takes `--host URL` (else $JINAD_HOST, else http://127.0.0.1:8000), `--token`
+(else $JINAD_TOKEN) and `--json` (the daemon's JSON instead of tables; one document a line for
+logs). Creating, uploading and removing print the id, so `ID=$(jinad pea create ...)` works.
+Progress (bytes sent, seconds waited) goes to stderr, and only when stderr is a terminal.
+
+Exit codes:
+    0    success
+    1    the daemon answered an error: its code and message on stderr (and the log tail of a
+         failed start; with --json, the daemon's error document)
+    2    usage error
+    3    the daemon cannot be reached
+    130  interrupted (Ctrl-C)
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, TextIO
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from .api import PLURAL, Client, JinadError, kind_of
+
 COMMANDS = ("workspace", "flow", "pod", "pea", "ls", "get", "logs", "rm", "restart", "status")
+DEFAULT_HOST = "http://127.0.0.1:8000"
+KINDS = tuple(PLURAL)
+ALL_KINDS = (*KINDS, "workspace")
+RESTART_POLICIES = ("no", "on-failure", "always")
+OBJECT_COLUMNS = ("ID", "KIND", "STATE", "ADDRESS", "RESTARTS", "CPU", "RSS", "AGE")
+WORKSPACE_COLUMNS = ("ID", "STATE", "FILES", "SIZE", "AGE")
+# Request-body fields a create command may set; None (not given) leaves the daemon's default.
+CREATE_FIELDS = ("workspace_id", "uses", "py_modules", "uses_with", "replicas", "shards", "restart")
+EXIT_DAEMON_ERROR, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 1, 3, 130
+
+
+# ---- human output ---------------------------------------------------------------------------
+
+def human_bytes(size: float | None) -> str:
+    if size is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            break
+        size /= 1024
+    return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+
+
+def human_seconds(seconds: float) -> str:
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= length:
+            return f"{seconds // length:.0f}{unit}"
+    return f"{max(seconds, 0):.0f}s"
+
+
+def age(timestamp: str | None) -> str:
+    if not timestamp:
+        return "-"
+    began = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))  # Python 3.10 wants the offset
+    return human_seconds((datetime.now(timezone.utc) - began).total_seconds())
+
+
+def table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Columns aligned on the widest cell, two spaces apart."""
+    widths = [max(len(row[i]) for row in (headers, *rows)) for i in range(len(headers))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in (headers, *rows))
+
+
+def details(doc: dict) -> str:
+    """One `key  value` line a field; nested values as compact JSON."""
+    width = max(map(len, doc), default=0)
+    return "\n".join(f"{key.ljust(width)}  {v if isinstance(v, str) else json.dumps(v)}" for key, v in doc.items())
+
+
+def object_row(doc: dict) -> tuple[str, ...]:
+    """A row of OBJECT_COLUMNS for a Flow, Pod, Pea or workspace."""
+    if kind_of(doc["id"]) == "workspace":
+        return (doc["id"], "workspace", doc["state"], "-", "-", "-", "-", age(doc.get("created_at")))
+    used = doc.get("resources") or {}
+    cpu = used.get("cpu_percent")
+    return (doc["id"], doc["kind"], doc["state"], doc.get("address") or "-", str(doc.get("restarts", 0)),
+            "-" if cpu is None else f"{cpu:.0f}%", human_bytes(used.get("memory_rss")), age(doc.get("created_at")))
+
+
+def workspace_row(ws: dict) -> tuple[str, ...]:
+    return (ws["id"], ws["state"], str(len(ws.get("files", []))), human_bytes(ws.get("size")), age(ws.get("created_at")))
+
+
+def render_status(status: dict) -> str:
+    daemon, system = status["jinad"], status["system"]
+    memory, disk = system["memory"], system["disk"]
+    counts = {kind: ", ".join(f"{state} {n}" for state, n in status.get(kind, {}).items()) or "none" for kind in PLURAL.values()}
+    return details({
+        "jinad": f"{daemon['version']}, pid {daemon['pid']}, up {human_seconds(daemon['uptime_s'])}, {daemon['host']}:{daemon['port']}",
+        "jina": status["jina"]["version"] or "not installed",
+        "cpu": f"{system['cpu_percent']:.0f}%",
+        "memory": f"{human_bytes(memory['used'])} of {human_bytes(memory['total'])} used",
+        "disk": f"{human_bytes(disk['used'])} of {human_bytes(disk['total'])} used",
+        "workspaces": str(status["workspaces"]),
+        **counts,
+    })
+
+
+def id_of(doc: dict) -> str:
+    return doc["id"]
+
+
+# ---- progress ---------------------------------------------------------------------------------
+
+class Progress:
+    """One line on stderr while a request runs (spinner, seconds, bytes sent); only on a TTY."""
+
+    FRAMES = "|/-\\"
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.sent = 0
+
+    def trace(self) -> aiohttp.TraceConfig:
+        """Counts the request-body bytes a session sends."""
+        async def count(session: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceRequestChunkSentParams) -> None:
+            self.sent += len(params.chunk)
+
+        trace = aiohttp.TraceConfig()
+        trace.on_request_chunk_sent.append(count)
+        return trace
+
+    @contextlib.asynccontextmanager
+    async def showing(self, label: str) -> AsyncIterator[None]:
+        if not self.stream.isatty():
+            yield
+            return
+        self.sent = 0
+        drawing = asyncio.create_task(self._draw(label))
+        try:
+            yield
+        finally:
+            drawing.cancel()
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+    async def _draw(self, label: str) -> None:
+        began = time.monotonic()
+        for frame in itertools.cycle(self.FRAMES):
+            sent = f", {human_bytes(self.sent)} sent" if self.sent else ""
+            self.stream.write(f"\r{frame} {label} {time.monotonic() - began:.0f}s{sent}\x1b[K")
+            self.stream.flush()
+            await asyncio.sleep(0.1)
+
+
+# ---- commands ---------------------------------------------------------------------------------
+
+@dataclass
+class Context:
+    """What a command works with: the client, its arguments and the progress line."""
+
+    jd: Client
+    args: argparse.Namespace
+    progress: Progress
+
+    def show(self, data: Any, render: Callable[[Any], str]) -> None:
+        print(json.dumps(data) if self.args.json else render(data), flush=True)
+
+    def create_body(self) -> dict:
+        return {name: value for name in CREATE_FIELDS if (value := getattr(self.args, name, None)) is not None}
+
+
+async def cmd_status(ctx: Context) -> None:
+    ctx.show(await ctx.jd.status(), render_status)
+
+
+async def cmd_ls(ctx: Context) -> None:
+    kinds = [ctx.args.kind] if ctx.args.kind else ALL_KINDS
+    lists = await asyncio.gather(*(ctx.jd.workspaces() if kind == "workspace" else ctx.jd.list(kind) for kind in kinds))
+    ctx.show([doc for docs in lists for doc in docs], lambda docs: table(OBJECT_COLUMNS, [object_row(d) for d in docs]))
+
+
+async def cmd_get(ctx: Context) -> None:
+    ctx.show(await ctx.jd.get(ctx.args.id), details)
+
+
+async def cmd_workspace_upload(ctx: Context) -> None:
+    async with ctx.progress.showing(f"uploading {ctx.args.dir}"):
+        ws = await ctx.jd.upload(ctx.args.dir)
+    ctx.show(ws, id_of)
+
+
+async def cmd_workspace_ls(ctx: Context) -> None:
+    ctx.show(await ctx.jd.workspaces(), lambda wss: table(WORKSPACE_COLUMNS, [workspace_row(ws) for ws in wss]))
+
+
+async def cmd_workspace_rm(ctx: Context) -> None:
+    ctx.show(await ctx.jd.delete_workspace(ctx.args.id, force=ctx.args.force), id_of)
+
+
+async def cmd_flow_create(ctx: Context) -> None:
+    async with ctx.progress.showing(f"creating a flow from {ctx.args.yaml}"):
+        flow = await ctx.jd.create_flow(ctx.args.yaml, folder=ctx.args.dir, wait=ctx.args.wait, **ctx.create_body())
+    ctx.show(flow, id_of)
+
+
+async def cmd_create(ctx: Context) -> None:
+    async with ctx.progress.showing(f"starting a {ctx.args.kind}"):
+        created = await ctx.jd.create(ctx.args.kind, wait=ctx.args.wait, **ctx.create_body())
+    ctx.show(created, id_of)
+
+
+async def cmd_logs(ctx: Context) -> None:
+    async for entry in ctx.jd.logs(ctx.args.id, tail=ctx.args.tail, follow=ctx.args.follow):
+        if ctx.args.json:
+            print(json.dumps(entry), flush=True)
+        elif entry["event"] == "log":
+            print(entry["line"], flush=True)
+
+
+async def cmd_rm(ctx: Context) -> None:
+    ctx.show(await ctx.jd.delete(ctx.args.id), id_of)
+
+
+async def cmd_restart(ctx: Context) -> None:
+    async with ctx.progress.showing(f"restarting {ctx.args.id}"):
+        restarted = await ctx.jd.restart(ctx.args.id, wait=ctx.args.wait)
+    ctx.show(restarted, id_of)
+
+
+# ---- arguments --------------------------------------------------------------------------------
+
+def host_url(text: str) -> str:
+    url = text if "://" in text else f"http://{text}"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a daemon URL like http://127.0.0.1:8000")
+    return url
+
+
+def id_type(*kinds: str) -> Callable[[str], str]:
+    """An argparse type accepting ids of these kinds only."""
+    def check(text: str) -> str:
+        try:
+            kind = kind_of(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        if kind not in kinds:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {' or '.join(kinds)} id")
+        return text
+
+    return check
+
+
+def path_type(want: Callable[[Path], bool], what: str) -> Callable[[str], Path]:
+    def check(text: str) -> Path:
+        if not want(Path(text)):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return Path(text)
+
+    return check
+
+
+def tail_type(text: str) -> int | str:
+    if text == "all":
+        return text
+    if text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r} is not a number of lines or 'all'")
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object like '{{\"suffix\": \"!\"}}'")
+    return value
+
+
+ANY_ID = id_type(*ALL_KINDS)
+OBJECT_ID = id_type(*KINDS)
+WORKSPACE_ID = id_type("workspace")
+
+
+def common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("daemon and output")
+    group.add_argument("--host", type=host_url, default=os.environ.get("JINAD_HOST") or DEFAULT_HOST,
+                       help="the daemon's URL (default: $JINAD_HOST, else %(default)s)")
+    group.add_argument("--token", default=os.environ.get("JINAD_TOKEN"), help="its bearer token (default: $JINAD_TOKEN)")
+    group.add_argument("--json", action="store_true", help="print the daemon's JSON (one document a line for logs)")
+    return common
+
+
+def add_no_wait(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-wait", dest="wait", action="store_false", help="answer at once instead of when ready")
+
+
+def add_start_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--restart", choices=RESTART_POLICIES, help="restart policy (default: no)")
+    add_no_wait(parser)
+
+
+def add_runtime_options(parser: argparse.ArgumentParser, kind: str) -> None:
+    parser.set_defaults(kind=kind)
+    parser.add_argument("--workspace", dest="workspace_id", type=WORKSPACE_ID, required=True, metavar="ID",
+                        help="workspace with its files")
+    parser.add_argument("--uses", required=True, help="the Executor class (or a YAML in the workspace)")
+    parser.add_argument("--py-modules", nargs="+", metavar="FILE", help="Python files of the workspace to import")
+    parser.add_argument("--uses-with", type=json_object, metavar="JSON", help="constructor arguments as a JSON object")
+    if kind == "pod":
+        parser.add_argument("--replicas", type=positive_int, metavar="N", help="copies of the Executor (default: 1)")
+        parser.add_argument("--shards", type=positive_int, metavar="N", help="shards behind a head (default: 1)")
+    add_start_options(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = common_options()
+    parser = argparse.ArgumentParser(prog="jinad", description="Talk to a jinad daemon (plain `jinad` starts one).",
+                                     epilog="exit codes: 0 ok, 1 the daemon answered an error, 2 usage, 3 unreachable, 130 Ctrl-C")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    def command(group: Any, name: str, run: Callable[[Context], Awaitable[None]], text: str) -> argparse.ArgumentParser:
+        sub = group.add_parser(name, parents=[common], help=text, description=text)
+        sub.set_defaults(run=run)
+        return sub
+
+    def noun(name: str, text: str) -> Any:
+        return commands.add_parser(name, help=text).add_subparsers(title="actions", metavar="ACTION", required=True)
+
+    command(commands, "status", cmd_status, "the daemon, its Jina and the machine")
+    command(commands, "ls", cmd_ls, "list objects and workspaces").add_argument("--kind", choices=ALL_KINDS)
+    command(commands, "get", cmd_get, "one object or workspace").add_argument("id", type=ANY_ID)
+    logs = command(commands, "logs", cmd_logs, "print an object's (or a workspace install's) log")
+    logs.add_argument("id", type=ANY_ID)
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the object ends")
+    logs.add_argument("--tail", type=tail_type, default=100, help="last N lines first, or 'all' (default: %(default)s)")
+    command(commands, "rm", cmd_rm, "stop and remove an object (a workspace with its objects)").add_argument("id", type=ANY_ID)
+    restart = command(commands, "restart", cmd_restart, "restart a Flow, Pod or Pea")
+    restart.add_argument("id", type=OBJECT_ID)
+    add_no_wait(restart)
+
+    workspace = noun("workspace", "upload, list and remove workspaces")
+    command(workspace, "upload", cmd_workspace_upload, "upload a folder as a new workspace").add_argument(
+        "dir", type=path_type(Path.is_dir, "a folder"))
+    command(workspace, "ls", cmd_workspace_ls, "list workspaces")
+    remove = command(workspace, "rm", cmd_workspace_rm, "remove a workspace")
+    remove.add_argument("id", type=WORKSPACE_ID)
+    remove.add_argument("--force", action="store_true", help="stop and remove its objects first")
+
+    flow = command(noun("flow", "create Flows"), "create", cmd_flow_create, "a Flow from a local YAML in one upload")
+    flow.add_argument("yaml", type=path_type(Path.is_file, "a file"), metavar="FLOW.yml")
+    flow.add_argument("--dir", type=path_type(Path.is_dir, "a folder"), help="folder of files the Flow needs")
+    add_start_options(flow)
+    for kind, text in (("pod", "an Executor with replicas/shards"), ("pea", "a single Executor")):
+        add_runtime_options(command(noun(kind, f"create {kind.title()}s"), "create", cmd_create, f"start {text}"), kind)
+    return parser
+
+
+# ---- entry point ------------------------------------------------------------------------------
+
+async def run(args: argparse.Namespace) -> None:
+    progress = Progress(sys.stderr)
+    async with Client(args.host, args.token, trace_configs=[progress.trace()]) as jd:
+        await args.run(Context(jd, args, progress))
+
+
+def report(exc: JinadError, as_json: bool) -> None:
+    """The daemon's error on stderr: its document with --json, else code, message and log tail."""
+    if as_json:
+        print(json.dumps(exc.body or {"error": exc.code, "message": exc.message}), file=sys.stderr)
+        return
+    print(f"jinad: {exc.code}: {exc.message}", file=sys.stderr)
+    for line in exc.body.get("log_tail", []):
+        print(f"  | {line}", file=sys.stderr)
+    if exc.code == "failed_to_start" and "id" in exc.body:
+        print(f"jinad: the whole log: jinad logs {exc.body['id']} --tail all", file=sys.stderr)
 
 
 def main(argv: list[str]) -> int:
-    raise SystemExit("jinad: client commands are not built yet")
+    args = build_parser().parse_args(argv)  # exits 2 on a usage error
+    try:
+        asyncio.run(run(args))
+    except JinadError as exc:
+        report(exc, args.json)
+        return EXIT_DAEMON_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `jinad logs ID | head`: the reader left, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        print(f"jinad: cannot reach the daemon at {args.host}: {exc or type(exc).__name__}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    return 0

@@ -13,7 +13,7 @@ from urllib.parse import urljoin
 import aiohttp
 import pytest
 
-from tests.conftest import EXECUTORS, form, wait_until
+from tests.conftest import EXECUTORS, form
 from tests.e2e.test_logs import start_chatty
 
 CHROMIUM = "/usr/bin/chromium"
