@@ -11,23 +11,18 @@ from tests.e2e.test_objects import ask_http
 UPPER = ("files", "upper.py", EXECUTORS / "upper.py")
 
 
+def remote_flow(*executors: tuple[str, str, str]) -> bytes:
+    """A Flow YAML of Upper executors, each (name, daemon URL, extra YAML lines) on a remote."""
+    entries = "".join(
+        f"  - name: {name}\n    uses: Upper\n    py_modules: upper.py\n    jinad: {url}\n{extra}"
+        for name, url, extra in executors
+    )
+    return f"jtype: Flow\nwith:\n  protocol: http\nexecutors:\n{entries}".encode()
+
+
 def two_remote_flow(b_url: str, c_url: str) -> bytes:
-    return f"""jtype: Flow
-with:
-  protocol: http
-executors:
-  - name: upper_b
-    uses: Upper
-    py_modules: upper.py
-    uses_with: {{suffix: "-b"}}
-    jinad: {b_url}
-  - name: upper_c
-    uses: Upper
-    py_modules: upper.py
-    uses_with: {{suffix: "-c"}}
-    replicas: 2
-    jinad: {c_url}
-""".encode()
+    return remote_flow(("upper_b", b_url, '    uses_with: {suffix: "-b"}\n'),
+                       ("upper_c", c_url, '    uses_with: {suffix: "-c"}\n    replicas: 2\n'))
 
 
 async def listing(http, daemon, path: str) -> list:
@@ -79,22 +74,10 @@ async def test_a_stopped_remote_rolls_every_part_back(http, daemon_factory):
     assert await listing(http, a, "/workspaces") == []
 
 
-def one_remote_flow(b_url: str) -> bytes:
-    return f"""jtype: Flow
-with:
-  protocol: http
-executors:
-  - name: upper_b
-    uses: Upper
-    py_modules: upper.py
-    jinad: {b_url}
-""".encode()
-
-
 async def test_same_files_go_up_once_and_a_remote_that_dies_shows_on_the_flow(http, daemon_factory):
     a = daemon_factory()
     b = daemon_factory(host="127.0.0.2")
-    async with http.post(a.url + "/workspaces", data=form(UPPER, ("files", "flow.yml", one_remote_flow(b.url)))) as resp:
+    async with http.post(a.url + "/workspaces", data=form(UPPER, ("files", "flow.yml", remote_flow(("upper_b", b.url, ""))))) as resp:
         ws = (await resp.json())["id"]
     flows = []
     for _ in range(2):

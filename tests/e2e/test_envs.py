@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import EXECUTORS, form, wait_until
 from tests.e2e.test_logs import read_stream
-from tests.e2e.test_objects import ask_http, external_flow_yaml
+from tests.e2e.test_objects import ask_http, external_flow
 
 JOKES = ("files", "jokes.py", EXECUTORS / "jokes.py")
 REQS = ("files", "requirements.txt", b"pyjokes==0.8.3\n")
@@ -42,10 +42,8 @@ async def test_requirements_become_an_environment_the_executor_runs_in(http, dae
     lines = await install_log(http, daemon, ws["id"])
     assert any("Successfully installed pyjokes-0.8.3" in line for line in lines), lines[-5:]
 
-    async with http.post(daemon.url + "/flows", data=form(("flow", "f.yml", external_flow_yaml(pea["ports"]["executor"])))) as resp:
-        assert resp.status == 201, await resp.text()
-        flow = await resp.json()
-    assert (await ask_http(http, flow["ports"]["gateway"], "x")).startswith("pyjokes 0.8.3: ")
+    gateway = await external_flow(http, daemon, pea["ports"]["executor"])
+    assert (await ask_http(http, gateway, "x")).startswith("pyjokes 0.8.3: ")
 
     # A second workspace with the same requirements shares the environment.
     other = await upload(http, daemon, JOKES, REQS)

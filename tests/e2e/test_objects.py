@@ -112,6 +112,13 @@ async def test_grpc_flow_from_one_multipart_upload(http, daemon):
         assert sorted(f["path"] for f in (await resp.json())["files"]) == ["flow.yml", "upper.py"]
 
 
+async def external_flow(http, daemon, port: int | list[int]) -> int:
+    """Start a local Flow whose one executor is external at `port`; its gateway port."""
+    async with http.post(daemon.url + "/flows", data=form(("flow", "ext.yml", external_flow_yaml(port)))) as resp:
+        assert resp.status == 201, await resp.text()
+        return (await resp.json())["ports"]["gateway"]
+
+
 def external_flow_yaml(port: int | list[int]) -> bytes:
     return (
         "jtype: Flow\nwith:\n  protocol: http\nexecutors:\n"
@@ -127,10 +134,8 @@ async def test_pea_and_pod_serve_as_external_executors(http, daemon, plural):
     })
     assert runtime["id"].startswith(f"j{plural[:-1]}-") and runtime["state"] == "ready"
     port = runtime["ports"]["executor"]
-    async with http.post(daemon.url + "/flows", data=form(("flow", "ext.yml", external_flow_yaml(port)))) as resp:
-        assert resp.status == 201, await resp.text()
-        flow = await resp.json()
-    assert await ask_http(http, flow["ports"]["gateway"], "ext") == "EXT?"
+    gateway = await external_flow(http, daemon, port)
+    assert await ask_http(http, gateway, "ext") == "EXT?"
 
 
 async def test_pod_replicas_each_serve_and_stay_in_the_range(http, daemon):
@@ -139,10 +144,8 @@ async def test_pod_replicas_each_serve_and_stay_in_the_range(http, daemon):
     replicas = [pod["ports"]["executor"], pod["ports"]["executor-1"]]
     low, high = map(int, daemon.port_range.split("-"))
     assert all(low <= port <= high for port in pod["ports"].values()), pod["ports"]
-    async with http.post(daemon.url + "/flows", data=form(("flow", "ext.yml", external_flow_yaml(replicas)))) as resp:
-        assert resp.status == 201, await resp.text()
-        flow = await resp.json()
-    answers = [await ask_http(http, flow["ports"]["gateway"], f"r{i}") for i in range(4)]
+    gateway = await external_flow(http, daemon, replicas)
+    answers = [await ask_http(http, gateway, f"r{i}") for i in range(4)]
     assert answers == ["R0", "R1", "R2", "R3"]
     shown = await wait_until(lambda: _processes_at_least(http, daemon, "pods", pod["id"], 4), timeout=15, what="pod tree sampled")
     assert shown["resources"]["processes"] >= 4  # parent, two workers, gateway
@@ -230,10 +233,8 @@ async def test_restart_policy_brings_back_a_child_killed_from_outside(http, daem
     back = await wait_until(lambda: _in_state(http, daemon, "peas", pea["id"], "ready", restarts=1), timeout=90, what="restart by policy")
     assert back["pid"] != pea["pid"]
     port = back["ports"]["executor"]
-    async with http.post(daemon.url + "/flows", data=form(("flow", "ext.yml", external_flow_yaml(port)))) as resp:
-        assert resp.status == 201, await resp.text()
-        flow = await resp.json()
-    assert await ask_http(http, flow["ports"]["gateway"], "back") == "BACK"
+    gateway = await external_flow(http, daemon, port)
+    assert await ask_http(http, gateway, "back") == "BACK"
 
 
 async def test_kill9_of_the_daemon_then_restart_brings_the_flow_back_without_orphans(http, daemon):
