@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import socket
 import sys
 import time
 from typing import AsyncIterator
@@ -47,6 +48,7 @@ TRANSITIONS = {
 }
 BACKOFF_RESET_S = 30.0  # ready this long, and earlier failures no longer count toward giving up
 LOG_TAIL_LINES = 30
+NO_RESOURCES = {"cpu_percent": 0.0, "memory_rss": 0, "processes": 0}
 
 
 @dataclasses.dataclass
@@ -86,7 +88,7 @@ class Runner:
     start_result: asyncio.Future | None = None  # the reason the current start failed, or None
     followers: list[asyncio.Task] = dataclasses.field(default_factory=list)  # remote parts' logs
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
-    resources: dict = dataclasses.field(default_factory=lambda: {"cpu_percent": 0.0, "memory_rss": 0, "processes": 0})
+    resources: dict = dataclasses.field(default_factory=lambda: dict(NO_RESOURCES))
 
     def settle(self, reason: str | None) -> None:
         if self.start_result and not self.start_result.done():
@@ -115,8 +117,9 @@ class ObjectManager:
         self.remotes = Remotes(config.tokens_by_remote)
         # (daemon URL, content hash) -> workspace id there, so the same files go up once.
         self._remote_workspaces: dict[tuple[str, str], str] = {}
-        advertised = config.host if config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-        self._advertised_host = advertised
+        # The host in objects' addresses: the one the daemon listens on, or its name when it
+        # listens on every address.
+        self._advertised_host = config.host if config.host not in ("0.0.0.0", "::", "") else socket.gethostname()
         workspaces.in_use = self.has_live_objects
 
     # ---- reading ------------------------------------------------------------------------------
@@ -239,7 +242,6 @@ class ObjectManager:
             if obj.id in self.objects and obj.state in LIVE_STATES:
                 obj.error = reason
                 self._save(obj)
-                runner.log.note_state(obj.state, None)
 
         runner.followers = [asyncio.create_task(self.remotes.follow(part, runner.log, ended)) for part in obj.remote]
 
@@ -254,7 +256,8 @@ class ObjectManager:
             if (part["jinad"], part["workspace_id"]) not in in_use:
                 self._remote_workspaces.pop((part["jinad"], part["content"]), None)
         obj.remote = []
-        self._save(obj)
+        if obj.id in self.objects:  # not for a Flow being refused before it had a record
+            self._save(obj)
 
     def _child_env(self, obj: JObject) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("JINAD_")}  # no token leaks to user code

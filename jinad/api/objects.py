@@ -8,6 +8,7 @@ from aiohttp import web
 
 from ..errors import BadRequest, JinadError
 from ..kinds import KINDS
+from ..objects import NO_RESOURCES
 from .errors import read_json
 from .keys import CONFIG, OBJECTS, WORKSPACES
 from .uploads import RenamedPart, check_size, form_parts
@@ -101,4 +102,4 @@ async def restart_object(request: web.Request) -> web.Response:
 async def delete_object(request: web.Request) -> web.Response:
     objects = request.app[OBJECTS]
     obj = await objects.delete(_kind(request), request.match_info["id"])
-    return web.json_response(obj.to_json({"cpu_percent": 0.0, "memory_rss": 0, "processes": 0}))
+    return web.json_response(obj.to_json(NO_RESOURCES))  # its tree is gone
