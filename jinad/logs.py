@@ -239,12 +239,14 @@ class Log:
             path.unlink(missing_ok=True)
 
 
-async def follow(log: Log, after: int, keep_following: bool, finished: Callable[[], bool]) -> AsyncIterator[list[LogLine | StateNote]]:
+async def follow(log: Log, after: int, keep_following: bool, finished: Callable[[], bool],
+                 resuming: bool = False) -> AsyncIterator[list[LogLine | StateNote]]:
     """Every line after `after` and every state change since, in order and in batches,
     until the owner has finished and every line was given (or, not following, once the
-    backlog is given)."""
-    # State changes placed after `after` are replayed with the lines around them.
-    notes_seen = bisect.bisect_left(log.notes, after, key=lambda note: note.after_seq)
+    backlog is given). A reader `resuming` after line `after` has seen the state changes
+    that came right after it, so those are not given again."""
+    first_note = bisect.bisect_right if resuming else bisect.bisect_left
+    notes_seen = first_note(log.notes, after, key=lambda note: note.after_seq)
     while True:
         changed = log.changed
         lines = await log.read_after(after)

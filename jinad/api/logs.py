@@ -75,7 +75,8 @@ async def object_log(request: web.Request) -> web.StreamResponse:
         log, finished = owner.log_of(owner_id), lambda: owner.is_finished(owner_id)
     after = _start_after(request, log.last_seq)
     sse = "text/event-stream" in request.headers.get("Accept", "")
-    items = follow(log, after, _flag(request, "follow", default=sse), finished)
+    resuming = "Last-Event-ID" in request.headers or "since" in request.query
+    items = follow(log, after, _flag(request, "follow", default=sse), finished, resuming)
     if sse:
         resp = EventSourceResponse(ping_interval=PING_INTERVAL_S)
         await resp.prepare(request)
