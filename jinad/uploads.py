@@ -11,8 +11,6 @@ import errno
 import os
 import shutil
 import stat
-import tarfile
-import zipfile
 from pathlib import Path, PurePosixPath
 from typing import AsyncIterable, BinaryIO, Protocol
 
@@ -72,6 +70,8 @@ def _copy(src: BinaryIO, dest: Path, budget: _Budget) -> None:
 
 
 def _unpack_tar(archive: Path, dest: Path, budget: _Budget) -> None:
+    import tarfile  # imported on first use, as zipfile: ~1 MB of an idle daemon's memory
+
     with tarfile.open(archive, "r:*") as tar:
         for member in tar:
             rel = safe_relpath(member.name)
@@ -84,6 +84,8 @@ def _unpack_tar(archive: Path, dest: Path, budget: _Budget) -> None:
 
 
 def _unpack_zip(archive: Path, dest: Path, budget: _Budget) -> None:
+    import zipfile
+
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
             rel = safe_relpath(info.filename)
@@ -98,6 +100,9 @@ def _unpack_zip(archive: Path, dest: Path, budget: _Budget) -> None:
 
 
 def _unpack(archive: Path, dest: Path, budget: _Budget) -> None:
+    import tarfile
+    import zipfile
+
     try:
         if archive.name.endswith(".zip"):
             _unpack_zip(archive, dest, budget)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import socket
 import time
@@ -19,7 +18,10 @@ routes = web.RouteTableDef()
 
 @cache
 def jina_version() -> str | None:
-    """Read from package metadata: the daemon never imports jina (100 MB, seconds to load)."""
+    """Read from package metadata: the daemon never imports jina (100 MB, seconds to load).
+    importlib.metadata itself is imported here, on first use: ~1 MB of an idle daemon."""
+    import importlib.metadata
+
     try:
         return importlib.metadata.version("jina")
     except importlib.metadata.PackageNotFoundError:
