@@ -39,30 +39,37 @@ def _running(proc: psutil.Process) -> bool:
 
 
 async def _pump(stream: asyncio.StreamReader, name: str, sink: Log, max_line: int) -> None:
-    """Read a pipe at full speed into the log: split lines, cap long ones, never block the child."""
+    """Read a pipe at full speed into the log: one decode and one append per read, long lines
+    split, never a wait on anything but the pipe, so the child is never held up."""
     pending = b""
     while chunk := await stream.read(READ_CHUNK):
-        *lines, pending = (pending + chunk).split(b"\n")
-        while len(pending) > max_line:  # a line without end in sight is cut, not hoarded
-            lines.append(pending[:max_line])
-            pending = pending[max_line:]
-        sink.append(name, _texts(lines, max_line))
-        sink.flush()
+        data = pending + chunk
+        cut = data.rfind(b"\n") + 1
+        if cut == 0 and len(data) > max_line:  # a line without end in sight is cut, not hoarded
+            cut = len(data) - len(data) % max_line
+        if cut:
+            sink.append(name, _texts(data[:cut], max_line))
+            sink.flush()
+        pending = data[cut:]
     if pending:
-        sink.append(name, _texts([pending], max_line))
+        sink.append(name, _texts(pending, max_line))
         sink.flush()
 
 
-def _texts(raw_lines: list[bytes], max_line: int) -> list[str]:
-    """Decode (bad UTF-8 becomes U+FFFD), split over-long lines, drop colour codes."""
-    texts = []
-    for raw in raw_lines:
-        if len(raw) > max_line:
-            texts += _texts([raw[i:i + max_line] for i in range(0, len(raw), max_line)], max_line)
-            continue
-        text = raw.decode("utf-8", "replace").rstrip("\r")
-        texts.append(ANSI.sub("", text) if "\x1b" in text else text)
-    return texts
+def _texts(raw: bytes, max_line: int) -> list[str]:
+    """The lines of a run of output: bad UTF-8 becomes U+FFFD, colour codes and CRs before the
+    newline go, lines longer than max_line are split."""
+    text = raw.decode("utf-8", "replace")
+    if "\x1b" in text:
+        text = ANSI.sub("", text)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()
+    if max(map(len, lines), default=0) > max_line:
+        lines = [line[i:i + max_line] if line else "" for line in lines for i in range(0, max(len(line), 1), max_line)]
+    return lines
 
 
 def tree(pgid: int, object_id: str | None = None, home: str | None = None) -> list[psutil.Process]:
