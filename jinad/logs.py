@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterator
+from typing import AsyncIterator, Callable
 
 from .ids import utc_now
 
@@ -29,18 +30,26 @@ log = logging.getLogger(__name__)
 READ_BATCH = 2000  # lines handed to a follower at a time
 
 
-@dataclass(frozen=True, slots=True)
 class LogLine:
-    seq: int
-    ts: str
-    stream: str
-    line: str
+    """One numbered line. Its JSON is encoded once and shared by every reader that sends it
+    (a hundred followers of a fast log would otherwise encode each line a hundred times)."""
+
+    __slots__ = ("seq", "ts", "stream", "line", "_json")
+
+    def __init__(self, seq: int, ts: str, stream: str, line: str) -> None:
+        self.seq, self.ts, self.stream, self.line = seq, ts, stream, line
+        self._json: str | None = None
 
     def to_json(self) -> dict:
         return {"seq": self.seq, "ts": self.ts, "stream": self.stream, "line": self.line}
 
+    def json_text(self) -> str:
+        if self._json is None:
+            self._json = json.dumps(self.to_json(), ensure_ascii=False)
+        return self._json
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Batch:
     """Lines read from one stream at one moment: numbered first, first + 1, ..."""
 
@@ -49,14 +58,16 @@ class Batch:
     stream: str
     lines: list[str]
     size: int
+    entries: list[LogLine] | None = None  # made on the first read, then shared by all readers
 
     @property
     def last(self) -> int:
         return self.first + len(self.lines) - 1
 
-    def after(self, seq: int) -> Iterator[LogLine]:
-        for index in range(max(0, seq + 1 - self.first), len(self.lines)):
-            yield LogLine(self.first + index, self.ts, self.stream, self.lines[index])
+    def after(self, seq: int) -> list[LogLine]:
+        if self.entries is None:
+            self.entries = [LogLine(self.first + i, self.ts, self.stream, line) for i, line in enumerate(self.lines)]
+        return self.entries[max(0, seq + 1 - self.first):]
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,8 +73,11 @@ class JObject:
     remote: list = dataclasses.field(default_factory=list)
 
     def to_json(self, resources: dict) -> dict:
-        hidden = {"spec", "envs", "timeout_s"}
-        return {**{k: v for k, v in dataclasses.asdict(self).items() if k not in hidden}, "resources": resources}
+        # Plain getattr, not dataclasses.asdict: this is on GET's hot path, asdict deep-copies.
+        return {**{name: getattr(self, name) for name in PUBLIC_FIELDS}, "resources": resources}
+
+
+PUBLIC_FIELDS = [f.name for f in dataclasses.fields(JObject) if f.name not in ("spec", "envs", "timeout_s")]
 
 
 @dataclasses.dataclass

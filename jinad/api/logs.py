@@ -47,7 +47,7 @@ def _sse_frame(event: str, data: dict, event_id: int | None = None) -> str:
 
 def _sse_frames(items: Iterable[LogLine | StateNote]) -> str:
     return "".join(
-        _sse_frame("log", item.to_json(), item.seq) if isinstance(item, LogLine)
+        f"event: log\nid: {item.seq}\ndata: {item.json_text()}\n\n" if isinstance(item, LogLine)
         else _sse_frame("state", {"state": item.state, "exit_code": item.exit_code})
         for item in items
     )
