@@ -1,0 +1,293 @@
+"""Shared pieces of the benchmarks: private ports, real `jinad` daemons in temporary homes,
+RSS sampling, process clean-up and small statistics.
+
+Every process a benchmark starts is started in its own process group and ended by that id
+(SIGTERM, wait, SIGKILL) in a `finally`; children a daemon left are found by the
+JINAD_HOME marker jinad puts in their environment, and ended too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import psutil
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent.parent
+EXECUTORS = BENCH / "executors"
+TESTS_EXECUTORS = REPO / "tests" / "executors"
+VENV_BIN = Path(sys.executable).parent
+JINAD = VENV_BIN / "jinad"
+JINA = VENV_BIN / "jina"
+PYTHON = sys.executable
+
+# Every port a benchmark uses comes from here: API ports from the first block, the ranges
+# that daemons (and direct `jina` runs) hand to their children from the rest.
+API_PORTS = range(52000, 52100)
+CHILD_BLOCKS = [range(start, start + 100) for start in range(52100, 53000, 100)]
+
+
+def is_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class Ports:
+    """Hands out API ports and child port blocks of the private range, round-robin."""
+
+    def __init__(self) -> None:
+        self._api = 0
+        self._block = 0
+
+    def api(self) -> int:
+        for _ in range(len(API_PORTS)):
+            port = API_PORTS[self._api % len(API_PORTS)]
+            self._api += 1
+            if is_free(port):
+                return port
+        raise RuntimeError("no free port in 52000-52099")
+
+    def block(self) -> range:
+        block = CHILD_BLOCKS[self._block % len(CHILD_BLOCKS)]
+        self._block += 1
+        return block
+
+
+PORTS = Ports()
+PROFILE_DIR: Path | None = None  # set by run.py --profile: py-spy records every daemon
+PY_SPY = VENV_BIN / "py-spy"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment jinad gives its children (unbuffered, no colour), for direct runs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JINAD_")}
+    env.update(PYTHONUNBUFFERED="1", JINA_LOG_NO_COLOR="1", COLUMNS="200")
+    env.update(extra)
+    return env
+
+
+def end_group(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
+    """SIGTERM the process group led by `proc`, wait, SIGKILL it; never raises."""
+    if proc is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
+
+
+def spawn(argv: Sequence[str], **kwargs) -> subprocess.Popen:
+    """Start a process as the leader of its own group (so `end_group` takes all of it)."""
+    return subprocess.Popen(list(map(str, argv)), start_new_session=True, **kwargs)
+
+
+def processes_marked(home: Path) -> list[psutil.Process]:
+    """Processes a daemon with this home started (jinad marks their environment)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("JINAD_HOME") == str(home):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def kill_all(procs: list[psutil.Process]) -> None:
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(procs, 5)
+
+
+class Daemon:
+    """A real `jinad` on loopback with a temporary home, a private API port and child range."""
+
+    def __init__(self, root: Path, name: str, *extra: str, token: str = "", port_range: range | None = None) -> None:
+        self.root = root
+        self.home = root / f"{name}-home"
+        self.log_path = root / f"{name}-daemon.log"
+        self.port = PORTS.api()
+        self.block = port_range or PORTS.block()
+        self.token = token
+        self.extra = list(extra)
+        self.proc: subprocess.Popen | None = None
+        self.profiler: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 60.0) -> "Daemon":
+        argv = [JINAD, "--workspace", self.home, "--host", "127.0.0.1", "--port-expose", self.port,
+                "--port-range", f"{self.block.start}-{self.block.stop - 1}", "--stop-grace-s", "5",
+                "--log-level", "WARNING", *self.extra]
+        if self.token:
+            argv += ["--token", self.token]
+        with open(self.log_path, "ab") as out:
+            # cwd: a folder without configs/jinad.yml, so only these flags and the defaults count.
+            self.proc = spawn(argv, cwd=self.root, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jinad exited with {self.proc.returncode}: {self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + "/", timeout=1) as resp:
+                    if resp.status == 200:
+                        self._profile()
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"jinad did not answer within {timeout}s: {self.log_tail()}")
+
+    def _profile(self) -> None:
+        """With --profile: py-spy samples the daemon (on-CPU only) until it exits."""
+        if PROFILE_DIR is None:
+            return
+        PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+        out = PROFILE_DIR / f"{self.home.name.removesuffix('-home')}-{self.pid}.txt"
+        self.profiler = spawn([PY_SPY, "record", "-p", self.pid, "-r", "200", "-f", "raw", "-o", out],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        """SIGTERM (jinad then stops every child), wait, kill; then end any child it left."""
+        end_group(self.proc, grace=60.0)
+        if self.profiler:  # it writes its file once the daemon is gone
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.profiler.wait(30)
+            end_group(self.profiler)
+        left = processes_marked(self.home)
+        if left:
+            print(f"  [cleanup] ending {len(left)} process(es) left by {self.home.name}", file=sys.stderr)
+            kill_all(left)
+
+    def rss(self) -> int:
+        return psutil.Process(self.pid).memory_info().rss
+
+    def log_tail(self, n: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def __enter__(self) -> "Daemon":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class PeakRss:
+    """Samples a process's RSS in a thread every `interval` s; `.peak` is the highest seen."""
+
+    def __init__(self, pid: int, interval: float = 0.005) -> None:
+        self.proc = psutil.Process(pid)
+        self.interval = interval
+        self.peak = self.proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(psutil.Error):
+                self.peak = max(self.peak, self.proc.memory_info().rss)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def settle_rss(pid: int, seconds: float = 1.0, samples: int = 5) -> int:
+    """The median RSS over a short quiet period."""
+    proc = psutil.Process(pid)
+    values = []
+    for _ in range(samples):
+        values.append(proc.memory_info().rss)
+        time.sleep(seconds / samples)
+    return int(statistics.median(values))
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def median(values: Sequence[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+@contextlib.contextmanager
+def tmp_root(prefix: str) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix=f"jinad-bench-{prefix}-") as root:
+        yield Path(root)
+
+
+def http_json(method: str, url: str, body: dict | None = None, headers: dict | None = None, timeout: float = 300.0):
+    """(status, JSON body) of one request, with the standard library (no event loop needed)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={**(headers or {}), "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def upload_workspace(daemon: Daemon, files: Sequence[Path]) -> str:
+    """POST /workspaces with these files (curl: a client that costs next to nothing)."""
+    argv = ["curl", "-sS", "--fail-with-body", "-m", "600", "-X", "POST", daemon.url + "/workspaces"]
+    for key, value in daemon.headers.items():
+        argv += ["-H", f"{key}: {value}"]
+    for path in files:
+        argv += ["-F", f"files=@{path};filename={path.name}"]
+    out = subprocess.run(argv, capture_output=True, check=True, timeout=620)
+    return json.loads(out.stdout)["id"]
+
+
+def mb(n_bytes: float | None) -> float | None:
+    return None if n_bytes is None else n_bytes / 1e6
