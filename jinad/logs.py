@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -31,22 +30,18 @@ READ_BATCH = 2000  # lines handed to a follower at a time
 
 
 class LogLine:
-    """One numbered line. Its JSON is encoded once and shared by every reader that sends it
-    (a hundred followers of a fast log would otherwise encode each line a hundred times)."""
+    """One numbered line. `wire` holds its encoding for senders, made by the first one that
+    sends it and shared by all others (a hundred followers of a fast log would otherwise
+    encode each line a hundred times)."""
 
-    __slots__ = ("seq", "ts", "stream", "line", "_json")
+    __slots__ = ("seq", "ts", "stream", "line", "wire")
 
     def __init__(self, seq: int, ts: str, stream: str, line: str) -> None:
         self.seq, self.ts, self.stream, self.line = seq, ts, stream, line
-        self._json: str | None = None
+        self.wire: bytes | None = None
 
     def to_json(self) -> dict:
         return {"seq": self.seq, "ts": self.ts, "stream": self.stream, "line": self.line}
-
-    def json_text(self) -> str:
-        if self._json is None:
-            self._json = json.dumps(self.to_json(), ensure_ascii=False)
-        return self._json
 
 
 @dataclass(slots=True)

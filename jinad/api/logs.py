@@ -45,10 +45,17 @@ def _sse_frame(event: str, data: dict, event_id: int | None = None) -> str:
     return f"{head}data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def _sse_frames(items: Iterable[LogLine | StateNote]) -> str:
-    return "".join(
-        f"event: log\nid: {item.seq}\ndata: {item.json_text()}\n\n" if isinstance(item, LogLine)
-        else _sse_frame("state", {"state": item.state, "exit_code": item.exit_code})
+def _log_frame(entry: LogLine) -> bytes:
+    """A line's SSE frame, encoded once for every follower (kept on the line)."""
+    if entry.wire is None:
+        entry.wire = _sse_frame("log", entry.to_json(), entry.seq).encode()
+    return entry.wire
+
+
+def _sse_frames(items: Iterable[LogLine | StateNote]) -> bytes:
+    return b"".join(
+        _log_frame(item) if isinstance(item, LogLine)
+        else _sse_frame("state", {"state": item.state, "exit_code": item.exit_code}).encode()
         for item in items
     )
 
@@ -81,7 +88,7 @@ async def object_log(request: web.Request) -> web.StreamResponse:
         resp = EventSourceResponse(ping_interval=PING_INTERVAL_S)
         await resp.prepare(request)
         async for batch in items:
-            await resp.write(_sse_frames(batch).encode())
+            await resp.write(_sse_frames(batch))
         await resp.write(_sse_frame("end", {}).encode())
         resp.stop_streaming()
         return resp
