@@ -34,8 +34,23 @@ def gateway_answers(port: int) -> bool:
         return False
 
 
-def direct_once(root: Path, run: int, timeout: float) -> float:
-    """Seconds from spawning `jina flow` until its gateway answers; the tree is ended after."""
+def direct_once(root: Path, run: int | str, timeout: float) -> float:
+    """Seconds from spawning `jina flow` until its gateway answers; the tree is ended after.
+    Retried (up to twice) when a port it was given got taken in the meantime (the private
+    range lies inside the kernel's ephemeral ports, which clients' sockets take too)."""
+    for attempt in range(3):
+        try:
+            return _direct_once(root, f"{run}-{attempt}", timeout)
+        except PortClash as exc:
+            print(f"  direct run: {exc}; retrying")
+    raise RuntimeError("jina flow hit a port clash three times in a row")
+
+
+class PortClash(RuntimeError):
+    pass
+
+
+def _direct_once(root: Path, run: str, timeout: float) -> float:
     folder = root / f"direct-{run}"
     folder.mkdir()
     home = root / "direct-home"  # shared by the direct runs, as jinad's runs share their workspace's
@@ -61,7 +76,10 @@ def direct_once(root: Path, run: int, timeout: float) -> float:
             if gateway_answers(gateway):
                 return time.perf_counter() - began
             if proc.poll() is not None:
-                raise RuntimeError(f"jina flow exited with {proc.returncode}: {(folder / 'out.log').read_text()[-2000:]}")
+                out = (folder / "out.log").read_text(errors="replace")
+                if "address already in use" in out:
+                    raise PortClash("a port of the direct run was taken")
+                raise RuntimeError(f"jina flow exited with {proc.returncode}: {out[-2000:]}")
             time.sleep(0.01)
         raise TimeoutError(f"jina flow did not answer within {timeout}s")
     finally:

@@ -74,10 +74,11 @@ def flood_once(daemon: Daemon, workspace: str, root: Path, run: str, lines: int,
             clients = SseClients("count", f"{daemon.url}/logs/{pea['id']}?tail=0", subscribers,
                                  client_processes(subscribers), daemon.token, timeout=timeout)
             clients.wait_ready()
+        cpu = daemon.cpu_s()
         go.touch()
         done = wait_log_line(daemon, pea["id"], "flood done", timeout)
         child_s = float(done.split()[3])
-        out = {"child_s": child_s, "lines": lines}
+        out = {"child_s": child_s, "lines": lines, "daemon_cpu_s": daemon.cpu_s() - cpu}
         if clients:
             per = clients.results(timeout + 30)
             rates, delivered = [], 0
@@ -111,11 +112,16 @@ def throughput(quick: bool, runs: int) -> list[Figure]:
         in_jina = [flood_jina_direct(root, str(i), lines, timeout) for i in range(runs)]
         print(f"  the Executor under jina executor | cat: {[round(b, 3) for b in in_jina]} s")
         workspace = upload_workspace(daemon, [FLOOD])
-        alone = [flood_once(daemon, workspace, root, f"0-{i}", lines, 0, timeout)["child_s"] for i in range(runs)]
-        print(f"  jinad, no subscriber: {[round(a, 3) for a in alone]} s")
+        runs_alone = [flood_once(daemon, workspace, root, f"0-{i}", lines, 0, timeout) for i in range(runs)]
+        alone = [r["child_s"] for r in runs_alone]
+        cpu_us = [r["daemon_cpu_s"] / lines * 1e6 for r in runs_alone]
+        print(f"  jinad, no subscriber: {[round(a, 3) for a in alone]} s; daemon CPU {[round(c, 2) for c in cpu_us]} µs/line")
         figures.append(Figure(
             "logs.flood.no_subscriber.child_s", f"log pipeline: {lines:,} lines × 100 B, writer's wall time, no subscriber",
             "s", alone, "same loop \\| cat > /dev/null", baseline, ("ratio", "<=", 1.3), "≤ 1.3×"))
+        figures.append(Figure(
+            "logs.flood.no_subscriber.daemon_cpu_us_per_line", "log pipeline: daemon CPU per line (user + system), no subscriber",
+            "µs", cpu_us, note="less noisy than wall times on a shared machine"))
         figures.append(Figure(
             "logs.flood.jina_direct.child_s", "log pipeline, for reference: the same Executor under `jina executor` \\| cat",
             "s", in_jina, "same loop \\| cat > /dev/null", baseline,
@@ -133,6 +139,10 @@ def throughput(quick: bool, runs: int) -> list[Figure]:
             total = sum(r["subscribers"] for r in results)
             received = sum(r["received"] for r in results) / (n * total)
             procs = client_processes(subs)
+            cpu_us = [r["daemon_cpu_s"] / r["lines"] / subs * 1e6 for r in results]
+            figures.append(Figure(
+                f"logs.flood.{subs}_subscribers.daemon_cpu_us_per_line_and_subscriber",
+                f"log pipeline: daemon CPU per line and subscriber, {subs} subscribers", "µs", cpu_us))
             figures.append(Figure(
                 f"logs.flood.{subs}_subscribers.child_s", f"log pipeline: {n:,} lines, writer's wall time, {subs} SSE subscribers",
                 "s", [r["child_s"] for r in results], "same loop \\| cat > /dev/null", base, ("ratio", "<=", 1.3), "≤ 1.3×"))
@@ -154,7 +164,7 @@ def latency(quick: bool, runs: int) -> list[Figure]:
     seconds = 5 if quick else 20
     rate = 1000
     procs = 2
-    p50s, p99s, maxes, notes = [], [], [], []
+    p50s, p99s, maxes, notes, cpu_share = [], [], [], [], []
     with tmp_root("latency") as root, Daemon(root, "latency") as daemon:
         workspace = upload_workspace(daemon, [TICKER])
         for i in range(runs):
@@ -167,8 +177,10 @@ def latency(quick: bool, runs: int) -> list[Figure]:
                 with SseClients("latency", f"{daemon.url}/logs/{pea['id']}?tail=0", subscribers, procs, daemon.token,
                                 timeout=seconds + 60, samples_dir=run_dir) as clients:
                     clients.wait_ready()
+                    cpu, began = daemon.cpu_s(), time.monotonic()
                     go.touch()
                     per = clients.results(seconds + 90)
+                    cpu_share.append((daemon.cpu_s() - cpu) / (time.monotonic() - began) * 100)
                     samples = array.array("d")
                     for path in clients.samples:
                         samples.frombytes(path.read_bytes())
@@ -182,10 +194,12 @@ def latency(quick: bool, runs: int) -> list[Figure]:
             p99s.append(p99)
             maxes.append(values[-1] * 1e3)
             notes.append(f"{len(values)}/{expected} lines, {gaps} gaps")
-            print(f"  latency run {i}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {values[-1] * 1e3:.1f} ms, {notes[-1]}")
+            print(f"  latency run {i}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {values[-1] * 1e3:.1f} ms, {notes[-1]}, "
+                  f"daemon CPU {cpu_share[-1]:.0f}% of a core")
     setup = f"{rate:,} lines/s for {seconds} s, {subscribers} SSE subscribers in {procs} client processes"
     return [
         Figure("logs.latency.p50_ms", f"log latency p50, write → SSE receipt ({setup})", "ms", p50s),
         Figure("logs.latency.p99_ms", f"log latency p99, write → SSE receipt ({setup})", "ms", p99s,
                target=("value", "<=", 10.0), target_text="≤ 10 ms", note=f"max {statistics.median(maxes):.1f} ms; " + "; ".join(notes)),
+        Figure("logs.latency.daemon_cpu_percent", f"log latency run: daemon CPU, % of one core ({setup})", "%", cpu_share),
     ]

@@ -108,11 +108,14 @@ def run(quick: bool, runs: int) -> list[Figure]:
         ]
 
         # Many Flows: a wide range, as Jina's own random ports share it (see start_flow).
-        with Daemon(root, "flows", port_range=range(52300, 53000)) as daemon:
+        daemon = Daemon(root, "flows", port_range=range(52300, 53000))
+        flows: list[dict] = []
+        try:
+            daemon.start()
             workspace = upload_workspace(daemon, [FLOW_YAML, UPPER])
             time.sleep(1)
             rss = [settle_rss(daemon.pid)]
-            flows, rings, collisions = [], [], []
+            rings, collisions = [], []
             for i in range(want_flows):
                 if psutil.virtual_memory().available - FLOW_RSS_GUESS < SAFETY_MARGIN:
                     print(f"  stopping at {len(flows)} Flows: {psutil.virtual_memory().available / 1e9:.1f} GB available")
@@ -147,4 +150,10 @@ def run(quick: bool, runs: int) -> list[Figure]:
             figures.append(Figure(
                 "memory.sse_idle.per_client_kb", f"memory: daemon RSS growth per idle SSE client ({sse_clients} clients)", "kB",
                 [(after - before) / sse_clients / 1e3], note=f"{mb(before):.1f} → {mb(after):.1f} MB"))
+        finally:
+            daemon.stop()
+        print(f"  daemon stop with {len(flows)} Flows: {daemon.exit_s:.1f} s{' (SIGKILLed)' if daemon.killed else ''}")
+        figures.append(Figure(
+            "memory.flows.shutdown_s", f"daemon stop with {len(flows)} Flows: SIGTERM → exit (every child ended)", "s",
+            [daemon.exit_s], note="it did not exit within 60 s and was SIGKILLed" if daemon.killed else ""))
     return figures

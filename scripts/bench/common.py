@@ -41,10 +41,11 @@ CHILD_BLOCKS = [range(start, start + 100) for start in range(52100, 53000, 100)]
 
 
 def is_free(port: int) -> bool:
+    """Can a server bind this port on every address (as Jina's servers do) right now?"""
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind(("", port))
         except OSError:
             return False
     return True
@@ -74,6 +75,8 @@ class Ports:
 PORTS = Ports()
 PROFILE_DIR: Path | None = None  # set by run.py --profile: py-spy records every daemon
 PY_SPY = VENV_BIN / "py-spy"
+HANG_DIR = BENCH / "results" / "hangs"  # stacks of daemons that did not stop in time
+STOP_GRACE_S = 60.0
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -84,20 +87,23 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def end_group(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
-    """SIGTERM the process group led by `proc`, wait, SIGKILL it; never raises."""
+def end_group(proc: subprocess.Popen | None, grace: float = 10.0) -> bool:
+    """SIGTERM the process group led by `proc`, wait, SIGKILL it; never raises. True when the
+    leader ended within the grace period."""
     if proc is None:
-        return
+        return True
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(grace)
+        in_time = True
     except subprocess.TimeoutExpired:
-        pass
+        in_time = False
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(5)
+    return in_time
 
 
 def spawn(argv: Sequence[str], **kwargs) -> subprocess.Popen:
@@ -137,6 +143,8 @@ class Daemon:
         self.extra = list(extra)
         self.proc: subprocess.Popen | None = None
         self.profiler: subprocess.Popen | None = None
+        self.exit_s: float | None = None
+        self.killed = False
 
     @property
     def url(self) -> str:
@@ -183,8 +191,20 @@ class Daemon:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def stop(self) -> None:
-        """SIGTERM (jinad then stops every child), wait, kill; then end any child it left."""
-        end_group(self.proc, grace=60.0)
+        """SIGTERM (jinad then stops every child), wait, kill; then end any child it left.
+        Sets `exit_s` (SIGTERM to exit) and `killed` (it had to be SIGKILLed); a daemon that
+        hangs has its stacks dumped (py-spy) and its log tail printed first."""
+        began = time.monotonic()
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self.killed = True
+                self._report_hang()
+        end_group(self.proc, grace=1.0)
+        self.exit_s = time.monotonic() - began
         if self.profiler:  # it writes its file once the daemon is gone
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.profiler.wait(30)
@@ -194,8 +214,24 @@ class Daemon:
             print(f"  [cleanup] ending {len(left)} process(es) left by {self.home.name}", file=sys.stderr)
             kill_all(left)
 
+    def _report_hang(self) -> None:
+        print(f"  [hang] jinad {self.pid} did not exit {STOP_GRACE_S:.0f} s after SIGTERM; "
+              f"{len(processes_marked(self.home))} child process(es) still up", file=sys.stderr)
+        if PY_SPY.exists():
+            HANG_DIR.mkdir(parents=True, exist_ok=True)
+            dump = HANG_DIR / f"{self.home.name}-{self.pid}-stacks.txt"
+            with open(dump, "w") as out:
+                subprocess.run([PY_SPY, "dump", "--locals", "-p", str(self.pid)], stdout=out, stderr=subprocess.STDOUT, timeout=60)
+            print(f"  [hang] its stacks: {dump}", file=sys.stderr)
+        print("  [hang] its log ends:\n" + self.log_tail(30), file=sys.stderr)
+
     def rss(self) -> int:
         return psutil.Process(self.pid).memory_info().rss
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the daemon process has used so far."""
+        times = psutil.Process(self.pid).cpu_times()
+        return times.user + times.system
 
     def log_tail(self, n: int = 20) -> str:
         try:

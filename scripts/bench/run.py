@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -50,6 +51,14 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
+def source_digest() -> str:
+    """A digest of jinad's sources: which code these figures belong to (the tree changes often)."""
+    digest = hashlib.sha256()
+    for path in sorted((common.REPO / "jinad").rglob("*.py")):
+        digest.update(path.relative_to(common.REPO).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def exit_on_sigterm() -> None:
     """SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so every `finally` ends its processes."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -76,15 +85,19 @@ def main() -> int:
         names.remove("peers")  # installs supervisor: not a smoke check
     figures: list[Figure] = []
     errors: dict[str, str] = {}
+    loads: dict[str, list[float]] = {}
+    digest = source_digest()
     began = time.monotonic()
     for name in names:
-        print(f"== {name}", flush=True)
+        print(f"== {name} (load average {os.getloadavg()[0]:.2f})", flush=True)
+        loads[name] = [round(os.getloadavg()[0], 2)]
         t0 = time.monotonic()
         try:
             figures += BENCHMARKS[name](args.quick, runs)
         except Exception:  # (SIGTERM's SystemExit passes: the `finally`s clean up, then we stop)
             errors[name] = traceback.format_exc()
             print(f"!! {name} failed:\n{errors[name]}", file=sys.stderr, flush=True)
+        loads[name].append(round(os.getloadavg()[0], 2))
         print(f"   ({time.monotonic() - t0:.0f} s)", flush=True)
 
     mem = psutil.virtual_memory()
@@ -95,6 +108,8 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "memory_total": mem.total, "python": platform.python_version(),
                     "platform": platform.platform(), "load_avg_at_end": os.getloadavg()},
         "seconds": round(time.monotonic() - began, 1),
+        "jinad_sources_sha256": digest,
+        "load_average_before_after": loads,
         "figures": [f.to_json() for f in figures],
         "errors": errors,
     }
@@ -102,7 +117,7 @@ def main() -> int:
     args.out.write_text(json.dumps(report, indent=2))
     print()
     print(f"jinad benchmarks ({'quick' if args.quick else 'full'}; median of {runs} run(s); "
-          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; {report['seconds']:.0f} s)\n")
+          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; {report['seconds']:.0f} s; jinad sources {digest})\n")
     print(markdown(figures))
     if errors:
         print(f"\nfailed: {', '.join(errors)} (see stderr)")
