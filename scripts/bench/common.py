@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import psutil
+
+from jinad.ports import is_free  # noqa: F401  (re-exported: the daemon's own bind check)
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent.parent
@@ -38,17 +39,6 @@ PYTHON = sys.executable
 # that daemons (and direct `jina` runs) hand to their children from the rest.
 API_PORTS = range(52000, 52100)
 CHILD_BLOCKS = [range(start, start + 100) for start in range(52100, 53000, 100)]
-
-
-def is_free(port: int) -> bool:
-    """Can a server bind this port on every address (as Jina's servers do) right now?"""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("", port))
-        except OSError:
-            return False
-    return True
 
 
 class Ports:
