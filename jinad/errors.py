@@ -32,3 +32,15 @@ class TooLarge(JinadError):
 
 class FailedToStart(JinadError):
     code = "failed_to_start"
+
+
+def plain_text(value: str, what: str) -> str:
+    """A string that can go into a path, a command line or an environment: no NUL character
+    and no lone surrogate (JSON allows both; the OS takes neither)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"{what} is not valid Unicode text") from None
+    if "\0" in value:
+        raise BadRequest(f"{what} must not contain a NUL character")
+    return value

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import yaml
 
-from .errors import BadRequest
+from .errors import BadRequest, plain_text
 from .ports import PortAllocator
 
 PROTOCOLS = ("grpc", "http", "websocket")
@@ -121,6 +121,7 @@ class PathResolver:
     def file(self, name: Any, what: str) -> str:
         if not isinstance(name, str) or not name:
             raise BadRequest(f"{what} must be a file name")
+        plain_text(name, what)
         for base in self.bases:
             candidate = (base / name).resolve()
             if candidate.is_file():
@@ -246,6 +247,7 @@ def _executor_fields(spec: dict, ws_root: Path) -> dict:
     uses = spec.get("uses")
     if not isinstance(uses, str) or not uses:
         raise BadRequest("'uses' is required: an Executor class name or a YAML file in the workspace")
+    plain_text(uses, "uses")
     uses_with = spec.get("uses_with") or {}
     if not isinstance(uses_with, dict):
         raise BadRequest("'uses_with' must be a JSON object")

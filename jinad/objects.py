@@ -24,7 +24,7 @@ import time
 from typing import AsyncIterator
 
 from .config import Config
-from .errors import BadRequest, Conflict, FailedToStart, JinadError, NotFound
+from .errors import BadRequest, Conflict, FailedToStart, JinadError, NotFound, plain_text
 from .ids import new_id, utc_now
 from .kinds import KINDS, Context, Launch, check_fields
 from .logs import Log
@@ -282,8 +282,11 @@ class ObjectManager:
         if not isinstance(workspace_id, str):
             raise BadRequest("'workspace_id' is required: upload files with POST /workspaces first")
         envs = body.get("envs") or {}
-        if not isinstance(envs, dict) or not all(isinstance(k, str) for k in envs):
-            raise BadRequest("'envs' must be an object of names to values")
+        if not isinstance(envs, dict) or not all(isinstance(k, str) and k and "=" not in k for k in envs):
+            raise BadRequest("'envs' must be an object of names (without '=') to values")
+        for name, value in envs.items():
+            plain_text(name, "a name in 'envs'")
+            plain_text(str(value), f"envs {name}")
         restart = body.get("restart") or "no"
         if restart not in RESTART_POLICIES:
             raise BadRequest(f"'restart' must be one of {', '.join(RESTART_POLICIES)}")
@@ -347,7 +350,7 @@ class ObjectManager:
                 launch.argv, self.workspaces.files_dir(obj.workspace_id), self._child_env(obj), runner.log,
                 self.config.log_max_line_bytes, obj.id, self.home,
             )
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: an argument the OS cannot take
             return f"could not run {launch.argv[0]}: {exc}", None
         obj.pid = runner.child.pid
         self._save(obj)

@@ -14,7 +14,7 @@ import stat
 from pathlib import Path, PurePosixPath
 from typing import AsyncIterable, BinaryIO, Protocol
 
-from .errors import BadRequest, TooLarge
+from .errors import BadRequest, TooLarge, plain_text
 from .store import fsync_path
 
 CHUNK = 256 * 1024
@@ -33,8 +33,8 @@ def safe_relpath(name: str | None) -> PurePosixPath:
     """The relative path a client named, or BadRequest when it would leave its folder."""
     if not name:
         raise BadRequest("every uploaded file needs a filename")
-    path = PurePosixPath(name.replace("\\", "/"))
-    if path.is_absolute() or "\0" in name or ":" in path.parts[0]:
+    path = PurePosixPath(plain_text(name, "an upload path").replace("\\", "/"))
+    if path.is_absolute() or ":" in path.parts[0]:
         raise BadRequest(f"upload path {name!r} is absolute; give a path relative to the workspace")
     parts = [p for p in path.parts if p not in ("", ".")]
     if not parts or ".." in parts:
