@@ -7,11 +7,13 @@ import socket
 from .errors import Conflict
 
 
-def is_free(port: int) -> bool:
-    """Can a server bind this port on every address right now?"""
+def is_free(port: int, strict: bool = False) -> bool:
+    """Can a server bind this port on every address right now? Servers bind with SO_REUSEADDR,
+    so a port whose old connections linger in TIME_WAIT is free to them; `strict` also
+    refuses those, because Jina's gateway checks its port without that option."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # As the servers themselves do: a port in TIME_WAIT is free to them.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if not strict:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("", port))
         except OSError:
@@ -38,7 +40,7 @@ class PortAllocator:
         for _ in range(len(self.range)):
             port = self._next
             self._next = port + 1 if port + 1 < self.range.stop else self.range.start
-            if port not in self.held and is_free(port):
+            if port not in self.held and is_free(port, strict=True):  # a new port: the safest kind
                 self.held.add(port)
                 return port
         raise Conflict(f"no free port left in this daemon's range {self.range.start}-{self.range.stop - 1}")

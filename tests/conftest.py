@@ -61,8 +61,9 @@ class Daemon:
         self.home = home
         self.host = host
         self.port = free_port()
-        block = 46000 + 300 * (next(_port_blocks) % 50)
-        self.port_range = f"{block}-{block + 299}"
+        # A block per daemon, reused only after 70 daemons, when old ports are long closed.
+        block = 46000 + 200 * (next(_port_blocks) % 70)
+        self.port_range = f"{block}-{block + 199}"
         self.extra = list(extra)
         self.proc: subprocess.Popen | None = None
         self.log_path = home.parent / f"{home.name}-daemon.log"
