@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from common import JINA, PORTS, TESTS_EXECUTORS, Daemon, child_env, end_group, is_free, spawn, tmp_root, upload_workspace
+from common import CLASH_SIGNS, JINA, PORTS, TESTS_EXECUTORS, Daemon, child_env, end_group, is_free, spawn, tmp_root, upload_workspace
 from objects import create, delete
 from results import Figure
 
@@ -77,7 +77,7 @@ def _direct_once(root: Path, run: str, timeout: float) -> float:
                 return time.perf_counter() - began
             if proc.poll() is not None:
                 out = (folder / "out.log").read_text(errors="replace")
-                if "address already in use" in out:
+                if any(sign in out for sign in CLASH_SIGNS):
                     raise PortClash("a port of the direct run was taken")
                 raise RuntimeError(f"jina flow exited with {proc.returncode}: {out[-2000:]}")
             time.sleep(0.01)

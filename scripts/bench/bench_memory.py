@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from common import TESTS_EXECUTORS, Daemon, PeakRss, http_json, mb, settle_rss, tmp_root, upload_workspace
+from common import CLASH_SIGNS, TESTS_EXECUTORS, Daemon, PeakRss, http_json, mb, settle_rss, tmp_root, upload_workspace
 from objects import SseClients, delete
 from results import Figure
 
@@ -57,7 +57,7 @@ def start_flow(daemon: Daemon, workspace: str, collisions: list[str]) -> dict:
                                 daemon.headers, timeout=180)
         if status == 201:
             return obj
-        clash = status == 422 and any("address already in use" in line for line in obj.get("log_tail", []))
+        clash = status == 422 and any(sign in line for line in obj.get("log_tail", []) for sign in CLASH_SIGNS)
         if not clash or attempt == 2:
             raise RuntimeError(f"POST /flows answered {status}: {json.dumps(obj)[:2000]}")
         collisions.append(obj["id"])

@@ -67,6 +67,7 @@ PROFILE_DIR: Path | None = None  # set by run.py --profile: py-spy records every
 PY_SPY = VENV_BIN / "py-spy"
 HANG_DIR = BENCH / "results" / "hangs"  # stacks of daemons that did not stop in time
 STOP_GRACE_S = 60.0
+CLASH_SIGNS = ("address already in use", "Failed to bind to address")  # uvicorn's, gRPC's words for a taken port
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -214,6 +215,16 @@ class Daemon:
                 subprocess.run([PY_SPY, "dump", "--locals", "-p", str(self.pid)], stdout=out, stderr=subprocess.STDOUT, timeout=60)
             print(f"  [hang] its stacks: {dump}", file=sys.stderr)
         print("  [hang] its log ends:\n" + self.log_tail(30), file=sys.stderr)
+        states: dict[str, list[str]] = {}
+        for record in (self.home / "state" / "objects").glob("*.json"):
+            with contextlib.suppress(OSError, ValueError):
+                obj = json.loads(record.read_text())
+                states.setdefault(obj["state"], []).append(f"{obj['id']} pid {obj.get('pid')}")
+        print(f"  [hang] object states on disk: {states}", file=sys.stderr)
+        for proc in processes_marked(self.home):
+            with contextlib.suppress(psutil.Error):
+                print(f"  [hang] left: {proc.pid} {proc.status()} {proc.environ().get('JINAD_OBJECT_ID')} "
+                      f"{' '.join(proc.cmdline())[:100]}", file=sys.stderr)
 
     def rss(self) -> int:
         return psutil.Process(self.pid).memory_info().rss
