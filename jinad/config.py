@@ -33,7 +33,7 @@ class Config:
     max_yaml_depth: int = 50
     max_running_objects: int = 100
     remote_tokens: str = ""
-    port_range: str = "45000-49999"
+    port_range: str = "20000-29999"
     start_timeout_s: float = 120.0
     stop_grace_s: float = 10.0
     restart_max_retries: int = 5
@@ -46,8 +46,8 @@ class Config:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"\d+-\d+", self.port_range) or len(self.ports) < 2:
-            raise ValueError(f"port_range must be LOW-HIGH with LOW < HIGH, not {self.port_range!r}")
+        if not re.fullmatch(r"\d+-\d+", self.port_range) or len(self._port_span) < 10:
+            raise ValueError(f"port_range must be LOW-HIGH with at least 10 ports, not {self.port_range!r}")
 
     @property
     def home(self) -> Path:
@@ -55,9 +55,22 @@ class Config:
         return Path(self.workspace).expanduser().resolve()
 
     @property
-    def ports(self) -> range:
+    def _port_span(self) -> range:
         low, _, high = self.port_range.partition("-")
         return range(int(low), int(high) + 1)
+
+    @property
+    def ports(self) -> range:
+        """The ports the daemon hands to Flows, Pods and Peas: port_range but its last fifth."""
+        span = self._port_span
+        return range(span.start, span.stop - len(span) // 5)
+
+    @property
+    def jina_ports(self) -> range:
+        """The last fifth of port_range, for the ports Jina picks by itself (replicas, heads).
+        Kept apart because Jina picks a port seconds before it binds it, and the daemon must not
+        hand the same one to another object meanwhile."""
+        return range(self.ports.stop, self._port_span.stop)
 
     @property
     def tokens_by_remote(self) -> dict[str, str]:
@@ -82,7 +95,7 @@ HELP = {
     "max_yaml_depth": "deepest nesting of a Flow YAML accepted",
     "max_running_objects": "most Flows, Pods and Peas starting or running at once",
     "remote_tokens": "tokens for other daemons, as URL=TOKEN[,URL=TOKEN...]",
-    "port_range": "ports the daemon hands to Flows, Pods and Peas, as LOW-HIGH",
+    "port_range": "ports for Flows, Pods and Peas, as LOW-HIGH (the last fifth for the ones Jina picks itself)",
     "start_timeout_s": "default seconds an object may take to become ready",
     "stop_grace_s": "seconds between SIGTERM and SIGKILL of a process group",
     "restart_max_retries": "restarts in a row before a restart policy gives up",

@@ -48,6 +48,7 @@ TRANSITIONS = {
 }
 BACKOFF_RESET_S = 30.0  # ready this long, and earlier failures no longer count toward giving up
 LOG_TAIL_LINES = 30
+CANCEL_ATTEMPTS = 10
 NO_RESOURCES = {"cpu_percent": 0.0, "memory_rss": 0, "processes": 0}
 
 
@@ -96,6 +97,20 @@ class Runner:
     def settle(self, reason: str | None) -> None:
         if self.start_result and not self.start_result.done():
             self.start_result.set_result(reason)
+
+
+async def _cancel(tasks: list[asyncio.Task]) -> None:
+    """Cancel tasks and wait until they are done. A cancel can be lost (a library catching
+    CancelledError, or asyncio.wait_for on Python 3.11 when its wait ends at that moment), so it
+    is repeated rather than awaited once forever."""
+    for _ in range(CANCEL_ATTEMPTS):
+        pending = [task for task in tasks if not task.done()]
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=1.0)
+    log.error("tasks did not stop after %d cancels: %s", CANCEL_ATTEMPTS, [t.get_name() for t in tasks if not t.done()])
 
 
 def jina_executable() -> str:
@@ -269,9 +284,9 @@ class ObjectManager:
             JINA_LOG_NO_COLOR="1",
             COLUMNS="200",
             HOME=str(self.workspaces.home_dir(obj.workspace_id)),
-            # Jina picks the ports of replicas, heads and monitoring in this range too.
-            JINA_RANDOM_PORT_MIN=str(self.config.ports.start),
-            JINA_RANDOM_PORT_MAX=str(self.config.ports.stop - 1),
+            # Jina picks the ports of replicas, heads and monitoring in its own part of the range.
+            JINA_RANDOM_PORT_MIN=str(self.config.jina_ports.start),
+            JINA_RANDOM_PORT_MAX=str(self.config.jina_ports.stop - 1),
         )
         env.update(obj.envs)
         return self.workspaces.child_env(obj.workspace_id, env)
@@ -400,11 +415,7 @@ class ObjectManager:
 
     async def _halt(self, obj: JObject, runner: Runner) -> None:
         """Stop the supervising task and end the whole process tree; the state ends `stopped`."""
-        for task in [runner.task, *runner.followers]:
-            if task and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await _cancel([task for task in [runner.task, *runner.followers] if task])
         runner.settle("it was stopped before it was ready")
         if obj.state in LIVE_STATES or runner.child is not None:
             self._set_state(obj, "stopping")

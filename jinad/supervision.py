@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import re
@@ -24,7 +25,7 @@ from .logs import Log
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 256 * 1024
+PIPE_BYTES = 1024 * 1024
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 MARK_ID = "JINAD_OBJECT_ID"
 MARK_HOME = "JINAD_HOME"
@@ -38,22 +39,47 @@ def _running(proc: psutil.Process) -> bool:
         return False
 
 
-async def _pump(stream: asyncio.StreamReader, name: str, sink: Log, max_line: int) -> None:
-    """Read a pipe at full speed into the log: one decode and one append per read, long lines
-    split, never a wait on anything but the pipe, so the child is never held up."""
-    pending = b""
-    while chunk := await stream.read(READ_CHUNK):
-        data = pending + chunk
+class _PipeToLog(asyncio.Protocol):
+    """Feeds one of a child's pipes into its log as the loop reads it: one decode and one
+    append per read, long lines split, no task and no buffer in between, so the child is
+    never held up by the daemon."""
+
+    def __init__(self, name: str, sink: Log, max_line: int) -> None:
+        self.name, self.sink, self.max_line = name, sink, max_line
+        self.pending = b""
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def data_received(self, chunk: bytes) -> None:
+        data = self.pending + chunk if self.pending else chunk
         cut = data.rfind(b"\n") + 1
-        if cut == 0 and len(data) > max_line:  # a line without end in sight is cut, not hoarded
-            cut = len(data) - len(data) % max_line
+        if cut == 0 and len(data) > self.max_line:  # a line without end in sight is cut, not hoarded
+            cut = len(data) - len(data) % self.max_line
         if cut:
-            sink.append(name, _texts(data[:cut], max_line))
-            sink.flush()
-        pending = data[cut:]
-    if pending:
-        sink.append(name, _texts(pending, max_line))
-        sink.flush()
+            self.sink.append(self.name, _texts(data[:cut], self.max_line))
+            self.sink.flush()
+        self.pending = data[cut:]
+
+    def eof_received(self) -> bool:
+        if self.pending:
+            self.sink.append(self.name, _texts(self.pending, self.max_line))
+            self.sink.flush()
+            self.pending = b""
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+def _wide_pipe() -> tuple[int, int]:
+    """A pipe (read end, write end) of PIPE_BYTES where the kernel allows it. Made here rather
+    than by asyncio: uvloop gives children a socketpair, whose per-write kernel buffers cost a
+    fast writer about twice the time of a pipe, and whose 200 kB fill up while the loop is
+    busy with other work."""
+    read_end, write_end = os.pipe()
+    with contextlib.suppress(OSError):  # above pipe-max-size, or the user's pipe budget spent
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    return read_end, write_end
 
 
 def _texts(raw: bytes, max_line: int) -> list[str]:
@@ -72,19 +98,6 @@ def _texts(raw: bytes, max_line: int) -> list[str]:
     return lines
 
 
-def tree(pgid: int, object_id: str | None = None, home: str | None = None) -> list[psutil.Process]:
-    """Processes of a child's tree: its process group, plus (when asked) any process carrying the
-    child's markers, which finds descendants that left the group with setsid()."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if os.getpgid(proc.pid) == pgid or (object_id and _marked(proc, object_id, home)):
-                found.append(proc)
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return found
-
-
 def group_members(pgids: set[int]) -> dict[int, list[psutil.Process]]:
     """The processes of each of these process groups, from one scan of the process table."""
     members: dict[int, list[psutil.Process]] = {}
@@ -96,6 +109,16 @@ def group_members(pgids: set[int]) -> dict[int, list[psutil.Process]]:
         if pgid in pgids:
             members.setdefault(pgid, []).append(proc)
     return members
+
+
+def tree(pgid: int, object_id: str | None = None, home: str | None = None) -> list[psutil.Process]:
+    """Processes of a child's tree: its process group, plus (when asked) any process carrying the
+    child's markers, which finds descendants that left the group with setsid()."""
+    found = group_members({pgid}).get(pgid, [])
+    if object_id:
+        pids = {proc.pid for proc in found}
+        found += [proc for proc in psutil.process_iter() if proc.pid not in pids and _marked(proc, object_id, home)]
+    return found
 
 
 def _marked(proc: psutil.Process, object_id: str, home: str | None) -> bool:
@@ -158,10 +181,11 @@ async def _gone_or_alive(procs: list[psutil.Process], timeout: float) -> list[ps
 class Child:
     """A running child: its process group, pipe readers and exit."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, pumps: list[asyncio.Task], object_id: str, home: str) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, pipes: list[tuple[asyncio.ReadTransport, _PipeToLog]],
+                 object_id: str, home: str) -> None:
         self.proc = proc
         self.pid = proc.pid  # also the process group id: it is the group's leader
-        self.pumps = pumps
+        self.pipes = pipes
         self.object_id = object_id
         self.home = home
         self._samples: dict[int, psutil.Process] = {}
@@ -186,12 +210,9 @@ class Child:
         code and, when the daemon ended it, why."""
         runtimes = await asyncio.to_thread(self._runtimes)
         reason = None
-        while self.proc.returncode is None and reason is None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self.proc.wait()), WATCH_INTERVAL_S)
-                break
+        while reason is None and not await self.exited_within(WATCH_INTERVAL_S):
             dead = [p.pid for p in runtimes if not _running(p)]
-            closed = [port for port in ports if await _refused("127.0.0.1", port)]
+            closed = [port for port in ports if await _connect("127.0.0.1", port) == "refused"]
             if dead:
                 reason = f"its runtime process {dead[0]} ended"
             elif closed:
@@ -203,11 +224,23 @@ class Child:
         await self._drain()
         return code, reason
 
+    async def exited_within(self, timeout: float) -> bool:
+        """Has the leader exited, waiting at most `timeout`? asyncio.wait, not wait_for: on
+        Python 3.11 wait_for can swallow a cancel that arrives as the wait ends (gh-86296),
+        and a supervisor that misses its cancel never stops."""
+        exited = asyncio.ensure_future(self.proc.wait())
+        try:
+            await asyncio.wait({exited}, timeout=timeout)
+        finally:
+            exited.cancel()
+        return self.proc.returncode is not None
+
     async def _drain(self) -> None:
         # Pipes close once every writer is gone; a writer that escaped the group may hold them.
-        _, pending = await asyncio.wait(self.pumps, timeout=2.0)
-        for task in pending:
-            task.cancel()
+        await asyncio.wait([reader.closed for _, reader in self.pipes], timeout=2.0)
+        for transport, reader in self.pipes:
+            if not reader.closed.done():
+                transport.close()
 
     async def stop(self, grace: float) -> int | None:
         """End the whole tree and return the leader's exit code once no process of it is left."""
@@ -216,8 +249,7 @@ class Child:
             if not procs:
                 break
             await end_processes(procs, grace)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.proc.wait(), 5.0)
+        await self.exited_within(5.0)
         await self._drain()
         return self.proc.returncode
 
@@ -240,45 +272,51 @@ class Child:
 
 
 async def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Log, max_line: int, object_id: str, home: str) -> Child:
-    """Start argv in its own session with its pipes drained into `sink`."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=cwd,
-        env={**env, MARK_ID: object_id, MARK_HOME: home},
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-        limit=READ_CHUNK,
-    )
-    pumps = [
-        asyncio.create_task(_pump(proc.stdout, "stdout", sink, max_line)),
-        asyncio.create_task(_pump(proc.stderr, "stderr", sink, max_line)),
-    ]
-    return Child(proc, pumps, object_id, home)
-
-
-async def _refused(host: str, port: int) -> bool:
-    """Is nobody listening there? (A slow answer is not a refusal.)"""
+    """Start argv in its own session with its stdout and stderr drained into `sink`."""
+    loop = asyncio.get_running_loop()
+    (out_read, out_write), (err_read, err_write) = _wide_pipe(), _wide_pipe()
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd,
+            env={**env, MARK_ID: object_id, MARK_HOME: home},
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out_write,
+            stderr=err_write,
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(out_read)
+        os.close(err_read)
+        raise
+    finally:  # the child has its own copies now; ours would keep the pipes open forever
+        os.close(out_write)
+        os.close(err_write)
+    pipes = []
+    for name, fd in (("stdout", out_read), ("stderr", err_read)):
+        pipes.append(await loop.connect_read_pipe(lambda name=name: _PipeToLog(name, sink, max_line), open(fd, "rb", buffering=0)))
+    return Child(proc, pipes, object_id, home)
+
+
+async def _connect(host: str, port: int) -> str:
+    """Try a TCP connection: "open", "refused" (nobody listens) or "slow" (no answer in 1 s)."""
+    try:
+        async with asyncio.timeout(1.0):
+            _, writer = await asyncio.open_connection(host, port)
     except ConnectionRefusedError:
-        return True
-    except (OSError, asyncio.TimeoutError):
-        return False
+        return "refused"
+    except (OSError, TimeoutError):
+        return "slow"
     writer.close()
-    return False
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return "open"
 
 
 async def probe(host: str, port: int, check: str, session: aiohttp.ClientSession) -> bool:
     """Does the port answer? A TCP connect, and for `dry_run` a real `GET /dry_run` too."""
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
-    except (OSError, asyncio.TimeoutError):
+    if await _connect(host, port) != "open":
         return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
     if check == "tcp":
         return True
     try:
@@ -298,6 +336,5 @@ async def wait_ready(child: Child, host: str, probes: list[tuple[int, str]], tim
             results = await asyncio.gather(*(probe(host, port, check, session) for port, check in probes))
             if all(results):
                 return None
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(child.proc.wait()), 0.1)
+            await child.exited_within(0.1)
     return f"not ready within {timeout:g}s"

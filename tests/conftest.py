@@ -61,8 +61,9 @@ class Daemon:
         self.home = home
         self.host = host
         self.port = free_port()
-        # A block per daemon, reused only after 70 daemons, when old ports are long closed.
-        block = 46000 + 200 * (next(_port_blocks) % 70)
+        # A block per daemon, reused only after 60 daemons, when old ports are long closed;
+        # all below the kernel's ephemeral range (32768-60999), as the daemon's default.
+        block = 20000 + 200 * (next(_port_blocks) % 60)
         self.port_range = f"{block}-{block + 199}"
         self.extra = list(extra)
         self.proc: subprocess.Popen | None = None

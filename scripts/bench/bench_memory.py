@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from common import CLASH_SIGNS, TESTS_EXECUTORS, Daemon, PeakRss, http_json, mb, settle_rss, tmp_root, upload_workspace
+from common import CHILD_BLOCKS, CLASH_SIGNS, TESTS_EXECUTORS, Daemon, PeakRss, http_json, mb, settle_rss, tmp_root, upload_workspace
 from objects import SseClients, delete
 from results import Figure
 
@@ -108,7 +108,7 @@ def run(quick: bool, runs: int) -> list[Figure]:
         ]
 
         # Many Flows: a wide range, as Jina's own random ports share it (see start_flow).
-        daemon = Daemon(root, "flows", port_range=range(52300, 53000))
+        daemon = Daemon(root, "flows", port_range=range(CHILD_BLOCKS[0].start, CHILD_BLOCKS[-1].stop))
         flows: list[dict] = []
         try:
             daemon.start()

@@ -37,8 +37,9 @@ PYTHON = sys.executable
 
 # Every port a benchmark uses comes from here: API ports from the first block, the ranges
 # that daemons (and direct `jina` runs) hand to their children from the rest.
-API_PORTS = range(52000, 52100)
-CHILD_BLOCKS = [range(start, start + 100) for start in range(52100, 53000, 100)]
+# Below the kernel's ephemeral range (32768-60999), so no outgoing connection takes one.
+API_PORTS = range(32000, 32100)
+CHILD_BLOCKS = [range(start, start + 100) for start in range(32100, 32700, 100)]
 
 
 class Ports:
@@ -54,7 +55,7 @@ class Ports:
             self._api += 1
             if is_free(port):
                 return port
-        raise RuntimeError("no free port in 52000-52099")
+        raise RuntimeError(f"no free port in {API_PORTS.start}-{API_PORTS.stop - 1}")
 
     def block(self) -> range:
         block = CHILD_BLOCKS[self._block % len(CHILD_BLOCKS)]

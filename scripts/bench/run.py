@@ -1,6 +1,6 @@
 """jinad's benchmark suite: `.venv/bin/python scripts/bench/run.py [--quick] [--only NAME ...]`.
 
-Each benchmark starts and stops its own daemons (temporary homes, loopback, ports 52000-52999)
+Each benchmark starts and stops its own daemons (temporary homes, loopback, ports 32000-32699)
 and measures a baseline in the same run on the same machine. Every figure is the median of
 several runs. Results: a Markdown table on stdout and scripts/bench/results/results.json.
 """

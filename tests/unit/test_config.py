@@ -42,3 +42,16 @@ def test_bad_settings_file_is_refused_with_its_name(tmp_path, text):
 def test_bad_port_range_is_refused():
     with pytest.raises(ValueError, match="port_range"):
         Config(port_range="5000")
+
+
+def test_port_range_is_split_between_the_daemon_and_jina():
+    config = Config(port_range="20000-20099")
+    assert config.ports == range(20000, 20080) and config.jina_ports == range(20080, 20100)
+    with pytest.raises(ValueError, match="at least 10"):
+        Config(port_range="20000-20005")
+
+
+def test_default_ports_lie_below_the_kernels_ephemeral_range():
+    # Outgoing connections take local ports from 32768 up (Linux's default); one of those
+    # could take a port handed to an object that has not bound it yet.
+    assert Config().jina_ports.stop <= 32768

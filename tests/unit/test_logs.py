@@ -1,7 +1,5 @@
-import asyncio
-
 from jinad.logs import Log, follow
-from jinad.supervision import _pump
+from jinad.supervision import _PipeToLog
 
 
 def make_log(tmp_path, ring_lines=5, file_max_bytes=10_000_000, backups=3) -> Log:
@@ -42,12 +40,12 @@ async def test_sequence_numbers_carry_on_after_reopening_and_rotation(tmp_path):
     assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
 
 
-async def test_pump_splits_long_lines_and_replaces_bad_utf8(tmp_path):
+async def test_pipe_reader_splits_long_lines_and_replaces_bad_utf8(tmp_path):
     log = make_log(tmp_path, ring_lines=100)
-    reader = asyncio.StreamReader()
-    reader.feed_data(b"ok\r\n" + b"a" * 45 + b"\n\xff\xfebad\n\x1b[31mred\x1b[0m\nno newline at the end")
-    reader.feed_eof()
-    await _pump(reader, "stdout", log, max_line=20)
+    pipe = _PipeToLog("stdout", log, max_line=20)
+    pipe.data_received(b"ok\r\n" + b"a" * 45 + b"\n\xff\xfebad\n\x1b[31mred\x1b[0m\nno newline")
+    pipe.data_received(b" at the end")
+    pipe.eof_received()
     lines = [e.line for e in log.tail(100)]
     assert lines[:4] == ["ok", "a" * 20, "a" * 20, "a" * 5]
     assert lines[4] == "\ufffd\ufffdbad"
