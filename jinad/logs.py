@@ -21,24 +21,24 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, BinaryIO, Callable
 
 from .ids import utc_now
 
 log = logging.getLogger(__name__)
-READ_BATCH = 2000  # lines handed to a follower at a time
+READ_BATCH = 2000  # lines handed to a follower at a time (whole batches: it may be a little more)
+REREAD_BYTES = 512 * 1024  # bytes of a log file read at a time by followers behind the ring
+REREAD_KEPT = 4  # chunks read again from files, kept for other followers at the same place
+WAKE_INTERVAL_S = 0.002  # followers are woken at most this often: a fast log wakes them per lot
 
 
 class LogLine:
-    """One numbered line. `wire` holds its encoding for senders, made by the first one that
-    sends it and shared by all others (a hundred followers of a fast log would otherwise
-    encode each line a hundred times)."""
+    """One numbered line, as tails and plain-text readers see it."""
 
-    __slots__ = ("seq", "ts", "stream", "line", "wire")
+    __slots__ = ("seq", "ts", "stream", "line")
 
     def __init__(self, seq: int, ts: str, stream: str, line: str) -> None:
         self.seq, self.ts, self.stream, self.line = seq, ts, stream, line
-        self.wire: bytes | None = None
 
     def to_json(self) -> dict:
         return {"seq": self.seq, "ts": self.ts, "stream": self.stream, "line": self.line}
@@ -53,16 +53,62 @@ class Batch:
     stream: str
     lines: list[str]
     size: int
-    entries: list[LogLine] | None = None  # made on the first read, then shared by all readers
+    # Its encoding for senders, made by the first one that sends it whole and shared by all
+    # others: a hundred followers of a fast log would otherwise encode each line a hundred times.
+    wire: bytes | None = None
 
     @property
     def last(self) -> int:
         return self.first + len(self.lines) - 1
 
-    def after(self, seq: int) -> list[LogLine]:
-        if self.entries is None:
-            self.entries = [LogLine(self.first + i, self.ts, self.stream, line) for i, line in enumerate(self.lines)]
-        return self.entries[max(0, seq + 1 - self.first):]
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Lines `start` to `stop - 1` of a batch: what followers are handed, so that the work
+    per follower is per batch, not per line."""
+
+    batch: Batch
+    start: int
+    stop: int
+
+    @property
+    def whole(self) -> bool:
+        return self.start == 0 and self.stop == len(self.batch.lines)
+
+    @property
+    def first_seq(self) -> int:
+        return self.batch.first + self.start
+
+    @property
+    def last_seq(self) -> int:
+        return self.batch.first + self.stop - 1
+
+    @property
+    def lines(self) -> list[str]:
+        return self.batch.lines[self.start:self.stop]
+
+    def entries(self) -> list[LogLine]:
+        b = self.batch
+        return [LogLine(b.first + i, b.ts, b.stream, b.lines[i]) for i in range(self.start, self.stop)]
+
+    def split(self, seq: int) -> tuple["Piece", "Piece"]:
+        """The lines up to `seq` and the lines after it."""
+        cut = seq + 1 - self.batch.first
+        return Piece(self.batch, self.start, cut), Piece(self.batch, cut, self.stop)
+
+
+def _pieces_after(batches: list[Batch], seq: int, limit: int) -> list[Piece]:
+    """Pieces of consecutive batches holding the lines after `seq`, about `limit` lines."""
+    i = bisect.bisect_right(batches, seq, key=lambda b: b.last)
+    out: list[Piece] = []
+    count = 0
+    for batch in batches[i:]:
+        if count >= limit:
+            break
+        piece = Piece(batch, max(0, seq + 1 - batch.first), len(batch.lines))
+        out.append(piece)
+        count += piece.stop - piece.start
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +127,23 @@ def _parse(raw: str) -> LogLine | None:
     return LogLine(int(parts[0]), parts[1], parts[2], parts[3] if len(parts) == 4 else "")
 
 
+def _first_seq(path: Path) -> int:
+    """The sequence number of a log file's first line (0 when it has none)."""
+    try:
+        with open(path, "rb") as f:
+            entry = _parse(f.readline().decode("utf-8", "replace"))
+    except FileNotFoundError:
+        return 0
+    return entry.seq if entry else 0
+
+
 def _last_seq(path: Path) -> int:
     """The sequence number of the last complete line of a log file (0 when there is none)."""
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - 65536))
-            tail = f.read().decode("utf-8", "replace").splitlines()
+            tail = f.read().decode("utf-8", "replace").split("\n")
     except FileNotFoundError:
         return 0
     for raw in reversed(tail):
@@ -113,6 +169,9 @@ class Log:
         self._ring_lines = self._ring_bytes = 0
         self._max_lines, self._max_bytes = ring_lines, ring_bytes
         self._changed = asyncio.Event()
+        self._last_wake = float("-inf")
+        self._wake_timer: asyncio.TimerHandle | None = None
+        self._reread: collections.deque[list[Batch]] = collections.deque(maxlen=REREAD_KEPT)
         self.notes: list[StateNote] = []
 
     def files(self) -> list[Path]:
@@ -176,6 +235,20 @@ class Log:
         self._wake()
 
     def _wake(self) -> None:
+        """Wake followers now, or WAKE_INTERVAL_S after the last time: a child printing
+        thousands of lines a second then costs each follower one wake-up per lot of lines."""
+        if self._wake_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = self._last_wake + WAKE_INTERVAL_S - loop.time()
+        if delay > 0:
+            self._wake_timer = loop.call_later(delay, self._wake_now)
+        else:
+            self._wake_now()
+
+    def _wake_now(self) -> None:
+        self._wake_timer = None
+        self._last_wake = asyncio.get_running_loop().time()
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -200,40 +273,57 @@ class Log:
         return self._changed
 
     def tail(self, n: int) -> list[LogLine]:
-        return self._from_ring(self.last_seq - n, n) if n > 0 else []
+        if n <= 0:
+            return []
+        return [entry for piece in self._from_ring(self.last_seq - n, n) for entry in piece.entries()][-n:]
 
-    def _from_ring(self, seq: int, limit: int) -> list[LogLine]:
-        out: list[LogLine] = []
+    def _from_ring(self, seq: int, limit: int) -> list[Piece]:
+        newer: list[Batch] = []
         for batch in reversed(self._ring):  # newest first: a live follower wants the end
             if batch.last <= seq:
                 break
-            out[:0] = batch.after(seq)
-        return out[:limit]
+            newer.append(batch)
+        newer.reverse()
+        return _pieces_after(newer, seq, limit)
 
-    def _read_files(self, seq: int, limit: int) -> list[LogLine]:
-        out: list[LogLine] = []
-        for path in self.files():
-            try:
-                with open(path, encoding="utf-8", errors="replace") as f:
-                    for raw in f:
-                        entry = _parse(raw)
-                        if entry and entry.seq > seq:
-                            out.append(entry)
-                            if len(out) >= limit:
-                                return out
-            except FileNotFoundError:  # rotated away while reading: the next file has the rest
-                continue
-        return out
-
-    async def read_after(self, seq: int, limit: int = READ_BATCH) -> list[LogLine]:
-        """Up to `limit` lines after `seq`: from the ring when it still holds the next one,
-        else from the files (read in a thread, so a catching-up follower never stalls others)."""
+    def read_after(self, seq: int, limit: int = READ_BATCH) -> list[Piece]:
+        """About `limit` lines after `seq`: from the ring when it still holds the next one,
+        else from the files. Files are read a bounded chunk at a time, found by bisection, and
+        the chunk is kept for the other followers at the same place."""
         if seq >= self.last_seq:
             return []
         if self._ring and self._ring[0].first <= seq + 1:
             return self._from_ring(seq, limit)
+        for chunk in self._reread:
+            if chunk[0].first <= seq + 1 <= chunk[-1].last:
+                return _pieces_after(chunk, seq, limit)
         self._write_unwritten()
-        return await asyncio.to_thread(self._read_files, seq, limit)
+        chunk = self._read_files(seq)
+        if not chunk:
+            return []
+        self._reread.append(chunk)
+        return _pieces_after(chunk, seq, limit)
+
+    def _read_files(self, seq: int) -> list[Batch]:
+        """The batches of one chunk of file from the first line after `seq` on."""
+        files = self.files()
+        starts = [_first_seq(path) for path in files]
+        # The last file that starts at or before the line wanted; later ones if it has no more.
+        begin = max(0, bisect.bisect_right(starts, seq + 1) - 1)
+        for path in files[begin:]:
+            try:
+                with open(path, "rb") as f:
+                    f.seek(_offset_after(f, os.fstat(f.fileno()).st_size, seq))
+                    while data := f.read(REREAD_BYTES):
+                        end = data.rfind(b"\n") + 1
+                        if not end:
+                            break
+                        if batches := _batches(data[:end], seq):
+                            return batches
+                        f.seek(end - len(data), os.SEEK_CUR)  # back to the unfinished line
+            except FileNotFoundError:  # rotated away meanwhile: the next read finds it renamed
+                continue
+        return []
 
     def close(self) -> None:
         self.flush()
@@ -241,13 +331,50 @@ class Log:
 
     def remove(self) -> None:
         os.close(self._fd)
+        self._reread.clear()
         for path in self.files():
             path.unlink(missing_ok=True)
 
 
+def _offset_after(f: BinaryIO, size: int, seq: int) -> int:
+    """A line start at or a little before the first line after `seq` (lines are in order)."""
+    low, high = 0, size
+    while high - low > REREAD_BYTES // 4:
+        middle = (low + high) // 2
+        f.seek(middle)
+        f.readline()  # the rest of the line `middle` falls in
+        start = f.tell()
+        line = _parse(f.readline().decode("utf-8", "replace"))
+        if line is None or start >= high:
+            break
+        if line.seq <= seq:
+            low = start
+        else:
+            high = start
+    return low
+
+
+def _batches(data: bytes, seq: int) -> list[Batch]:
+    """Lines after `seq` of whole lines of a log file, regrouped into batches (runs of lines
+    with the same time and stream)."""
+    batches: list[Batch] = []
+    current: Batch | None = None
+    for raw in data.decode("utf-8", "replace").split("\n"):
+        entry = _parse(raw)
+        if entry is None or entry.seq <= seq:
+            continue
+        if current and current.ts == entry.ts and current.stream == entry.stream and current.last + 1 == entry.seq:
+            current.lines.append(entry.line)
+            current.size += len(entry.line)
+        else:
+            current = Batch(entry.seq, entry.ts, entry.stream, [entry.line], len(entry.line))
+            batches.append(current)
+    return batches
+
+
 async def follow(log: Log, after: int, keep_following: bool, finished: Callable[[], bool],
-                 resuming: bool = False) -> AsyncIterator[list[LogLine | StateNote]]:
-    """Every line after `after` and every state change since, in order and in batches,
+                 resuming: bool = False) -> AsyncIterator[list[Piece | StateNote]]:
+    """Every line after `after` and every state change since, in order and in lots,
     until the owner has finished and every line was given (or, not following, once the
     backlog is given). A reader `resuming` after line `after` has seen the state changes
     that came right after it, so those are not given again."""
@@ -255,20 +382,24 @@ async def follow(log: Log, after: int, keep_following: bool, finished: Callable[
     notes_seen = first_note(log.notes, after, key=lambda note: note.after_seq)
     while True:
         changed = log.changed
-        lines = await log.read_after(after)
-        batch: list[LogLine | StateNote] = []
-        for entry in lines:
-            while notes_seen < len(log.notes) and log.notes[notes_seen].after_seq < entry.seq:
-                batch.append(log.notes[notes_seen])
+        pieces = log.read_after(after)
+        lot: list[Piece | StateNote] = []
+        for piece in pieces:
+            while notes_seen < len(log.notes) and log.notes[notes_seen].after_seq < piece.last_seq:
+                note = log.notes[notes_seen]
+                if note.after_seq >= piece.first_seq:  # it came between two lines of the piece
+                    head, piece = piece.split(note.after_seq)
+                    lot.append(head)
+                lot.append(note)
                 notes_seen += 1
-            batch.append(entry)
-            after = entry.seq
+            lot.append(piece)
+            after = piece.last_seq
         while notes_seen < len(log.notes) and log.notes[notes_seen].after_seq <= after:
-            batch.append(log.notes[notes_seen])
+            lot.append(log.notes[notes_seen])
             notes_seen += 1
-        if batch:
-            yield batch
-        if lines:
+        if lot:
+            yield lot
+        if pieces:
             continue
         if not keep_following or finished():
             return

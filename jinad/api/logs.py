@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from json.encoder import encode_basestring  # json.dumps of one string (the C encoder)
 from typing import Iterable
 
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from ..errors import BadRequest
-from ..logs import LogLine, StateNote, follow
+from ..logs import Batch, Piece, StateNote, follow
 from .keys import OBJECTS, STREAMS, WORKSPACES
 
 routes = web.RouteTableDef()
@@ -45,16 +46,29 @@ def _sse_frame(event: str, data: dict, event_id: int | None = None) -> str:
     return f"{head}data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def _log_frame(entry: LogLine) -> bytes:
-    """A line's SSE frame, encoded once for every follower (kept on the line)."""
-    if entry.wire is None:
-        entry.wire = _sse_frame("log", entry.to_json(), entry.seq).encode()
-    return entry.wire
+def _log_frames(batch: Batch, start: int, stop: int) -> bytes:
+    """SSE frames of lines start..stop-1 of a batch, written as json.dumps would (the
+    per-batch part once, per line only its number and text)."""
+    common = f'"ts": {encode_basestring(batch.ts)}, "stream": {encode_basestring(batch.stream)}, "line": '
+    seqs = range(batch.first + start, batch.first + stop)
+    return "".join(
+        f'event: log\nid: {seq}\ndata: {{"seq": {seq}, {common}{encode_basestring(line)}}}\n\n'
+        for seq, line in zip(seqs, batch.lines[start:stop])
+    ).encode()
 
 
-def _sse_frames(items: Iterable[LogLine | StateNote]) -> bytes:
+def _piece_frames(piece: Piece) -> bytes:
+    """A whole batch is encoded once for every follower (and kept on it)."""
+    if not piece.whole:
+        return _log_frames(piece.batch, piece.start, piece.stop)
+    if piece.batch.wire is None:
+        piece.batch.wire = _log_frames(piece.batch, 0, piece.stop)
+    return piece.batch.wire
+
+
+def _sse_frames(items: Iterable[Piece | StateNote]) -> bytes:
     return b"".join(
-        _log_frame(item) if isinstance(item, LogLine)
+        _piece_frames(item) if isinstance(item, Piece)
         else _sse_frame("state", {"state": item.state, "exit_code": item.exit_code}).encode()
         for item in items
     )
@@ -96,7 +110,7 @@ async def object_log(request: web.Request) -> web.StreamResponse:
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     async for batch in items:
-        text = "".join(item.line + "\n" for item in batch if isinstance(item, LogLine))
+        text = "".join(line + "\n" for item in batch if isinstance(item, Piece) for line in item.lines)
         if text:
             await resp.write(text.encode())
     await resp.write_eof()

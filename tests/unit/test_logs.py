@@ -1,4 +1,6 @@
-from jinad.logs import Log, follow
+import asyncio
+
+from jinad.logs import Log, Piece, follow
 from jinad.supervision import _PipeToLog
 
 
@@ -8,8 +10,8 @@ def make_log(tmp_path, ring_lines=5, file_max_bytes=10_000_000, backups=3) -> Lo
 
 async def collect(log: Log, after: int) -> list:
     out = []
-    async for batch in follow(log, after, keep_following=False, finished=lambda: True):
-        out += batch
+    async for lot in follow(log, after, keep_following=False, finished=lambda: True):
+        out += [entry for item in lot if isinstance(item, Piece) for entry in item.entries()]
     return out
 
 
@@ -51,3 +53,48 @@ async def test_pipe_reader_splits_long_lines_and_replaces_bad_utf8(tmp_path):
     assert lines[4] == "\ufffd\ufffdbad"
     assert lines[5] == "red"
     assert lines[6:] == ["no newline at the en", "d"]
+
+
+async def test_a_follower_far_behind_reads_every_line_once_from_rotated_files(tmp_path):
+    log = make_log(tmp_path, ring_lines=100, file_max_bytes=300_000, backups=20)
+    for i in range(600):  # batches of 1 to 99 lines, as pipe reads come
+        log.append("stdout" if i % 3 else "stderr", [f"b{i} l{j} " + "x" * (j % 50) for j in range(i % 99 + 1)])
+        log.flush()
+    assert len(log.files()) > 5
+    expected = [f"b{i} l{j} " + "x" * (j % 50) for i in range(600) for j in range(i % 99 + 1)]
+    for start in (0, 1, 12_345, len(expected) - 150):
+        lines = await collect(log, start)
+        assert [e.seq for e in lines] == list(range(start + 1, len(expected) + 1))
+        assert [e.line for e in lines] == expected[start:]
+
+
+async def test_a_state_change_keeps_its_place_among_lines_read_back_from_the_file(tmp_path):
+    log = make_log(tmp_path, ring_lines=1)
+    log.append("stdout", ["a1", "a2"])
+    log.note_state("ready", None)
+    log.append("stdout", ["b1", "b2"])  # same millisecond and stream: one run in the file
+    log.append("stdout", ["c1"])
+    log.flush()
+    order = []
+    async for lot in follow(log, 0, keep_following=False, finished=lambda: True):
+        for item in lot:
+            order += item.lines if isinstance(item, Piece) else [item.state]
+    assert order == ["a1", "a2", "ready", "b1", "b2", "c1"]
+
+
+async def test_followers_of_a_fast_log_are_woken_once_per_lot(tmp_path):
+    log = make_log(tmp_path, ring_lines=100_000)
+    wakes = []
+
+    async def follower():
+        async for lot in follow(log, 0, keep_following=True, finished=lambda: log.last_seq >= 1000):
+            wakes.append(sum(len(item.lines) for item in lot))
+
+    task = asyncio.create_task(follower())
+    for i in range(1000):
+        log.append("stdout", [f"line {i}"])
+        log.flush()
+        if i % 100 == 0:
+            await asyncio.sleep(0)  # the follower runs between some appends
+    await asyncio.wait_for(task, 5)
+    assert sum(wakes) == 1000 and len(wakes) < 50
