@@ -12,8 +12,7 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from .api import health, logs, objects, openapi, ui, workspaces
-from .api.auth import token_auth
-from .api.errors import json_errors
+from .api.middleware import front_door
 from .api.keys import CONFIG, OBJECTS, STARTED_AT, STREAMS, WORKSPACES
 from .config import Config
 from .objects import ObjectManager
@@ -49,9 +48,8 @@ async def _housekeeping(app: web.Application) -> None:
 
 
 def create_app(config: Config) -> web.Application:
-    middlewares = [json_errors] + ([token_auth(config.token)] if config.token else [])
     # client_max_size bounds bodies read whole (JSON); uploads stream past it under their own limits.
-    app = web.Application(middlewares=middlewares, client_max_size=config.max_json_bytes)
+    app = web.Application(middlewares=[front_door(config.token)], client_max_size=config.max_json_bytes)
     store = Store(config.home / "state")
     app[CONFIG] = config
     app[STARTED_AT] = time.monotonic()

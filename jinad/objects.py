@@ -73,6 +73,15 @@ class JObject:
     error: str | None = None
     remote: list = dataclasses.field(default_factory=list)
 
+    # Not a field (never stored): its JSON for senders, with the resource sample it shows
+    # (see api/objects.py); setting any field drops it.
+    wire = None
+
+    def __setattr__(self, name: str, value) -> None:
+        object.__setattr__(self, name, value)
+        if name != "wire":
+            object.__setattr__(self, "wire", None)
+
     def to_json(self, resources: dict) -> dict:
         # Plain getattr, not dataclasses.asdict: this is on GET's hot path, asdict deep-copies.
         return {**{name: getattr(self, name) for name in PUBLIC_FIELDS}, "resources": resources}
@@ -157,8 +166,12 @@ class ObjectManager:
     def list(self, kind: str) -> list[JObject]:
         return [obj for obj in self.objects.values() if obj.kind == kind]
 
+    def resources_of(self, obj: JObject) -> dict:
+        """The object's latest resource sample (a new dict at each sample)."""
+        return self.runners[obj.id].resources
+
     def to_json(self, obj: JObject) -> dict:
-        return obj.to_json(self.runners[obj.id].resources)
+        return obj.to_json(self.resources_of(obj))
 
     def log_of(self, object_id: str) -> Log:
         self.find(object_id)

@@ -32,17 +32,16 @@ def error_response(code: str, message: str, **details: Any) -> web.Response:
     return web.json_response({"error": code, "message": message, **details}, status=STATUS[code])
 
 
-@web.middleware
-async def json_errors(request: web.Request, handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except JinadError as exc:
+def error_answer(request: web.Request, exc: Exception) -> web.Response:
+    """The JSON answer for an exception a handler raised; HTTP redirects and the like are
+    raised again (they are answers already)."""
+    if isinstance(exc, JinadError):
         return error_response(exc.code, exc.message, **exc.details)
-    except HttpProcessingError as exc:  # a malformed multipart part, header or chunk
+    if isinstance(exc, HttpProcessingError):  # a malformed multipart part, header or chunk
         return error_response("bad_request", f"malformed request: {exc.message}")
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         code = CODE_OF_STATUS.get(exc.status, "bad_request" if exc.status < 500 else "internal")
         message = {
             404: f"no route {request.path}; see GET /openapi.json",
@@ -50,11 +49,10 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
             413: "request body is larger than this daemon accepts",
         }.get(exc.status, exc.reason)
         return error_response(code, message)
-    except Exception as exc:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return error_response("insufficient_storage", "the daemon's disk is full; free space on it and try again")
-        log.exception("unexpected error in %s %s", request.method, request.path)
-        return error_response("internal", "the daemon hit an unexpected error; its log has the details")
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return error_response("insufficient_storage", "the daemon's disk is full; free space on it and try again")
+    log.error("unexpected error in %s %s", request.method, request.path, exc_info=exc)
+    return error_response("internal", "the daemon hit an unexpected error; its log has the details")
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:

@@ -8,19 +8,18 @@ from aiohttp import web
 
 from ..errors import BadRequest, JinadError
 from ..kinds import KINDS
-from ..objects import NO_RESOURCES
+from ..objects import NO_RESOURCES, JObject
 from .errors import read_json
 from .keys import CONFIG, OBJECTS, WORKSPACES
 from .uploads import RenamedPart, check_size, form_parts
 
 routes = web.RouteTableDef()
 KIND_OF_PLURAL = {kind.plural: kind.name for kind in KINDS.values()}
-COLLECTION = "/{plural:" + "|".join(KIND_OF_PLURAL) + "}"
 FLOW_FORM_OPTIONS = {"envs", "restart", "timeout_s"}
 
 
 def _kind(request: web.Request) -> str:
-    return KIND_OF_PLURAL[request.match_info["plural"]]
+    return KIND_OF_PLURAL[request.path.split("/", 2)[1]]
 
 
 def _wait(request: web.Request) -> bool:
@@ -70,7 +69,6 @@ async def _create_flow_from_upload(request: web.Request):
         raise
 
 
-@routes.post(COLLECTION)
 async def create(request: web.Request) -> web.Response:
     kind = _kind(request)
     if kind == "flow" and request.content_type.startswith("multipart/"):
@@ -80,26 +78,41 @@ async def create(request: web.Request) -> web.Response:
     return _answer(request, obj, created=True)
 
 
-@routes.get(COLLECTION)
 async def list_objects(request: web.Request) -> web.Response:
     objects = request.app[OBJECTS]
     return web.json_response([objects.to_json(obj) for obj in objects.list(_kind(request))])
 
 
-@routes.get(COLLECTION + "/{id}")
 async def get_object(request: web.Request) -> web.Response:
     objects = request.app[OBJECTS]
-    return web.json_response(objects.to_json(objects.get(_kind(request), request.match_info["id"])))
+    obj = objects.get(_kind(request), request.match_info["id"])
+    return web.Response(body=_body(obj, objects.resources_of(obj)), content_type="application/json")
 
 
-@routes.post(COLLECTION + "/{id}/restart")
+def _body(obj: JObject, resources: dict) -> bytes:
+    """The object as JSON, kept on it until it or its resource sample changes: the most
+    frequent request of dashboards and scripts that poll."""
+    if obj.wire is None or obj.wire[0] is not resources:
+        obj.wire = (resources, json.dumps(obj.to_json(resources)).encode())
+    return obj.wire[1]
+
+
 async def restart_object(request: web.Request) -> web.Response:
     obj = await request.app[OBJECTS].restart(_kind(request), request.match_info["id"], _wait(request))
     return _answer(request, obj, created=False)
 
 
-@routes.delete(COLLECTION + "/{id}")
 async def delete_object(request: web.Request) -> web.Response:
     objects = request.app[OBJECTS]
     obj = await objects.delete(_kind(request), request.match_info["id"])
     return web.json_response(obj.to_json(NO_RESOURCES))  # its tree is gone
+
+
+for _plural in KIND_OF_PLURAL:
+    # A literal path per kind, not one pattern for the three: aiohttp finds routes by their
+    # literal prefix, a pattern only by trying each in turn.
+    routes.post(f"/{_plural}")(create)
+    routes.get(f"/{_plural}")(list_objects)
+    routes.get(f"/{_plural}/{{id}}")(get_object)
+    routes.post(f"/{_plural}/{{id}}/restart")(restart_object)
+    routes.delete(f"/{_plural}/{{id}}")(delete_object)
