@@ -98,3 +98,12 @@ async def test_followers_of_a_fast_log_are_woken_once_per_lot(tmp_path):
             await asyncio.sleep(0)  # the follower runs between some appends
     await asyncio.wait_for(task, 5)
     assert sum(wakes) == 1000 and len(wakes) < 50
+
+
+async def test_lines_lost_to_a_full_disk_leave_a_gap_not_a_stuck_follower(tmp_path):
+    # Lines 4-6 never reached the file (dropped while the disk was full).
+    (tmp_path / "x.log").write_text("".join(f"{n} 2026-11-28T00:00:00.000Z stdout line {n}\n" for n in (1, 2, 3, 7, 8)))
+    log = make_log(tmp_path)
+    assert log.last_seq == 8
+    assert [e.seq for e in await collect(log, 3)] == [7, 8]
+    assert [e.seq for e in await collect(log, 5)] == [7, 8]
