@@ -305,7 +305,8 @@ class Log:
         return _pieces_after(chunk, seq, limit)
 
     def _read_files(self, seq: int) -> list[Batch]:
-        """The batches of one chunk of file from the first line after `seq` on."""
+        """The batches of the block of file that holds the first line after `seq`. Blocks
+        are fixed stretches of each file, so followers at nearby places share one."""
         files = self.files()
         starts = [_first_seq(path) for path in files]
         # The last file that starts at or before the line wanted; later ones if it has no more.
@@ -313,14 +314,13 @@ class Log:
         for path in files[begin:]:
             try:
                 with open(path, "rb") as f:
-                    f.seek(_offset_after(f, os.fstat(f.fileno()).st_size, seq))
-                    while data := f.read(REREAD_BYTES):
-                        end = data.rfind(b"\n") + 1
-                        if not end:
-                            break
-                        if batches := _batches(data[:end], seq):
+                    size = os.fstat(f.fileno()).st_size
+                    block = _offset_after(f, size, seq) // REREAD_BYTES
+                    while block * REREAD_BYTES < size:
+                        batches = _batches(_read_block(f, block))
+                        if batches and batches[-1].last > seq:
                             return batches
-                        f.seek(end - len(data), os.SEEK_CUR)  # back to the unfinished line
+                        block += 1
             except FileNotFoundError:  # rotated away meanwhile: the next read finds it renamed
                 continue
         return []
@@ -354,21 +354,38 @@ def _offset_after(f: BinaryIO, size: int, seq: int) -> int:
     return low
 
 
-def _batches(data: bytes, seq: int) -> list[Batch]:
-    """Lines after `seq` of whole lines of a log file, regrouped into batches (runs of lines
-    with the same time and stream)."""
+def _read_block(f: BinaryIO, block: int) -> bytes:
+    """The whole lines that start in a block (REREAD_BYTES) of a log file."""
+    start = block * REREAD_BYTES
+    f.seek(max(0, start - 1))
+    if start:
+        f.readline()  # to the first line that starts in this block
+    data = f.read(max(0, start + REREAD_BYTES - f.tell()))
+    if data and not data.endswith(b"\n"):
+        data += f.readline()  # the last line runs on past the block's end
+    return data[:data.rfind(b"\n") + 1]
+
+
+def _batches(data: bytes) -> list[Batch]:
+    """Whole lines of a log file regrouped into batches (runs of lines with the same time and
+    stream). Inline, not `_parse` per line: followers behind the ring read every line of a
+    fast log back this way."""
     batches: list[Batch] = []
-    current: Batch | None = None
+    lines: list[str] = []
+    expected, ts, stream = -1, None, None  # the run being gathered: its next number, time, stream
     for raw in data.decode("utf-8", "replace").split("\n"):
-        entry = _parse(raw)
-        if entry is None or entry.seq <= seq:
+        parts = raw.split(" ", 3)
+        if len(parts) < 3 or not parts[0].isdigit():
             continue
-        if current and current.ts == entry.ts and current.stream == entry.stream and current.last + 1 == entry.seq:
-            current.lines.append(entry.line)
-            current.size += len(entry.line)
-        else:
-            current = Batch(entry.seq, entry.ts, entry.stream, [entry.line], len(entry.line))
-            batches.append(current)
+        number = int(parts[0])
+        if number != expected or parts[1] != ts or parts[2] != stream:
+            lines = []
+            ts, stream = parts[1], parts[2]
+            batches.append(Batch(number, ts, stream, lines, 0))
+        lines.append(parts[3] if len(parts) == 4 else "")
+        expected = number + 1
+    for batch in batches:
+        batch.size = sum(map(len, batch.lines))
     return batches
 
 
@@ -400,6 +417,10 @@ async def follow(log: Log, after: int, keep_following: bool, finished: Callable[
         if lot:
             yield lot
         if pieces:
+            # Let the loop run between lots: a socket that takes all it is given never makes a
+            # sender wait, and a follower catching up would otherwise keep the loop from
+            # draining the children's pipes.
+            await asyncio.sleep(0)
             continue
         if not keep_following or finished():
             return

@@ -1,5 +1,6 @@
 import asyncio
 
+from jinad import logs
 from jinad.logs import Log, Piece, follow
 from jinad.supervision import _PipeToLog
 
@@ -107,3 +108,17 @@ async def test_lines_lost_to_a_full_disk_leave_a_gap_not_a_stuck_follower(tmp_pa
     assert log.last_seq == 8
     assert [e.seq for e in await collect(log, 3)] == [7, 8]
     assert [e.seq for e in await collect(log, 5)] == [7, 8]
+
+
+async def test_reading_back_by_blocks_gives_each_line_once_across_block_edges(tmp_path, monkeypatch):
+    monkeypatch.setattr(logs, "REREAD_BYTES", 700)  # many blocks, lines longer than a block
+    log = make_log(tmp_path, ring_lines=1, file_max_bytes=50_000, backups=50)
+    expected = []
+    for i in range(300):
+        batch = [f"{i}-{j}" + "z" * ((i * 37 + j * 101) % 1500) for j in range(i % 4 + 1)]
+        expected += batch
+        log.append("stdout", batch)
+        log.flush()
+    for start in (0, 1, 2, 99, 350, len(expected) - 3):
+        lines = await collect(log, start)
+        assert [e.line for e in lines] == expected[start:]
