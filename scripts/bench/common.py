@@ -42,6 +42,14 @@ API_PORTS = range(32000, 32100)
 CHILD_BLOCKS = [range(start, start + 100) for start in range(32100, 32700, 100)]
 
 
+def file_tail(path: Path, n: int = 20) -> str:
+    """The last n lines of a (log) file, or "" when it cannot be read."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
 class Ports:
     """Hands out API ports and child port blocks of the private range, round-robin."""
 
@@ -236,10 +244,7 @@ class Daemon:
         return times.user + times.system
 
     def log_tail(self, n: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
+        return file_tail(self.log_path, n)
 
     def __enter__(self) -> "Daemon":
         return self.start()
