@@ -30,6 +30,7 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 MARK_ID = "JINAD_OBJECT_ID"
 MARK_HOME = "JINAD_HOME"
 WATCH_INTERVAL_S = 1.0
+READY_POLL_S = 0.02  # a start is answered this soon after the object is ready
 
 
 def _running(proc: psutil.Process) -> bool:
@@ -336,5 +337,5 @@ async def wait_ready(child: Child, host: str, probes: list[tuple[int, str]], tim
             results = await asyncio.gather(*(probe(host, port, check, session) for port, check in probes))
             if all(results):
                 return None
-            await child.exited_within(0.1)
+            await child.exited_within(READY_POLL_S)
     return f"not ready within {timeout:g}s"
