@@ -6,6 +6,8 @@ a follower that fell out of the ring resumes from disk without a gap or a repeat
 
 Lines arrive in batches (one per pipe read) and are kept as batches: the reader that drains a
 child's pipe does one append per read, not one per line, so a fast child is never held up.
+Followers are handed pieces of batches, so their work is per batch too. A follower behind the
+ring reads the files back in fixed blocks, which the last few followers there share.
 
 File format, one line each: `<seq> <ts> <stream> <text>`. Rotation as supervisord's: when
 `<id>.log` passes `file_max_bytes` it becomes `<id>.log.1` (older ones shift up, the oldest
@@ -27,8 +29,8 @@ from .ids import utc_now
 
 log = logging.getLogger(__name__)
 READ_BATCH = 2000  # lines handed to a follower at a time (whole batches: it may be a little more)
-REREAD_BYTES = 512 * 1024  # bytes of a log file read at a time by followers behind the ring
-REREAD_KEPT = 4  # chunks read again from files, kept for other followers at the same place
+REREAD_BYTES = 512 * 1024  # a block of log file, as followers behind the ring read it back
+REREAD_KEPT = 4  # blocks read back, kept for the other followers at the same place
 WAKE_INTERVAL_S = 0.002  # followers are woken at most this often: a fast log wakes them per lot
 
 
