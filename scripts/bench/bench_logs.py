@@ -8,7 +8,8 @@ processes counting every flood line; each one's rate is lines / (receipt of the 
 first write).
 
 Latency: a Pea (executors/ticker.py) prints 1,000 lines/s, each carrying time.time() of its
-write; subscribers take the receipt time just after the socket read that brought the line.
+write; subscribers take the receipt time just after the socket read that brought the line. The
+same run at 1, 10 and 100 subscribers (quick: 1 and 20); the last count is the headline figure.
 """
 
 from __future__ import annotations
@@ -159,47 +160,78 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
+LATENCY_RATE = 1000
+LATENCY_CLIENT_PROCESSES = 2
+
+
+def latency_points(quick: bool) -> list[tuple[int, float]]:
+    """(subscribers, seconds) of each latency point; the last one is the headline (its figures
+    keep the plain keys `logs.latency.*` and the p99 target)."""
+    return [(1, 5), (20, 5)] if quick else [(1, 10), (10, 10), (100, 20)]
+
+
+def latency_run(daemon: Daemon, workspace: str, root: Path, run: str, subscribers: int, seconds: float) -> dict:
+    """One ticker Pea (LATENCY_RATE lines/s for `seconds`) followed by `subscribers` SSE clients:
+    write → receipt latencies (ms) and the daemon's CPU meanwhile (% of one core)."""
+    go = root / f"go-{run}"
+    pea = create(daemon, "peas", {"workspace_id": workspace, "uses": "Ticker", "py_modules": ["ticker.py"],
+                                  "uses_with": {"rate": LATENCY_RATE, "seconds": seconds, "go_file": str(go)}})
+    run_dir = root / f"run-{run}"
+    run_dir.mkdir()
+    try:
+        with SseClients("latency", f"{daemon.url}/logs/{pea['id']}?tail=0", subscribers, LATENCY_CLIENT_PROCESSES,
+                        daemon.token, timeout=seconds + 60, samples_dir=run_dir) as clients:
+            clients.wait_ready()
+            cpu, began = daemon.cpu_s(), time.monotonic()
+            go.touch()
+            per = clients.results(seconds + 90)
+            cpu_percent = (daemon.cpu_s() - cpu) / (time.monotonic() - began) * 100
+            samples = array.array("d")
+            for path in clients.samples:
+                samples.frombytes(path.read_bytes())
+    finally:
+        delete(daemon, "peas", pea["id"])
+    values = sorted(samples)
+    if not values:
+        raise RuntimeError(f"no tick line reached any of {subscribers} SSE subscribers: {per}")
+    expected = int(LATENCY_RATE * seconds) * subscribers
+    gaps = sum(c.get("gaps", 0) for c in per)
+    return {"p50_ms": percentile(values, 0.50) * 1e3, "p99_ms": percentile(values, 0.99) * 1e3,
+            "max_ms": values[-1] * 1e3, "cpu_percent": cpu_percent, "note": f"{len(values)}/{expected} lines, {gaps} gaps"}
+
+
+def latency_figures(prefix: str, subscribers: int, seconds: float, results: list[dict], headline: bool) -> list[Figure]:
+    procs = min(subscribers, LATENCY_CLIENT_PROCESSES)
+    setup = (f"{LATENCY_RATE:,} lines/s for {seconds:g} s, {subscribers} SSE subscriber{'s' * (subscribers != 1)} "
+             f"in {procs} client process{'es' * (procs != 1)}")
+    params = {"subscribers": subscribers, "seconds": seconds, "rate": LATENCY_RATE}
+    maxes = statistics.median(r["max_ms"] for r in results)
+    target = dict(target=("value", "<=", 10.0), target_text="≤ 10 ms") if headline else {}
+    return [
+        Figure(f"{prefix}.p50_ms", f"log latency p50, write → SSE receipt ({setup})", "ms",
+               [r["p50_ms"] for r in results], params=params),
+        Figure(f"{prefix}.p99_ms", f"log latency p99, write → SSE receipt ({setup})", "ms", [r["p99_ms"] for r in results],
+               note=f"max {maxes:.1f} ms; " + "; ".join(r["note"] for r in results), params=params, **target),
+        Figure(f"{prefix}.daemon_cpu_percent", f"log latency run: daemon CPU, % of one core ({setup})", "%",
+               [r["cpu_percent"] for r in results], params=params),
+    ]
+
+
 def latency(quick: bool, runs: int) -> list[Figure]:
-    subscribers = 20 if quick else 100
-    seconds = 5 if quick else 20
-    rate = 1000
-    procs = 2
-    p50s, p99s, maxes, notes, cpu_share = [], [], [], [], []
+    """Write → receipt latency at several subscriber counts, the points interleaved in each run
+    (so slow drifts of the machine's load hit them alike)."""
+    points = latency_points(quick)
+    results: dict[int, list[dict]] = {subs: [] for subs, _ in points}
     with tmp_root("latency") as root, Daemon(root, "latency") as daemon:
         workspace = upload_workspace(daemon, [TICKER])
         for i in range(runs):
-            go = root / f"go-{i}"
-            pea = create(daemon, "peas", {"workspace_id": workspace, "uses": "Ticker", "py_modules": ["ticker.py"],
-                                          "uses_with": {"rate": rate, "seconds": seconds, "go_file": str(go)}})
-            run_dir = root / f"run-{i}"
-            run_dir.mkdir()
-            try:
-                with SseClients("latency", f"{daemon.url}/logs/{pea['id']}?tail=0", subscribers, procs, daemon.token,
-                                timeout=seconds + 60, samples_dir=run_dir) as clients:
-                    clients.wait_ready()
-                    cpu, began = daemon.cpu_s(), time.monotonic()
-                    go.touch()
-                    per = clients.results(seconds + 90)
-                    cpu_share.append((daemon.cpu_s() - cpu) / (time.monotonic() - began) * 100)
-                    samples = array.array("d")
-                    for path in clients.samples:
-                        samples.frombytes(path.read_bytes())
-            finally:
-                delete(daemon, "peas", pea["id"])
-            values = sorted(samples)
-            expected = int(rate * seconds) * subscribers
-            gaps = sum(c.get("gaps", 0) for c in per)
-            p50, p99 = percentile(values, 0.50) * 1e3, percentile(values, 0.99) * 1e3
-            p50s.append(p50)
-            p99s.append(p99)
-            maxes.append(values[-1] * 1e3)
-            notes.append(f"{len(values)}/{expected} lines, {gaps} gaps")
-            print(f"  latency run {i}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {values[-1] * 1e3:.1f} ms, {notes[-1]}, "
-                  f"daemon CPU {cpu_share[-1]:.0f}% of a core")
-    setup = f"{rate:,} lines/s for {seconds} s, {subscribers} SSE subscribers in {procs} client processes"
-    return [
-        Figure("logs.latency.p50_ms", f"log latency p50, write → SSE receipt ({setup})", "ms", p50s),
-        Figure("logs.latency.p99_ms", f"log latency p99, write → SSE receipt ({setup})", "ms", p99s,
-               target=("value", "<=", 10.0), target_text="≤ 10 ms", note=f"max {statistics.median(maxes):.1f} ms; " + "; ".join(notes)),
-        Figure("logs.latency.daemon_cpu_percent", f"log latency run: daemon CPU, % of one core ({setup})", "%", cpu_share),
-    ]
+            for subs, seconds in points:
+                r = latency_run(daemon, workspace, root, f"{subs}-{i}", subs, seconds)
+                results[subs].append(r)
+                print(f"  latency run {i}, {subs} subscriber(s): p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
+                      f"max {r['max_ms']:.1f} ms, {r['note']}, daemon CPU {r['cpu_percent']:.0f}% of a core", flush=True)
+    headline_subs, headline_seconds = points[-1]
+    figures = latency_figures("logs.latency", headline_subs, headline_seconds, results[headline_subs], headline=True)
+    for subs, seconds in points[:-1]:
+        figures += latency_figures(f"logs.latency.{subs}_subscribers", subs, seconds, results[subs], headline=False)
+    return figures

@@ -119,9 +119,10 @@ def supervisord(quick: bool, runs: int) -> list[Figure]:
     setup = f"{rate:,} lines/s, {SUBSCRIBERS} HTTP logtail followers"
     return [
         Figure("peers.supervisord.idle_rss_mb", "peer: supervisord RSS idle (one program configured)", "MB", [v / 1e6 for v in idle]),
-        Figure("peers.supervisord.logtail_p50_ms", f"peer: supervisord log latency p50 ({setup})", "ms", p50s),
+        Figure("peers.supervisord.logtail_p50_ms", f"peer: supervisord log latency p50 ({setup})", "ms", p50s,
+               params={"subscribers": SUBSCRIBERS}),
         Figure("peers.supervisord.logtail_p99_ms", f"peer: supervisord log latency p99 ({setup})", "ms", p99s,
-               note="; ".join(notes)),
+               note="; ".join(notes), params={"subscribers": SUBSCRIBERS}),
     ]
 
 

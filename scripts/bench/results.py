@@ -21,6 +21,8 @@ class Figure:
     target: tuple[str, str, float] | None = None
     target_text: str = ""
     note: str = ""
+    # what the figure was measured at, for plot.py (e.g. {"subscribers": 100, "seconds": 20})
+    params: dict = dataclasses.field(default_factory=dict)
 
     @property
     def value(self) -> float | None:

@@ -2,7 +2,8 @@
 
 Each benchmark starts and stops its own daemons (temporary homes, loopback, ports 32000-32699)
 and measures a baseline in the same run on the same machine. Every figure is the median of
-several runs. Results: a Markdown table on stdout and scripts/bench/results/results.json.
+several runs. Results: a Markdown table on stdout and scripts/bench/results/results.json, and
+a plot of log latency against subscribers, results/latency.png (plot.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import bench_memory  # noqa: E402
 import bench_peers  # noqa: E402
 import bench_rest  # noqa: E402
 import common  # noqa: E402
+import plot  # noqa: E402
 from common import BENCH  # noqa: E402
 from results import Figure, markdown  # noqa: E402
 
@@ -122,6 +124,8 @@ def main() -> int:
     if errors:
         print(f"\nfailed: {', '.join(errors)} (see stderr)")
     print(f"\nwritten to {args.out}")
+    if any(f.key.startswith("logs.latency.") for f in figures):  # a warning at worst, never a failed run
+        plot.render(args.out, args.out.parent / "latency.png")
     return 1 if errors else 0
 
 
