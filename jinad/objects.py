@@ -255,7 +255,10 @@ class ObjectManager:
         return launch
 
     async def _prepare_with_remotes(self, obj: JObject) -> Launch:
-        """Prepare, first starting on other daemons the executors that run there."""
+        """Prepare, first starting on other daemons the executors that run there (again, for
+        parts that no longer run there: a restart or recovery brings the whole Flow back)."""
+        if obj.remote:
+            obj.remote = await self.remotes.still_running(obj.remote)
         launch = self._prepare(obj)
         if not launch.remote_needed:
             return launch

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
+import aiohttp
+
 from .client.api import Client, JinadError, folder_files
 from .errors import FailedToStart
 from .logs import Log
@@ -79,6 +81,25 @@ class Remotes:
             await self.remove(made, keep_workspaces=set())
             raise
         return made
+
+    async def still_running(self, parts: list[dict]) -> list[dict]:
+        """The parts whose Pods still run on their daemons. A part gone there (deleted, or
+        ended) is deleted there, its workspace kept for the next start; a daemon that cannot be
+        reached keeps its parts (it may be restarting them; the Flow's start will tell)."""
+        running = []
+        for part in parts:
+            try:
+                state = (await self.client(part["jinad"]).get(part["pod_id"]))["state"]
+            except JinadError as exc:
+                state = "gone" if exc.code == "not_found" else "unknown"
+            except (OSError, aiohttp.ClientError, asyncio.TimeoutError):
+                state = "unknown"
+            if state in ("starting", "ready", "unknown"):
+                running.append(part)
+            else:
+                log.warning("remote executor %s on %s is %s; starting it again", part["name"], part["jinad"], state)
+                await self.remove([part], keep_workspaces={(part["jinad"], part["workspace_id"])})
+        return running
 
     async def remove(self, parts: list[dict], keep_workspaces: set[tuple[str, str]]) -> None:
         """Delete the parts' Pods, and their workspaces unless another Flow still uses them.

@@ -104,3 +104,43 @@ async def test_same_files_go_up_once_and_a_remote_that_dies_shows_on_the_flow(ht
 async def _flow_error(http, daemon, flow_id):
     async with http.get(f"{daemon.url}/flows/{flow_id}") as resp:
         return (await resp.json())["error"]
+
+
+async def test_a_restart_or_a_daemon_restart_brings_back_a_remote_part_that_went_away(http, daemon_factory):
+    a = daemon_factory()
+    b = daemon_factory(host="127.0.0.2")
+    async with http.post(a.url + "/flows", data=form(("flow", "flow.yml", remote_flow(("upper_b", b.url, ""))), UPPER)) as resp:
+        assert resp.status == 201, await resp.text()
+        flow = await resp.json()
+    url = f"{a.url}/flows/{flow['id']}"
+
+    async def lose_the_remote_part(pod_id: str) -> None:
+        async with http.delete(f"{b.url}/pods/{pod_id}") as resp:
+            assert resp.status == 200
+
+    await lose_the_remote_part(flow["remote"][0]["pod_id"])
+    async with http.post(url + "/restart") as resp:
+        assert resp.status == 200, await resp.text()
+        restarted = await resp.json()
+    assert restarted["remote"][0]["pod_id"] != flow["remote"][0]["pod_id"]
+    assert [p["state"] for p in await listing(http, b, "/pods")] == ["ready"]
+    assert await ask_http(http, restarted["ports"]["gateway"], "again") == "AGAIN"
+
+    a.stop(signal.SIGTERM)
+    await lose_the_remote_part(restarted["remote"][0]["pod_id"])
+    a.start()
+
+    async def recovered():
+        async with http.get(url) as resp:
+            body = await resp.json()
+            return body if body["state"] == "ready" else None
+
+    back = await wait_until(recovered, 120, "the Flow to be ready again after the daemon's restart")
+    assert back["remote"][0]["pod_id"] not in (flow["remote"][0]["pod_id"], restarted["remote"][0]["pod_id"])
+    assert await ask_http(http, back["ports"]["gateway"], "back") == "BACK"
+    assert len(await listing(http, b, "/workspaces")) == 1  # the files went up once
+
+    async with http.delete(url) as resp:
+        assert resp.status == 200
+    assert await listing(http, b, "/pods") == []
+    assert await listing(http, b, "/workspaces") == []
