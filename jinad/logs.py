@@ -339,7 +339,8 @@ class Log:
 
 
 def _offset_after(f: BinaryIO, size: int, seq: int) -> int:
-    """A line start at or a little before the first line after `seq` (lines are in order)."""
+    """Where the first line after `seq` starts (lines are in order), or about there when a
+    line cannot be read."""
     low, high = 0, size
     while high - low > REREAD_BYTES // 4:
         middle = (low + high) // 2
@@ -353,6 +354,14 @@ def _offset_after(f: BinaryIO, size: int, seq: int) -> int:
             low = start
         else:
             high = start
+    # On to the line itself, reading only line numbers: the block it starts in is the one to
+    # read, not the block before (which the follower has just finished).
+    f.seek(low)
+    while low < high and (raw := f.readline()):
+        number = raw.split(b" ", 1)[0]
+        if number.isdigit() and int(number) > seq:
+            break
+        low += len(raw)
     return low
 
 
