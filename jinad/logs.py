@@ -21,6 +21,7 @@ import bisect
 import collections
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator, BinaryIO, Callable
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 READ_BATCH = 2000  # lines handed to a follower at a time (whole batches: it may be a little more)
 REREAD_BYTES = 512 * 1024  # a block of log file, as followers behind the ring read it back
 REREAD_KEPT = 4  # blocks read back, kept for the other followers at the same place
+REREAD_IDLE_S = 10.0  # kept blocks go when no follower has used them for this long
 WAKE_INTERVAL_S = 0.002  # followers are woken at most this often: a fast log wakes them per lot
 
 
@@ -41,9 +43,6 @@ class LogLine:
 
     def __init__(self, seq: int, ts: str, stream: str, line: str) -> None:
         self.seq, self.ts, self.stream, self.line = seq, ts, stream, line
-
-    def to_json(self) -> dict:
-        return {"seq": self.seq, "ts": self.ts, "stream": self.stream, "line": self.line}
 
 
 @dataclass(slots=True)
@@ -174,6 +173,7 @@ class Log:
         self._last_wake = float("-inf")
         self._wake_timer: asyncio.TimerHandle | None = None
         self._reread: collections.deque[list[Batch]] = collections.deque(maxlen=REREAD_KEPT)
+        self._reread_used = 0.0
         self.notes: list[StateNote] = []
 
     def files(self) -> list[Path]:
@@ -204,17 +204,23 @@ class Log:
 
     def flush(self) -> None:
         """Write pending lines to disk, rotate if due, and wake followers."""
-        self._write_unwritten()
-        if self._file_size > self._file_max_bytes:
-            self._rotate()
-        self._wake()
+        if self._fd >= 0:  # not closed
+            self._write_unwritten()
+            if self._file_size > self._file_max_bytes:
+                self._rotate()
+        self.wake()
+
+    def _close_file(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1  # a late line must not go to whatever file gets this number next
 
     def _open(self) -> None:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._file_size = os.fstat(self._fd).st_size
 
     def _write_unwritten(self) -> None:
-        if not self._unwritten:
+        if not self._unwritten or self._fd < 0:
             return
         data = memoryview(b"".join(self._unwritten))
         written = 0
@@ -234,9 +240,9 @@ class Log:
 
     def note_state(self, state: str, exit_code: int | None) -> None:
         self.notes.append(StateNote(self.last_seq, state, exit_code))
-        self._wake()
+        self.wake()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
         """Wake followers now, or WAKE_INTERVAL_S after the last time: a child printing
         thousands of lines a second then costs each follower one wake-up per lot of lines."""
         if self._wake_timer is not None:
@@ -258,20 +264,23 @@ class Log:
         return self.path.with_name(f"{self.path.name}.{n}")
 
     def _rotate(self) -> None:
-        os.close(self._fd)
-        if self._file_backups:
-            self._backup(self._file_backups).unlink(missing_ok=True)
-            for n in range(self._file_backups - 1, 0, -1):
-                if self._backup(n).exists():
-                    os.replace(self._backup(n), self._backup(n + 1))
-            os.replace(self.path, self._backup(1))
-        else:
-            self.path.unlink()
-        self._open()
+        self._close_file()
+        try:
+            if self._file_backups:
+                self._backup(self._file_backups).unlink(missing_ok=True)
+                for n in range(self._file_backups - 1, 0, -1):
+                    if self._backup(n).exists():
+                        os.replace(self._backup(n), self._backup(n + 1))
+                os.replace(self.path, self._backup(1))
+            else:
+                self.path.unlink()
+        finally:  # renamed or not, lines go on to <id>.log
+            self._open()
 
     @property
     def changed(self) -> asyncio.Event:
-        """Set at the next append or state note; take it before reading to miss no wake-up."""
+        """Set at the next flush or state note (within WAKE_INTERVAL_S); take it before
+        reading to miss no wake-up."""
         return self._changed
 
     def tail(self, n: int) -> list[LogLine]:
@@ -296,24 +305,30 @@ class Log:
             return []
         if self._ring and self._ring[0].first <= seq + 1:
             return self._from_ring(seq, limit)
+        self._reread_used = time.monotonic()
         for chunk in self._reread:
             if chunk[0].first <= seq + 1 <= chunk[-1].last:
                 return _pieces_after(chunk, seq, limit)
         self._write_unwritten()
         chunk = self._read_files(seq)
-        if not chunk:
-            return []
+        if not chunk:  # lines a full disk kept from the files: on with what the ring holds
+            return self._from_ring(seq, limit)
         self._reread.append(chunk)
         return _pieces_after(chunk, seq, limit)
+
+    def forget_idle_blocks(self) -> None:
+        """Drop the blocks read back from files once no follower has used them for a while."""
+        if self._reread and time.monotonic() - self._reread_used > REREAD_IDLE_S:
+            self._reread.clear()
 
     def _read_files(self, seq: int) -> list[Batch]:
         """The batches of the block of file that holds the first line after `seq`. Blocks
         are fixed stretches of each file, so followers at nearby places share one."""
-        files = self.files()
-        starts = [_first_seq(path) for path in files]
+        # (first line, file) of files with a line: the current one is empty just after a rotation.
+        files = [(first, path) for path in self.files() if (first := _first_seq(path))]
         # The last file that starts at or before the line wanted; later ones if it has no more.
-        begin = max(0, bisect.bisect_right(starts, seq + 1) - 1)
-        for path in files[begin:]:
+        begin = max(0, bisect.bisect_right(files, seq + 1, key=lambda item: item[0]) - 1)
+        for _, path in files[begin:]:
             try:
                 with open(path, "rb") as f:
                     size = os.fstat(f.fileno()).st_size
@@ -329,10 +344,10 @@ class Log:
 
     def close(self) -> None:
         self.flush()
-        os.close(self._fd)
+        self._close_file()
 
     def remove(self) -> None:
-        os.close(self._fd)
+        self._close_file()
         self._reread.clear()
         for path in self.files():
             path.unlink(missing_ok=True)
@@ -357,7 +372,8 @@ def _offset_after(f: BinaryIO, size: int, seq: int) -> int:
     # On to the line itself, reading only line numbers: the block it starts in is the one to
     # read, not the block before (which the follower has just finished).
     f.seek(low)
-    while low < high and (raw := f.readline()):
+    end = min(high, low + REREAD_BYTES)  # bounded, should a line have been unreadable
+    while low < end and (raw := f.readline()):
         number = raw.split(b" ", 1)[0]
         if number.isdigit() and int(number) > seq:
             break

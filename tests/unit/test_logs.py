@@ -122,3 +122,27 @@ async def test_reading_back_by_blocks_gives_each_line_once_across_block_edges(tm
     for start in (0, 1, 2, 99, 350, len(expected) - 3):
         lines = await collect(log, start)
         assert [e.line for e in lines] == expected[start:]
+
+
+async def test_a_reader_right_after_a_rotation_gets_the_lines_of_the_rotated_file(tmp_path):
+    log = make_log(tmp_path, ring_lines=10, file_max_bytes=2_000, backups=5)
+    for i in range(123):
+        log.append("stdout", [f"line {i:03d} " + "q" * 20])
+    log.flush()  # one write past the limit: rotated, and <id>.log is empty until the next line
+    assert log.path.stat().st_size == 0
+    for start in (60, 75, 90, 118):
+        assert [e.seq for e in await collect(log, start)] == list(range(start + 1, 124))
+
+
+async def test_blocks_read_back_are_forgotten_when_no_follower_uses_them(tmp_path, monkeypatch):
+    log = make_log(tmp_path, ring_lines=1)
+    for i in range(50):
+        log.append("stdout", [f"line {i}"])
+        log.flush()
+    assert len(await collect(log, 0)) == 50
+    assert log._reread
+    log.forget_idle_blocks()
+    assert log._reread  # just used
+    monkeypatch.setattr(logs, "REREAD_IDLE_S", 0.0)
+    log.forget_idle_blocks()
+    assert not log._reread
