@@ -249,6 +249,7 @@ class ObjectManager:
         ctx = Context(self.workspaces.files_dir(obj.workspace_id), run_dir, obj.ports, self.alloc,
                       self.workspaces.jina(obj.workspace_id, self.jina), c.max_yaml_bytes, c.max_yaml_depth,
                       remotes={part["name"]: part for part in obj.remote})
+        obj.wire = None  # preparing fills obj.ports in place, which __setattr__ does not see
         launch = KINDS[obj.kind].prepare(obj.spec, ctx)
         obj.protocol = launch.protocol
         obj.address = f"{self._advertised_host}:{launch.port}"
@@ -362,6 +363,8 @@ class ObjectManager:
         runner = self.runners[obj.id]
         runner.start_result = asyncio.get_running_loop().create_future()
         runner.task = asyncio.create_task(self._supervise(obj, runner), name=f"supervise {obj.id}")
+        # Followers end once the object is finished, which needs the task done: tell them.
+        runner.task.add_done_callback(lambda _: runner.log.wake())
         self._follow_remotes(obj, runner)
         if wait:
             reason = await asyncio.shield(runner.start_result)
@@ -503,8 +506,9 @@ class ObjectManager:
         try:
             self.workspaces.get(obj.workspace_id)
             runner.launch = await self._prepare_with_remotes(obj)
-        except JinadError as exc:
-            self._set_state(obj, "failed", error=f"could not start it again after a daemon restart: {exc.message}")
+        except Exception as exc:  # whatever it is, the daemon starts, with this object failed
+            reason = exc.message if isinstance(exc, JinadError) else f"{type(exc).__name__}: {exc}"
+            self._set_state(obj, "failed", error=f"could not start it again after a daemon restart: {reason}")
             return
         await self._begin(obj, wait=False)
 
@@ -517,6 +521,10 @@ class ObjectManager:
         for pgid, runner in running.items():
             if runner.child:
                 runner.resources = await asyncio.to_thread(runner.child.resources, members.get(pgid, []))
+
+    def forget_idle_log_blocks(self) -> None:
+        for runner in self.runners.values():
+            runner.log.forget_idle_blocks()
 
     async def shutdown(self) -> None:
         """Stop every child; each is `stopped`, which the next start of the daemon takes as
