@@ -16,7 +16,7 @@ import re
 import signal
 import time
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import BinaryIO, Iterable, Mapping, Sequence
 
 import aiohttp
 import psutil
@@ -25,6 +25,9 @@ from .logs import Log
 
 log = logging.getLogger(__name__)
 
+# A pipe that fills up is widened to this, so a fast writer goes on while the loop is busy
+# with followers. Only those: an unprivileged user's pipes share a budget
+# (fs.pipe-user-pages-soft, 64 MiB), past which every new pipe gets 4 KiB.
 PIPE_BYTES = 1024 * 1024
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 MARK_ID = "JINAD_OBJECT_ID"
@@ -49,38 +52,48 @@ class _PipeToLog(asyncio.Protocol):
         self.name, self.sink, self.max_line = name, sink, max_line
         self.pending = b""
         self.closed = asyncio.get_running_loop().create_future()
+        self.fd = -1
+        self.capacity = PIPE_BYTES  # until known: no widening
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            self.fd = transport.get_extra_info("pipe").fileno()
+            self.capacity = fcntl.fcntl(self.fd, fcntl.F_GETPIPE_SZ)
 
     def data_received(self, chunk: bytes) -> None:
+        if self.capacity < PIPE_BYTES and len(chunk) > self.capacity // 2:  # about full: the writer waits
+            self._widen()
         data = self.pending + chunk if self.pending else chunk
         cut = data.rfind(b"\n") + 1
         if cut == 0 and len(data) > self.max_line:  # a line without end in sight is cut, not hoarded
             cut = len(data) - len(data) % self.max_line
         if cut:
-            self.sink.append(self.name, _texts(data[:cut], self.max_line))
-            self.sink.flush()
+            self._keep(data[:cut])
         self.pending = data[cut:]
 
     def eof_received(self) -> bool:
         if self.pending:
-            self.sink.append(self.name, _texts(self.pending, self.max_line))
-            self.sink.flush()
+            self._keep(self.pending)
             self.pending = b""
         return False  # close the transport
+
+    def _widen(self) -> None:
+        try:
+            self.capacity = fcntl.fcntl(self.fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        except OSError:  # above pipe-max-size, or the user's pipe budget spent: as it is
+            self.capacity = PIPE_BYTES
+
+    def _keep(self, raw: bytes) -> None:
+        # An error here would make the loop close the pipe, and the child die of SIGPIPE.
+        try:
+            self.sink.append(self.name, _texts(raw, self.max_line))
+            self.sink.flush()
+        except Exception:
+            log.exception("could not keep %d bytes of output of %s", len(raw), self.sink.path.name)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
             self.closed.set_result(None)
-
-
-def _wide_pipe() -> tuple[int, int]:
-    """A pipe (read end, write end) of PIPE_BYTES where the kernel allows it. Made here rather
-    than by asyncio: uvloop gives children a socketpair, whose per-write kernel buffers cost a
-    fast writer about twice the time of a pipe, and whose 200 kB fill up while the loop is
-    busy with other work."""
-    read_end, write_end = os.pipe()
-    with contextlib.suppress(OSError):  # above pipe-max-size, or the user's pipe budget spent
-        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-    return read_end, write_end
 
 
 def _texts(raw: bytes, max_line: int) -> list[str]:
@@ -187,6 +200,7 @@ class Child:
         self.proc = proc
         self.pid = proc.pid  # also the process group id: it is the group's leader
         self.pipes = pipes
+        self._exit = asyncio.ensure_future(proc.wait())  # one waiter for all the polls
         self.object_id = object_id
         self.home = home
         self._samples: dict[int, psutil.Process] = {}
@@ -229,12 +243,8 @@ class Child:
         """Has the leader exited, waiting at most `timeout`? asyncio.wait, not wait_for: on
         Python 3.11 wait_for can swallow a cancel that arrives as the wait ends (gh-86296),
         and a supervisor that misses its cancel never stops."""
-        exited = asyncio.ensure_future(self.proc.wait())
-        try:
-            await asyncio.wait({exited}, timeout=timeout)
-        finally:
-            exited.cancel()
-        return self.proc.returncode is not None
+        await asyncio.wait({self._exit}, timeout=timeout)
+        return self._exit.done()
 
     async def _drain(self) -> None:
         # Pipes close once every writer is gone; a writer that escaped the group may hold them.
@@ -274,40 +284,73 @@ class Child:
 
 async def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Log, max_line: int, object_id: str, home: str) -> Child:
     """Start argv in its own session with its stdout and stderr drained into `sink`."""
-    loop = asyncio.get_running_loop()
-    (out_read, out_write), (err_read, err_write) = _wide_pipe(), _wide_pipe()
+    ours: list[int] = []  # descriptors to close before returning: the write ends (the child has its own)
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=cwd,
-            env={**env, MARK_ID: object_id, MARK_HOME: home},
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=out_write,
-            stderr=err_write,
-            start_new_session=True,
-        )
-    except BaseException:
-        os.close(out_read)
-        os.close(err_read)
-        raise
-    finally:  # the child has its own copies now; ours would keep the pipes open forever
-        os.close(out_write)
-        os.close(err_write)
-    pipes = []
-    for name, fd in (("stdout", out_read), ("stderr", err_read)):
-        pipes.append(await loop.connect_read_pipe(lambda name=name: _PipeToLog(name, sink, max_line), open(fd, "rb", buffering=0)))
+        # Pipes, not what asyncio would make: uvloop gives children a socketpair, whose
+        # per-write kernel buffers cost a fast writer about twice a pipe's time.
+        out_read, out_write = os.pipe()
+        ours += [out_read, out_write]
+        err_read, err_write = os.pipe()
+        ours += [err_read, err_write]
+        files = [("stdout", open(out_read, "rb", buffering=0)), ("stderr", open(err_read, "rb", buffering=0))]
+        ours = [out_write, err_write]  # the read ends belong to their file objects now
+        # The readers first: once the child runs, nothing is left that could fail and leave it
+        # unread. Shielded: a cancel meanwhile lets them finish, then closes them.
+        connecting = asyncio.ensure_future(_readers(files, sink, max_line))
+        try:
+            pipes = await asyncio.shield(connecting)
+        except asyncio.CancelledError:
+            connecting.add_done_callback(_close_readers)
+            raise
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=cwd,
+                env={**env, MARK_ID: object_id, MARK_HOME: home},
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out_write,
+                stderr=err_write,
+                start_new_session=True,
+            )
+        except BaseException:
+            for transport, _ in pipes:
+                transport.close()
+            raise
+    finally:
+        for fd in ours:
+            os.close(fd)
     return Child(proc, pipes, object_id, home)
 
 
+async def _readers(files: list[tuple[str, BinaryIO]], sink: Log, max_line: int) -> list[tuple[asyncio.ReadTransport, _PipeToLog]]:
+    loop = asyncio.get_running_loop()
+    pipes: list[tuple[asyncio.ReadTransport, _PipeToLog]] = []
+    try:
+        for name, file in files:
+            pipes.append(await loop.connect_read_pipe(lambda name=name: _PipeToLog(name, sink, max_line), file))
+    except BaseException:
+        for transport, _ in pipes:
+            transport.close()
+        raise
+    return pipes
+
+
+def _close_readers(connecting: asyncio.Future) -> None:
+    if not connecting.cancelled() and connecting.exception() is None:
+        for transport, _ in connecting.result():
+            transport.close()
+
+
 async def _connect(host: str, port: int) -> str:
-    """Try a TCP connection: "open", "refused" (nobody listens) or "slow" (no answer in 1 s)."""
+    """Try a TCP connection: "open", "refused" (nobody listens) or "unknown" (no answer within
+    1 s, or another error)."""
     try:
         async with asyncio.timeout(1.0):
             _, writer = await asyncio.open_connection(host, port)
     except ConnectionRefusedError:
         return "refused"
     except (OSError, TimeoutError):
-        return "slow"
+        return "unknown"
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()

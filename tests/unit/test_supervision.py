@@ -1,4 +1,5 @@
 import asyncio
+import fcntl
 import os
 import sys
 
@@ -6,7 +7,7 @@ import psutil
 
 from jinad.logs import Log
 from jinad.objects import _cancel
-from jinad.supervision import _connect, spawn, tree
+from jinad.supervision import PIPE_BYTES, _connect, _PipeToLog, spawn, tree
 
 
 async def test_a_task_that_swallows_a_cancel_is_still_stopped():
@@ -58,3 +59,27 @@ async def test_a_watching_supervisor_stops_at_the_first_cancel_whenever_it_comes
         sink.close()
     assert child.proc.returncode is not None and not tree(child.pid)
     assert not psutil.pid_exists(child.pid) or psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE
+
+
+async def test_a_pipe_that_fills_up_is_widened(tmp_path):
+    sink = Log(tmp_path / "p.log", 100_000, 1 << 24, 1 << 24, 1)
+    read_end, write_end = os.pipe()
+    transport, reader = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: _PipeToLog("stdout", sink, 1000), open(read_end, "rb", buffering=0))
+    try:
+        os.write(write_end, b"a quiet line\n")
+        await wait_for_line(sink, 1)
+        assert fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ) < PIPE_BYTES
+        os.write(write_end, (b"x" * 99 + b"\n") * 600)  # 60 kB at once: the pipe was about full
+        await wait_for_line(sink, 601)
+        assert fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ) == PIPE_BYTES
+    finally:
+        os.close(write_end)
+        transport.close()
+        sink.close()
+
+
+async def wait_for_line(sink: Log, seq: int) -> None:
+    async with asyncio.timeout(5):
+        while sink.last_seq < seq:
+            await asyncio.sleep(0.01)
