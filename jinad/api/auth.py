@@ -24,7 +24,8 @@ def refusal(request: web.Request, expected: bytes) -> web.Response | None:
     header = request.headers.get("Authorization", "")
     # EventSource and plain links cannot set headers, so browsers pass ?token=.
     given = header[7:] if header.startswith("Bearer ") else request.query.get("token", "")
-    if hmac.compare_digest(given.encode(), expected):
+    # Header bytes that are not UTF-8 come as lone surrogates: compare them as the bytes they were.
+    if hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
         return None
     return error_response("unauthorized", "send this daemon's token as 'Authorization: Bearer <token>' or ?token=")
 

@@ -14,9 +14,9 @@ def front_door(token: str):
 
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
-        if expected is not None and (refused := refusal(request, expected)) is not None:
-            return refused
         try:
+            if expected is not None and (refused := refusal(request, expected)) is not None:
+                return refused
             return await handler(request)
         except Exception as exc:
             return error_answer(request, exc)
