@@ -23,6 +23,7 @@ from .errors import FailedToStart
 from .logs import Log
 
 log = logging.getLogger(__name__)
+STATE_TIMEOUT = aiohttp.ClientTimeout(total=10)  # asking a remote daemon how a part is, at a (re)start
 
 
 def content_hash(folder: Path) -> str:
@@ -70,7 +71,7 @@ class Remotes:
                 except JinadError as exc:
                     raise FailedToStart(f"remote executor {name!r} on {url} failed: {exc.message}",
                                         remote=name, log_tail=exc.body.get("log_tail", [])) from None
-                except (OSError, asyncio.TimeoutError) as exc:
+                except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
                     raise FailedToStart(f"remote executor {name!r}: cannot reach the daemon at {url} ({exc or type(exc).__name__})",
                                         remote=name, log_tail=[]) from None
                 ports = [p for key, p in sorted(pod["ports"].items()) if key.startswith("executor")]
@@ -83,23 +84,25 @@ class Remotes:
         return made
 
     async def still_running(self, parts: list[dict]) -> list[dict]:
-        """The parts whose Pods still run on their daemons. A part gone there (deleted, or
-        ended) is deleted there, its workspace kept for the next start; a daemon that cannot be
-        reached keeps its parts (it may be restarting them; the Flow's start will tell)."""
-        running = []
-        for part in parts:
-            try:
-                state = (await self.client(part["jinad"]).get(part["pod_id"]))["state"]
-            except JinadError as exc:
-                state = "gone" if exc.code == "not_found" else "unknown"
-            except (OSError, aiohttp.ClientError, asyncio.TimeoutError):
-                state = "unknown"
-            if state in ("starting", "ready", "unknown"):
-                running.append(part)
-            else:
+        """The parts whose Pods still run (or will again) on their daemons. A part gone there
+        (deleted, failed, or exited) is deleted there, its workspace kept for the next start; a
+        daemon that does not answer within STATE_TIMEOUT_S keeps its parts (the start will tell)."""
+        states = await asyncio.gather(*(self._state_of(part) for part in parts))
+        gone = [part for part, state in zip(parts, states) if state in ("missing", "failed", "exited")]
+        for part, state in zip(parts, states):
+            if part in gone:
                 log.warning("remote executor %s on %s is %s; starting it again", part["name"], part["jinad"], state)
-                await self.remove([part], keep_workspaces={(part["jinad"], part["workspace_id"])})
-        return running
+        await self.remove(gone, keep_workspaces={(part["jinad"], part["workspace_id"]) for part in gone})
+        return [part for part in parts if part not in gone]
+
+    async def _state_of(self, part: dict) -> str:
+        try:
+            pod = await self.client(part["jinad"]).request("GET", f"/pods/{part['pod_id']}", timeout=STATE_TIMEOUT)
+        except JinadError as exc:
+            return "missing" if exc.code == "not_found" else "unknown"
+        except (OSError, aiohttp.ClientError, asyncio.TimeoutError):
+            return "unknown"
+        return pod["state"]
 
     async def remove(self, parts: list[dict], keep_workspaces: set[tuple[str, str]]) -> None:
         """Delete the parts' Pods, and their workspaces unless another Flow still uses them.
@@ -112,7 +115,7 @@ class Remotes:
                 if (part["jinad"], part["workspace_id"]) not in keep_workspaces:
                     with contextlib.suppress(JinadError):
                         await client.delete_workspace(part["workspace_id"], force=False)
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 log.warning("could not remove %s on %s: %s", part["pod_id"], part["jinad"], exc)
 
     async def follow(self, part: dict, sink: Log, on_end: Callable[[str], None]) -> None:
