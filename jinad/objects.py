@@ -5,6 +5,7 @@ States (as supervisord's, in the contract's words):
     starting -> failed                      (never got ready; nothing left running)
     ready -> exited -> starting             (ended by itself; a restart policy takes it back)
     exited -> failed                        (the policy gave up after too many restarts in a row)
+    stopped -> failed                       (it cannot be started again after a daemon restart)
 `_set_state` is the one place that makes a transition: it checks it, stores the record and
 tells subscribers. Records survive daemon restarts; `recover` ends what a previous run left
 and starts again every object that should be running, with its old id and ports.
@@ -43,7 +44,7 @@ TRANSITIONS = {
     "ready": {"exited", "stopping"},
     "exited": {"starting", "failed", "stopping"},
     "stopping": {"stopped"},
-    "stopped": {"starting", "stopping"},
+    "stopped": {"starting", "stopping", "failed"},
     "failed": {"starting", "stopping"},
 }
 BACKOFF_RESET_S = 30.0  # ready this long, and earlier failures no longer count toward giving up

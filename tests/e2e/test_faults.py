@@ -153,3 +153,19 @@ async def test_restart_policy_backs_off_then_gives_up(http, daemon_factory):
 async def _in_state(http, daemon, pea_id, state):
     pea = await get_json(http, f"{daemon.url}/peas/{pea_id}")
     return pea if pea["state"] == state else None
+
+
+async def test_an_object_that_cannot_start_again_after_a_restart_is_failed_and_the_daemon_runs(http, daemon):
+    async with http.post(daemon.url + "/workspaces", data=form(("files", "upper.py", EXECUTORS / "upper.py"))) as resp:
+        ws = (await resp.json())["id"]
+    async with http.post(daemon.url + "/peas", json={"workspace_id": ws, "uses": "Upper", "py_modules": ["upper.py"]}) as resp:
+        assert resp.status == 201
+        pea = await resp.json()
+    daemon.stop(signal.SIGTERM)  # the pea is `stopped`: to be started again
+    (daemon.home / "state" / "workspaces" / f"{ws}.json").unlink()  # its workspace is lost meanwhile
+    daemon.start()
+    failed = await wait_until(lambda: _in_state(http, daemon, pea["id"], "failed"), 30, "the pea to be failed")
+    assert "could not start it again" in failed["error"] and ws in failed["error"]
+    async with http.get(daemon.url + "/status") as resp:
+        assert resp.status == 200
+    assert not children_of_home(daemon.home)
