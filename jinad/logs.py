@@ -162,6 +162,7 @@ class Log:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file_max_bytes, self._file_backups = file_max_bytes, file_backups
         self.last_seq = max((_last_seq(p) for p in self.files()), default=0)
+        self._closed = False
         self._open()
         self._unwritten: list[bytes] = []  # lines not yet on disk (a full disk keeps them here)
         self._unwritten_bytes = 0
@@ -204,16 +205,29 @@ class Log:
 
     def flush(self) -> None:
         """Write pending lines to disk, rotate if due, and wake followers."""
-        if self._fd >= 0:  # not closed
+        try:
+            if self._closed:
+                return
+            if self._fd < 0:  # a rotation could not open the new file: try again
+                self._open()
             self._write_unwritten()
-            if self._file_size > self._file_max_bytes:
+            # Not with lines unwritten: the new file would start in the middle of one.
+            if self._file_size > self._file_max_bytes and not self._unwritten:
                 self._rotate()
-        self.wake()
+        except OSError as exc:
+            self._note_disk_error(exc)
+        finally:
+            self.wake()
 
     def _close_file(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1  # a late line must not go to whatever file gets this number next
+
+    def _note_disk_error(self, exc: OSError) -> None:
+        if self._disk_error is None:
+            log.error("log %s: cannot write (%s); keeping lines in memory until it can", self.path, exc)
+        self._disk_error = str(exc)
 
     def _open(self) -> None:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -228,9 +242,7 @@ class Log:
             while written < len(data):
                 written += os.write(self._fd, data[written:])
         except OSError as exc:
-            if self._disk_error is None:
-                log.error("log %s: cannot write (%s); keeping lines in memory until it can", self.path, exc)
-            self._disk_error = str(exc)
+            self._note_disk_error(exc)
         else:
             self._disk_error = None
         self._file_size += written
@@ -344,9 +356,11 @@ class Log:
 
     def close(self) -> None:
         self.flush()
+        self._closed = True
         self._close_file()
 
     def remove(self) -> None:
+        self._closed = True
         self._close_file()
         self._reread.clear()
         for path in self.files():

@@ -1,4 +1,6 @@
 import asyncio
+import errno
+import os
 
 from jinad import logs
 from jinad.logs import Log, Piece, follow
@@ -146,3 +148,27 @@ async def test_blocks_read_back_are_forgotten_when_no_follower_uses_them(tmp_pat
     monkeypatch.setattr(logs, "REREAD_IDLE_S", 0.0)
     log.forget_idle_blocks()
     assert not log._reread
+
+
+async def test_a_log_that_could_not_open_its_new_file_writes_again_once_it_can(tmp_path, monkeypatch):
+    log = make_log(tmp_path, ring_lines=100, file_max_bytes=300, backups=3)
+    real_open = os.open
+    failing = {"on": True}
+
+    def open_or_fail(path, *args, **kwargs):
+        if failing["on"] and str(path) == str(log.path):
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_or_fail)
+    for i in range(10):  # the first flush past 300 bytes rotates, and <id>.log cannot be made
+        log.append("stdout", [f"line {i} " + "w" * 40])
+        log.flush()
+    failing["on"] = False
+    for i in range(10, 20):
+        log.append("stdout", [f"line {i} " + "w" * 40])
+        log.flush()
+    log.close()
+    again = make_log(tmp_path, ring_lines=100, file_max_bytes=300, backups=3)
+    assert again.last_seq == 20  # every line reached a file: numbers are not used twice
+    assert [e.line.split()[1] for e in await collect(again, 0)][-10:] == [str(i) for i in range(10, 20)]
