@@ -84,11 +84,11 @@ class Remotes:
         return made
 
     async def still_running(self, parts: list[dict]) -> list[dict]:
-        """The parts whose Pods still run (or will again) on their daemons. A part gone there
-        (deleted, failed, or exited) is deleted there, its workspace kept for the next start; a
-        daemon that does not answer within STATE_TIMEOUT_S keeps its parts (the start will tell)."""
+        """The parts whose Pods still run on their daemons. A part that does not (deleted,
+        stopped, failed, exited) is deleted there, its workspace kept for the next start; a
+        daemon that does not answer within STATE_TIMEOUT keeps its parts (the start will tell)."""
         states = await asyncio.gather(*(self._state_of(part) for part in parts))
-        gone = [part for part, state in zip(parts, states) if state in ("missing", "failed", "exited")]
+        gone = [part for part, state in zip(parts, states) if state not in ("starting", "ready", "stopping", "unknown")]
         for part, state in zip(parts, states):
             if part in gone:
                 log.warning("remote executor %s on %s is %s; starting it again", part["name"], part["jinad"], state)
@@ -100,9 +100,9 @@ class Remotes:
             pod = await self.client(part["jinad"]).request("GET", f"/pods/{part['pod_id']}", timeout=STATE_TIMEOUT)
         except JinadError as exc:
             return "missing" if exc.code == "not_found" else "unknown"
-        except (OSError, aiohttp.ClientError, asyncio.TimeoutError):
+        except (OSError, aiohttp.ClientError, asyncio.TimeoutError, ValueError):
             return "unknown"
-        return pod["state"]
+        return pod.get("state", "unknown") if isinstance(pod, dict) else "unknown"
 
     async def remove(self, parts: list[dict], keep_workspaces: set[tuple[str, str]]) -> None:
         """Delete the parts' Pods, and their workspaces unless another Flow still uses them.

@@ -244,7 +244,7 @@ class Child:
         Python 3.11 wait_for can swallow a cancel that arrives as the wait ends (gh-86296),
         and a supervisor that misses its cancel never stops."""
         await asyncio.wait({self._exit}, timeout=timeout)
-        return self._exit.done()
+        return self.proc.returncode is not None
 
     async def _drain(self) -> None:
         # Pipes close once every writer is gone; a writer that escaped the group may hold them.
@@ -292,8 +292,10 @@ async def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Lo
         ours += [out_read, out_write]
         err_read, err_write = os.pipe()
         ours += [err_read, err_write]
-        files = [("stdout", open(out_read, "rb", buffering=0)), ("stderr", open(err_read, "rb", buffering=0))]
-        ours = [out_write, err_write]  # the read ends belong to their file objects now
+        closefd = not _loop_closes_pipes(asyncio.get_running_loop())
+        files = [("stdout", open(out_read, "rb", buffering=0, closefd=closefd)),
+                 ("stderr", open(err_read, "rb", buffering=0, closefd=closefd))]
+        ours = [out_write, err_write]  # the read ends are the readers' now
         # The readers first: once the child runs, nothing is left that could fail and leave it
         # unread. Shielded: a cancel meanwhile lets them finish, then closes them.
         connecting = asyncio.ensure_future(_readers(files, sink, max_line))
@@ -320,6 +322,12 @@ async def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Lo
         for fd in ours:
             os.close(fd)
     return Child(proc, pipes, object_id, home)
+
+
+def _loop_closes_pipes(loop: asyncio.AbstractEventLoop) -> bool:
+    """Does this loop close a read pipe's descriptor itself? uvloop's libuv does, and then the
+    file object would close the same number a second time, maybe someone else's by then."""
+    return type(loop).__module__.startswith("uvloop")
 
 
 async def _readers(files: list[tuple[str, BinaryIO]], sink: Log, max_line: int) -> list[tuple[asyncio.ReadTransport, _PipeToLog]]:
