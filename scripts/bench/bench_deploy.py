@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from common import CLASH_SIGNS, JINA, PORTS, TESTS_EXECUTORS, Daemon, child_env, end_group, is_free, spawn, tmp_root, upload_workspace
+from common import CLASH_SIGNS, JINA, connects, PORTS, TESTS_EXECUTORS, Daemon, child_env, end_group, is_free, spawn, tmp_root, upload_workspace
 from objects import create, delete
 from results import Figure
 
@@ -25,9 +24,9 @@ UPPER = TESTS_EXECUTORS / "upper.py"
 
 
 def gateway_answers(port: int) -> bool:
+    if not connects(port):
+        return False
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            pass
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/dry_run", timeout=2) as resp:
             return resp.status == 200 and json.loads(resp.read()).get("code") == 0
     except (OSError, ValueError):
@@ -36,8 +35,8 @@ def gateway_answers(port: int) -> bool:
 
 def direct_once(root: Path, run: int | str, timeout: float) -> float:
     """Seconds from spawning `jina flow` until its gateway answers; the tree is ended after.
-    Retried (up to twice) when a port it was given got taken in the meantime (the private
-    range lies inside the kernel's ephemeral ports, which clients' sockets take too)."""
+    Retried (up to twice) when a port it was given got taken in the meantime (by another
+    program on the machine: this run is not jinad, which keeps its ports apart)."""
     for attempt in range(3):
         try:
             return _direct_once(root, f"{run}-{attempt}", timeout)

@@ -25,8 +25,6 @@ import json
 import os
 import shlex
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,7 +38,7 @@ import psutil
 
 from bench_logs import percentile
 from common import (EXECUTORS, JINA, PORTS, PYTHON, TESTS_EXECUTORS, Daemon, child_env, end_group, file_tail, is_free, kill_all,
-                    median, settle_rss, spawn, tmp_root, upload_workspace, wait_until)
+                    connects, http_json, median, settle_rss, spawn, tmp_root, upload_workspace, wait_until)
 from objects import SseClients, create, delete
 from results import Figure
 from sse_client import PLAIN_TICK, PLAIN_TICK_DONE
@@ -158,14 +156,6 @@ def short_root() -> Iterator[Path]:
             shutil.rmtree(short, ignore_errors=True)
 
 
-def connects(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 class RayHead:
     """A Ray head node of our own: `ray start --head --block` as the leader of a new session,
     loopback only, every port it opens fixed to the private range."""
@@ -228,10 +218,10 @@ class RayHead:
             return None, b""
 
     def post(self, path: str, body: dict | None = None, timeout: float = 60.0) -> dict:
-        req = urllib.request.Request(self.url + path, data=json.dumps(body or {}).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read())
+        status, answer = http_json("POST", self.url + path, body or {}, timeout=timeout)
+        if status >= 400:
+            raise RuntimeError(f"Ray's POST {path} answered {status}: {answer}")
+        return answer
 
     def submit(self, argv: list) -> str:
         return self.post("/api/jobs/", {"entrypoint": shlex.join(map(str, argv))})["submission_id"]
@@ -257,7 +247,7 @@ class RayHead:
         raise TimeoutError(f"Ray job {job} not RUNNING within {timeout}s")
 
     def stop_job(self, job: str, timeout: float = 30.0) -> None:
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
             self.post(f"/api/jobs/{job}/stop", timeout=timeout)
         with contextlib.suppress(TimeoutError):
             wait_until(lambda: self.status(job) in TERMINAL, timeout, f"Ray job {job} to stop", interval=0.1)

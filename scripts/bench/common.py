@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -308,6 +309,15 @@ def median(values: Sequence[float]) -> float | None:
 def tmp_root(prefix: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix=f"jinad-bench-{prefix}-") as root:
         yield Path(root)
+
+
+def connects(port: int) -> bool:
+    """Does something on loopback accept a TCP connection on this port?"""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def http_json(method: str, url: str, body: dict | None = None, headers: dict | None = None, timeout: float = 300.0):
