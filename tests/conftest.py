@@ -19,7 +19,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 EXECUTORS = Path(__file__).resolve().parent / "executors"
 JINAD = Path(sys.executable).parent / "jinad"
-_port_blocks = itertools.count()
+# JINAD_TEST_PORT_BLOCK shifts the first block, so two test runs on one machine use different ports.
+_port_blocks = itertools.count(int(os.environ.get("JINAD_TEST_PORT_BLOCK", "0")))
 
 
 def free_port() -> int:
