@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         loop=new_event_loop(),
         access_log=None,
         shutdown_timeout=5,
+        # A client that goes away cancels its handler (see api/middleware.py): streams end at once.
+        handler_cancellation=True,
         print=lambda _: logging.getLogger("jinad").info(
             "jinad %s listening on http://%s:%d (home %s)", __version__, config.host, config.port_expose, config.home
         ),

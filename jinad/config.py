@@ -31,6 +31,7 @@ class Config:
     max_json_bytes: int = 1024 * 1024
     max_yaml_bytes: int = 1024 * 1024
     max_yaml_depth: int = 50
+    max_json_depth: int = 32
     max_running_objects: int = 100
     remote_tokens: str = ""
     port_range: str = "20000-29999"
@@ -93,6 +94,7 @@ HELP = {
     "max_json_bytes": "largest JSON request body",
     "max_yaml_bytes": "largest Flow YAML accepted",
     "max_yaml_depth": "deepest nesting of a Flow YAML accepted",
+    "max_json_depth": "deepest nesting of a JSON body or form field accepted",
     "max_running_objects": "most Flows, Pods and Peas starting or running at once",
     "remote_tokens": "tokens for other daemons, as URL=TOKEN[,URL=TOKEN...]",
     "port_range": "ports for Flows, Pods and Peas, as LOW-HIGH (the last fifth for the ones Jina picks itself)",

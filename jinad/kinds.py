@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import yaml
 
-from .errors import BadRequest, plain_text
+from .errors import BadRequest, plain_text, shallow
 from .ports import PortAllocator
 
 PROTOCOLS = ("grpc", "http", "websocket")
@@ -77,25 +77,6 @@ def _tagged_mapping(loader: _TaggedLoader, tag_suffix: str, node: yaml.Node) -> 
 _TaggedLoader.add_multi_constructor("!", _tagged_mapping)
 
 
-def _depth(value: Any, limit: int) -> int:
-    """Nesting depth of loaded YAML, each node visited once (aliases make a graph, and a
-    'billion laughs' document would take forever to walk as a tree)."""
-    seen: set[int] = set()
-    deepest = 0
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if not isinstance(node, (dict, list)) or id(node) in seen:
-            continue
-        seen.add(id(node))
-        deepest = max(deepest, depth)
-        if deepest > limit:
-            break
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
 def load_yaml(path: Path, label: str, max_bytes: int, max_depth: int) -> dict:
     if path.stat().st_size > max_bytes:
         raise BadRequest(f"{label} is larger than this daemon's YAML limit of {max_bytes} bytes")
@@ -105,9 +86,7 @@ def load_yaml(path: Path, label: str, max_bytes: int, max_depth: int) -> dict:
         raise BadRequest(f"{label} is not valid YAML: {' '.join(str(exc).split())[:500]}") from None
     if not isinstance(loaded, dict):
         raise BadRequest(f"{label} must be a YAML mapping")
-    if _depth(loaded, max_depth) > max_depth:
-        raise BadRequest(f"{label} nests deeper than this daemon's limit of {max_depth} levels")
-    return loaded
+    return shallow(loaded, max_depth, label)
 
 
 class PathResolver:
@@ -185,6 +164,9 @@ def prepare_flow(spec: dict, ctx: Context) -> Launch:
     remote_needed = []
     for index, executor in enumerate(executors):
         name = executor.setdefault("name", f"executor{index}")
+        if not isinstance(name, str) or not name:
+            raise BadRequest(f"{filename}: the name of executor {index} must be a non-empty string, not {name!r}")
+        plain_text(name, f"{filename}: the name of executor {index}")
         if "jinad" in executor:
             if name in ctx.remotes:
                 executors[index] = _external_entry(executor, ctx.remotes[name])
@@ -242,19 +224,26 @@ def _external_entry(executor: dict, remote: dict) -> dict:
     return {**entry, "external": True, "host": remote["host"], "port": ports[0] if len(ports) == 1 else ports}
 
 
+def given(spec: dict, name: str, default: Any) -> Any:
+    """A request field, or the default when it is absent or null; never when it is a falsy
+    value of the wrong type ([] for an object), which must be refused, not taken as absent."""
+    value = spec.get(name)
+    return default if value is None else value
+
+
 def _executor_fields(spec: dict, ws_root: Path) -> dict:
     """`uses`, `py_modules` and `uses_with` of a Pod or Pea request, checked and resolved."""
     uses = spec.get("uses")
     if not isinstance(uses, str) or not uses:
         raise BadRequest("'uses' is required: an Executor class name or a YAML file in the workspace")
     plain_text(uses, "uses")
-    uses_with = spec.get("uses_with") or {}
+    uses_with = given(spec, "uses_with", {})
     if not isinstance(uses_with, dict):
         raise BadRequest("'uses_with' must be a JSON object")
     paths = PathResolver(ws_root)
     return {
         "uses": paths.uses(uses, "uses"),
-        "py_modules": paths.modules(spec.get("py_modules") or [], "py_modules"),
+        "py_modules": paths.modules(given(spec, "py_modules", []), "py_modules"),
         "uses_with": uses_with,
     }
 

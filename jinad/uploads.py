@@ -18,6 +18,7 @@ from .errors import BadRequest, TooLarge, plain_text
 from .store import fsync_path
 
 CHUNK = 256 * 1024
+DIR_ENTRY_BYTES = 512  # what a folder entry of an archive counts against the byte budget: a tar header
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
 
 
@@ -29,16 +30,25 @@ class FilePart(Protocol):
     async def read_chunk(self, size: int = ...) -> bytes: ...
 
 
-def safe_relpath(name: str | None) -> PurePosixPath:
-    """The relative path a client named, or BadRequest when it would leave its folder."""
+NAME_MAX = 255  # bytes of one path component, as Linux file systems take them
+PATH_MAX = 4096
+
+
+def safe_relpath(name: str | None, what: str = "upload path") -> PurePosixPath:
+    """The relative path a client named, or BadRequest when it names no file in its folder.
+    `what` says whose path it is in the message (an upload's, a download's, ...)."""
     if not name:
-        raise BadRequest("every uploaded file needs a filename")
-    path = PurePosixPath(plain_text(name, "an upload path").replace("\\", "/"))
-    if path.is_absolute() or ":" in path.parts[0]:
-        raise BadRequest(f"upload path {name!r} is absolute; give a path relative to the workspace")
+        raise BadRequest(f"every {what} needs a file name")
+    path = PurePosixPath(plain_text(name, f"{what} {name[:100]!r}").replace("\\", "/"))
+    if path.is_absolute() or (path.parts and ":" in path.parts[0]):
+        raise BadRequest(f"{what} {name!r} is absolute; give a path relative to the workspace")
     parts = [p for p in path.parts if p not in ("", ".")]
-    if not parts or ".." in parts:
-        raise BadRequest(f"upload path {name!r} leaves the workspace; '..' is not allowed")
+    if ".." in parts:
+        raise BadRequest(f"{what} {name!r} leaves the workspace; '..' is not allowed")
+    if not parts:
+        raise BadRequest(f"{what} {name!r} names the workspace itself, not a file in it")
+    if len(name.encode()) > PATH_MAX or any(len(p.encode()) > NAME_MAX for p in parts):
+        raise BadRequest(f"{what} {name[:100]!r}... is too long: at most {NAME_MAX} bytes a name and {PATH_MAX} in all")
     return PurePosixPath(*parts)
 
 
@@ -62,58 +72,79 @@ class _Budget:
 
 def _copy(src: BinaryIO, dest: Path, budget: _Budget) -> None:
     budget.count_file()
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    _mkdir(dest.parent)
     with open(dest, "wb") as out:
         while chunk := src.read(CHUNK):
             budget.spend(len(chunk))
             out.write(chunk)
 
 
-def _unpack_tar(archive: Path, dest: Path, budget: _Budget) -> None:
+def _mkdir(folder: Path) -> None:
+    if not folder.is_dir():  # the common case costs one stat, not a walk up the path
+        folder.mkdir(parents=True, exist_ok=True)
+
+
+def _folder(dest: Path, budget: _Budget) -> None:
+    """A folder entry of an archive: it counts as a file and a header's bytes, so an archive of
+    nothing but folder entries is bounded as one of files is."""
+    budget.count_file()
+    budget.spend(DIR_ENTRY_BYTES)
+    _mkdir(dest)
+
+
+def _unpack_tar(archive: Path, name: str, dest: Path, budget: _Budget) -> None:
     import tarfile  # imported on first use, as zipfile: ~1 MB of an idle daemon's memory
 
     with tarfile.open(archive, "r:*") as tar:
-        for member in tar:
-            rel = safe_relpath(member.name)
+        # Member by member, forgetting each: iterating the TarFile keeps every member it read.
+        while (member := tar.next()) is not None:
+            tar.members.clear()
+            rel = safe_relpath(member.name, f"archive {name}: entry")
             if member.isdir():
-                (dest / rel).mkdir(parents=True, exist_ok=True)
+                _folder(dest / rel, budget)
             elif member.isfile():
                 _copy(tar.extractfile(member), dest / rel, budget)
             else:
-                raise BadRequest(f"archive {archive.name} holds {member.name!r}, which is a link or device; only files and folders are accepted")
+                raise BadRequest(f"archive {name} holds {member.name!r}, which is a link or device; only files and folders are accepted")
 
 
-def _unpack_zip(archive: Path, dest: Path, budget: _Budget) -> None:
+def _unpack_zip(archive: Path, name: str, dest: Path, budget: _Budget) -> None:
     import zipfile
 
+    with open(archive, "rb") as f:
+        # ZipFile reads its whole directory at once: count the entries first, from the end record.
+        end = zipfile._EndRecData(f)  # noqa: SLF001 - the only way to the count without the directory
+    if end is not None and end[zipfile._ECD_ENTRIES_TOTAL] > budget.max_files - budget.files:  # noqa: SLF001
+        raise TooLarge(f"archive {name} holds more than this daemon's limit of {budget.max_files} files")
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
-            rel = safe_relpath(info.filename)
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                raise BadRequest(f"archive {archive.name} holds {info.filename!r}, which is a link; only files and folders are accepted")
+            rel = safe_relpath(info.filename, f"archive {name}: entry")
+            kind = stat.S_IFMT(info.external_attr >> 16)  # 0 from systems that record no mode
             if info.is_dir():
-                (dest / rel).mkdir(parents=True, exist_ok=True)
-            else:
+                _folder(dest / rel, budget)
+            elif kind in (0, stat.S_IFREG):
                 with zf.open(info) as src:
                     _copy(src, dest / rel, budget)
+            else:
+                raise BadRequest(f"archive {name} holds {info.filename!r}, which is a link or device; only files and folders are accepted")
 
 
-def _unpack(archive: Path, dest: Path, budget: _Budget) -> None:
+def _unpack(archive: Path, name: str, dest: Path, budget: _Budget) -> None:
+    """Unpack `archive` (uploaded as `name`, which messages use) into dest."""
     import tarfile
     import zipfile
 
     try:
-        if archive.name.endswith(".zip"):
-            _unpack_zip(archive, dest, budget)
+        if name.lower().endswith(".zip"):
+            _unpack_zip(archive, name, dest, budget)
         else:
-            _unpack_tar(archive, dest, budget)
+            _unpack_tar(archive, name, dest, budget)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise  # the disk, not the archive: the HTTP layer says so
         if isinstance(exc, (NotADirectoryError, IsADirectoryError, FileExistsError)):
-            raise BadRequest(f"archive {archive.name} puts a file and a folder at the same path") from None
-        raise BadRequest(f"archive {archive.name} could not be unpacked: {exc}") from None
+            raise BadRequest(f"archive {name} puts a file and a folder at the same path") from None
+        raise BadRequest(f"archive {name} could not be unpacked: {exc}") from None
 
 
 async def receive(parts: AsyncIterable[FilePart], staging: Path, max_bytes: int, max_files: int, why: str) -> None:
@@ -128,12 +159,12 @@ async def receive(parts: AsyncIterable[FilePart], staging: Path, max_bytes: int,
             is_archive = rel.name.lower().endswith(ARCHIVE_SUFFIXES)
             if is_archive:
                 archive_count += 1
-                target = archives / f"{archive_count}-{rel.name}"
+                target = archives / str(archive_count)
             else:
                 target = staging / rel
                 budget.count_file()
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
+                _mkdir(target.parent)
                 with open(target, "wb") as out:
                     while chunk := await part.read_chunk(CHUNK):
                         budget.spend(len(chunk))
@@ -141,7 +172,7 @@ async def receive(parts: AsyncIterable[FilePart], staging: Path, max_bytes: int,
             except (NotADirectoryError, IsADirectoryError, FileExistsError):
                 raise BadRequest(f"upload path {part.filename!r} clashes with a file or folder of the same name") from None
             if is_archive:
-                await asyncio.to_thread(_unpack, target, staging, budget)
+                await asyncio.to_thread(_unpack, target, rel.as_posix(), staging, budget)
                 target.unlink()
     finally:
         shutil.rmtree(archives, ignore_errors=True)

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ..errors import BadRequest, JinadError
+from ..errors import BadRequest, JinadError, shallow
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +51,27 @@ def error_answer(request: web.Request, exc: Exception) -> web.Response:
         return error_response(code, message)
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return error_response("insufficient_storage", "the daemon's disk is full; free space on it and try again")
+    if isinstance(exc, ConnectionError):
+        # The client went away (mid-upload, mid-stream): normal, and nobody reads this answer.
+        log.debug("%s %s: the client went away (%s)", request.method, request.path, exc)
+        return error_response("bad_request", "the client closed the connection")
     log.error("unexpected error in %s %s", request.method, request.path, exc_info=exc)
     return error_response("internal", "the daemon hit an unexpected error; its log has the details")
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object body, or a 400 that says what is wrong with it."""
+def parse_json(text: str | bytes, max_depth: int, what: str) -> Any:
+    """JSON from a client, or a 400 that says what is wrong with it (too deep included)."""
     try:
-        body = json.loads(await request.read() or b"{}")
+        return shallow(json.loads(text), max_depth, what)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from None
+        raise BadRequest(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:  # the decoder's own limit, far below what a 1 MiB body can nest
+        raise BadRequest(f"{what} nests deeper than this daemon's limit of {max_depth} levels") from None
+
+
+async def read_json(request: web.Request, max_depth: int) -> dict[str, Any]:
+    """The request's JSON object body, or a 400 that says what is wrong with it."""
+    body = parse_json(await request.read() or b"{}", max_depth, "body")
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
     return body

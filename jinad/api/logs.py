@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from json.encoder import encode_basestring  # json.dumps of one string (the C encoder)
-from typing import Iterable
+from typing import AsyncIterator, Iterable
 
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
@@ -19,9 +20,11 @@ DEFAULT_TAIL = 100
 PING_INTERVAL_S = 15
 
 
-def _whole(request: web.Request, name: str, raw: str) -> int:
-    if not raw.isdigit():
-        raise BadRequest(f"{name} must be a whole number, not {raw!r}")
+def _whole(name: str, raw: str) -> int:
+    # ASCII digits only (str.isdigit takes '²' and '①', which int() refuses), and few enough
+    # that int() takes them (it refuses more than 4300).
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        raise BadRequest(f"{name} must be a whole number of at most 18 digits, not {raw[:40]!r}")
     return int(raw)
 
 
@@ -29,11 +32,11 @@ def _start_after(request: web.Request, last_seq: int) -> int:
     """The sequence number after which to start: a resume point, else the tail's start."""
     resume = request.headers.get("Last-Event-ID") or request.query.get("since")
     if resume is not None:
-        return _whole(request, "Last-Event-ID" if "Last-Event-ID" in request.headers else "since", resume)
+        return _whole("Last-Event-ID" if "Last-Event-ID" in request.headers else "since", resume)
     tail = request.query.get("tail", str(DEFAULT_TAIL))
     if tail == "all":
         return 0
-    return max(0, last_seq - _whole(request, "tail", tail))
+    return max(0, last_seq - _whole("tail", tail))
 
 
 def _flag(request: web.Request, name: str, default: bool) -> bool:
@@ -74,6 +77,18 @@ def _sse_frames(items: Iterable[Piece | StateNote]) -> bytes:
     )
 
 
+@contextlib.asynccontextmanager
+async def _event_stream(request: web.Request) -> AsyncIterator[EventSourceResponse]:
+    """An SSE response whose keep-alive task ends with the handler, also when the handler is
+    cancelled because its client went away (the task would otherwise live on, one per client)."""
+    resp = EventSourceResponse(ping_interval=PING_INTERVAL_S)
+    await resp.prepare(request)
+    try:
+        yield resp
+    finally:
+        resp.stop_streaming()
+
+
 def _register_stream(request: web.Request) -> None:
     request.app[STREAMS].add(asyncio.current_task())
 
@@ -99,12 +114,10 @@ async def object_log(request: web.Request) -> web.StreamResponse:
     resuming = "Last-Event-ID" in request.headers or "since" in request.query
     items = follow(log, after, _flag(request, "follow", default=sse), finished, resuming)
     if sse:
-        resp = EventSourceResponse(ping_interval=PING_INTERVAL_S)
-        await resp.prepare(request)
-        async for batch in items:
-            await resp.write(_sse_frames(batch))
-        await resp.write(_sse_frame("end", {}).encode())
-        resp.stop_streaming()
+        async with _event_stream(request) as resp:
+            async for batch in items:
+                await resp.write(_sse_frames(batch))
+            await resp.write(_sse_frame("end", {}).encode())
         return resp
     resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     resp.enable_chunked_encoding()
@@ -120,8 +133,7 @@ async def object_log(request: web.Request) -> web.StreamResponse:
 @routes.get("/events")
 async def state_events(request: web.Request) -> web.StreamResponse:
     _register_stream(request)
-    resp = EventSourceResponse(ping_interval=PING_INTERVAL_S)
-    await resp.prepare(request)
-    async for event in request.app[OBJECTS].events():
-        await resp.write(_sse_frame("state", event).encode())
+    async with _event_stream(request) as resp:
+        async for event in request.app[OBJECTS].events():
+            await resp.write(_sse_frame("state", event).encode())
     return resp

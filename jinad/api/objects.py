@@ -9,7 +9,7 @@ from aiohttp import web
 from ..errors import BadRequest, JinadError
 from ..kinds import KINDS
 from ..objects import NO_RESOURCES, JObject
-from .errors import read_json
+from .errors import parse_json, read_json
 from .keys import CONFIG, OBJECTS, WORKSPACES
 from .uploads import RenamedPart, check_size, form_parts
 
@@ -33,11 +33,8 @@ def _answer(request: web.Request, obj, created: bool) -> web.Response:
     return web.json_response(body, status=201 if created else 200)
 
 
-def _form_option(name: str, text: str):
-    try:
-        return json.loads(text) if name in ("envs", "timeout_s") else text
-    except ValueError:
-        raise BadRequest(f"form field {name!r} must be JSON") from None
+def _form_option(name: str, text: str, max_depth: int):
+    return parse_json(text, max_depth, f"form field {name!r}") if name in ("envs", "timeout_s") else text
 
 
 async def _create_flow_from_upload(request: web.Request):
@@ -55,7 +52,7 @@ async def _create_flow_from_upload(request: web.Request):
             elif part.name == "files":
                 yield part
             else:
-                options[part.name] = _form_option(part.name, await part.text())
+                options[part.name] = _form_option(part.name, await part.text(), request.app[CONFIG].max_json_depth)
 
     workspaces = request.app[WORKSPACES]
     ws = await workspaces.create(files())
@@ -63,8 +60,9 @@ async def _create_flow_from_upload(request: web.Request):
         if len(flow_names) != 1:
             raise BadRequest("send exactly one 'flow' part holding the Flow YAML")
         return await request.app[OBJECTS].create("flow", {**options, "workspace_id": ws.id, "filename": flow_names[0]}, _wait(request))
-    except JinadError as exc:
-        if "id" not in exc.details:  # a Flow that exists but failed keeps its workspace, for its logs
+    except Exception as exc:
+        # Whatever refused it; but a Flow that exists and failed keeps its workspace, for its logs.
+        if not (isinstance(exc, JinadError) and "id" in exc.details):
             await workspaces.delete(ws.id)
         raise
 
@@ -74,7 +72,7 @@ async def create(request: web.Request) -> web.Response:
     if kind == "flow" and request.content_type.startswith("multipart/"):
         obj = await _create_flow_from_upload(request)
     else:
-        obj = await request.app[OBJECTS].create(kind, await read_json(request), _wait(request))
+        obj = await request.app[OBJECTS].create(kind, await read_json(request, request.app[CONFIG].max_json_depth), _wait(request))
     return _answer(request, obj, created=True)
 
 

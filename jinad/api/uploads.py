@@ -42,7 +42,9 @@ async def form_parts(request: web.Request, names: set[str]) -> AsyncIterator[Bod
     try:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader) or part.name not in names:
+            if not isinstance(part, BodyPartReader):
+                raise BadRequest("a multipart part holds another multipart body; send each file as a part of its own")
+            if part.name not in names:
                 raise BadRequest(f"unexpected form field {part.name!r}; expected {', '.join(sorted(names))}")
             # aiohttp's client sends filenames percent-encoded (src%2Fenc.py), curl and browsers
             # raw; decoding both gives the same path, and the path checks come after this.
