@@ -37,14 +37,15 @@ async def _managers(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _housekeeping(app: web.Application) -> None:
-    """Every few seconds: sample resources, retry records a full disk kept from being stored,
-    free log blocks read back for followers that have moved on."""
+    """Every few seconds: sample resources, retry records and log lines a full disk kept from
+    being stored, free log blocks read back for followers that have moved on."""
     while True:
         await asyncio.sleep(app[CONFIG].resource_interval_s)
         try:
             await app[OBJECTS].sample_resources()
             app[OBJECTS].save_pending()
-            app[OBJECTS].forget_idle_log_blocks()
+            app[OBJECTS].tend_logs()
+            app[WORKSPACES].tend_logs()
         except Exception:
             log.exception("housekeeping failed")
 

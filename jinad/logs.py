@@ -328,8 +328,12 @@ class Log:
         self._reread.append(chunk)
         return _pieces_after(chunk, seq, limit)
 
-    def forget_idle_blocks(self) -> None:
-        """Drop the blocks read back from files once no follower has used them for a while."""
+    def tend(self) -> None:
+        """Housekeeping: write the lines a full disk kept back, once it takes them again (not
+        only when the child next prints), and drop the blocks read back from files once no
+        follower has used them for a while."""
+        if self._unwritten and not self._closed:
+            self.flush()
         if self._reread and time.monotonic() - self._reread_used > REREAD_IDLE_S:
             self._reread.clear()
 
@@ -365,6 +369,7 @@ class Log:
         self._reread.clear()
         for path in self.files():
             path.unlink(missing_ok=True)
+        self.wake()  # its followers end: their owner is gone
 
 
 def _offset_after(f: BinaryIO, size: int, seq: int) -> int:

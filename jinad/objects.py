@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import shutil
 import socket
@@ -27,11 +28,11 @@ from typing import AsyncIterator
 from .config import Config
 from .errors import BadRequest, Conflict, FailedToStart, JinadError, NotFound, plain_text
 from .ids import new_id, utc_now
-from .kinds import KINDS, Context, Launch, check_fields
+from .kinds import KINDS, Context, Launch, check_fields, given
 from .logs import Log
 from .ports import PortAllocator, is_free
 from .remotes import Remotes
-from .store import Store
+from .store import Store, from_record
 from .supervision import Child, end_processes, find_marked, group_members, spawn, tree, wait_ready
 from .workspaces import WorkspaceManager
 
@@ -100,6 +101,7 @@ class Runner:
     task: asyncio.Task | None = None
     child: Child | None = None
     start_result: asyncio.Future | None = None  # the reason the current start failed, or None
+    starts: int = 0  # starts begun, so a restart asked for during another one can join it
     followers: list[asyncio.Task] = dataclasses.field(default_factory=list)  # remote parts' logs
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     resources: dict = dataclasses.field(default_factory=lambda: dict(NO_RESOURCES))
@@ -126,6 +128,21 @@ async def _cancel(tasks: list[asyncio.Task]) -> None:
 def jina_executable() -> str:
     """The `jina` beside this Python (the daemon's own environment), else the one on PATH."""
     return shutil.which("jina", path=os.path.dirname(sys.executable)) or shutil.which("jina") or "jina"
+
+
+REMOTE_PART_KEYS = ("name", "jinad", "content", "workspace_id", "pod_id")
+
+
+def _object_from_record(record: dict) -> JObject:
+    """An object from its stored record; ValueError/TypeError for one of the wrong shape."""
+    obj = from_record(JObject, record)
+    if obj.kind not in KINDS or obj.state not in TRANSITIONS or obj.restart not in RESTART_POLICIES:
+        raise ValueError(f"kind {obj.kind!r}, state {obj.state!r} or restart {obj.restart!r} is unknown")
+    if not all(isinstance(port, int) for port in obj.ports.values()):
+        raise ValueError(f"ports {obj.ports!r} are not all numbers")
+    if not all(isinstance(part, dict) and all(isinstance(part.get(k), str) for k in REMOTE_PART_KEYS) for part in obj.remote):
+        raise ValueError("a remote part lacks one of " + ", ".join(REMOTE_PART_KEYS))
+    return obj
 
 
 class ObjectManager:
@@ -314,17 +331,18 @@ class ObjectManager:
         workspace_id = body.get("workspace_id")
         if not isinstance(workspace_id, str):
             raise BadRequest("'workspace_id' is required: upload files with POST /workspaces first")
-        envs = body.get("envs") or {}
+        envs = given(body, "envs", {})
         if not isinstance(envs, dict) or not all(isinstance(k, str) and k and "=" not in k for k in envs):
             raise BadRequest("'envs' must be an object of names (without '=') to values")
         for name, value in envs.items():
             plain_text(name, "a name in 'envs'")
             plain_text(str(value), f"envs {name}")
-        restart = body.get("restart") or "no"
-        if restart not in RESTART_POLICIES:
+        restart = given(body, "restart", "no")
+        if not isinstance(restart, str) or restart not in RESTART_POLICIES:
             raise BadRequest(f"'restart' must be one of {', '.join(RESTART_POLICIES)}")
         timeout = body.get("timeout_s")
-        if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0):
+        if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
+                                    or not 0 < timeout < math.inf):  # NaN fails this too
             raise BadRequest("'timeout_s' must be a positive number of seconds")
         return workspace_id, {k: str(v) for k, v in envs.items()}, restart, timeout
 
@@ -341,13 +359,19 @@ class ObjectManager:
         self._check_capacity(obj)
         try:
             launch = await self._prepare_with_remotes(obj)
+            try:
+                # Stored before it is known: what cannot be stored (or a full disk) refuses the
+                # object here, and a known object always has a record.
+                self.store.save(COLLECTION, dataclasses.asdict(obj))
+            except BaseException:
+                await self._drop_remotes(obj)
+                raise
         except BaseException:
             self.alloc.release(list(obj.ports.values()))
             shutil.rmtree(self.run_root / obj.id, ignore_errors=True)
             raise
         self.objects[obj.id] = obj
         self.runners[obj.id] = Runner(log=self._open_log(obj.id), launch=launch)
-        self._save(obj)
         return await self._begin(obj, wait)
 
     def _open_log(self, object_id: str) -> Log:
@@ -363,14 +387,19 @@ class ObjectManager:
         """Start the object's supervising task; with `wait`, answer once it is ready or failed."""
         runner = self.runners[obj.id]
         runner.start_result = asyncio.get_running_loop().create_future()
+        runner.starts += 1
         runner.task = asyncio.create_task(self._supervise(obj, runner), name=f"supervise {obj.id}")
         # Followers end once the object is finished, which needs the task done: tell them.
         runner.task.add_done_callback(lambda _: runner.log.wake())
         self._follow_remotes(obj, runner)
+        return await self._outcome(obj, runner.start_result, wait)
+
+    async def _outcome(self, obj: JObject, start_result: asyncio.Future, wait: bool) -> JObject:
+        """The object once that start is ready (or at once without `wait`); FailedToStart if not."""
         if wait:
-            reason = await asyncio.shield(runner.start_result)
+            reason = await asyncio.shield(start_result)
             if reason is not None:
-                tail = [entry.line for entry in runner.log.tail(LOG_TAIL_LINES)]
+                tail = [entry.line for entry in self.runners[obj.id].log.tail(LOG_TAIL_LINES)] if obj.id in self.runners else []
                 raise FailedToStart(f"{obj.kind} {obj.id} failed to start: {reason}", id=obj.id, log_tail=tail)
         return obj
 
@@ -437,22 +466,35 @@ class ObjectManager:
         """Stop the supervising task and end the whole process tree; the state ends `stopped`."""
         await _cancel([task for task in [runner.task, *runner.followers] if task])
         runner.settle("it was stopped before it was ready")
-        if obj.state in LIVE_STATES or runner.child is not None:
+        live = obj.state in LIVE_STATES or runner.child is not None
+        if live:
             self._set_state(obj, "stopping")
-            code = await runner.child.stop(self.config.stop_grace_s) if runner.child else obj.exit_code
-            # A process spawned just as the task was cancelled is found by its markers.
-            await end_processes(tree(-1, obj.id, self.home), self.config.stop_grace_s)
-            runner.child = None
+        code = await runner.child.stop(self.config.stop_grace_s) if runner.child else obj.exit_code
+        runner.child = None
+        # Whatever the state: a process spawned just as the task was cancelled, or one that left
+        # the group with setsid() and outlived its parent, is found by its markers.
+        await end_processes(await asyncio.to_thread(tree, -1, obj.id, self.home), self.config.stop_grace_s)
+        if live:
             self._set_state(obj, "stopped", exit_code=code, pid=None)
 
     async def restart(self, kind: str, object_id: str, wait: bool = True) -> JObject:
+        """Stop and start again; a restart asked for while another one runs joins it (as
+        systemd merges jobs): any start begun after it was asked satisfies it, rather than the
+        second halting the first mid-start and both answering 422."""
         obj = self.get(kind, object_id)
         runner = self.runners[obj.id]
+        asked_at = runner.starts
         async with runner.lock:
+            if obj.id not in self.objects:
+                raise NotFound(f"no {kind} {object_id!r} on this daemon")
+            if runner.starts != asked_at:
+                return await self._outcome(obj, runner.start_result, wait)
             self._check_capacity(obj)
             await self._halt(obj, runner)
             runner.launch = await self._prepare_with_remotes(obj)  # picks up files changed since
-        return await self._begin(obj, wait)
+            await self._begin(obj, wait=False)
+            start_result = runner.start_result
+        return await self._outcome(obj, start_result, wait)
 
     async def delete(self, kind: str, object_id: str) -> JObject:
         return await self._remove(self.get(kind, object_id))
@@ -484,8 +526,7 @@ class ObjectManager:
         if leftovers:
             log.warning("ending %d object(s) left running by a previous run", len(leftovers))
         await asyncio.gather(*(end_processes(procs, self.config.stop_grace_s) for procs in leftovers.values()))
-        for record in self.store.load_all(COLLECTION):
-            obj = JObject(**record)
+        for obj in self.store.load_all(COLLECTION, _object_from_record):
             self.objects[obj.id] = obj
             self.runners[obj.id] = Runner(log=self._open_log(obj.id))
             self.alloc.held.update(obj.ports.values())
@@ -523,9 +564,9 @@ class ObjectManager:
             if runner.child:
                 runner.resources = await asyncio.to_thread(runner.child.resources, members.get(pgid, []))
 
-    def forget_idle_log_blocks(self) -> None:
+    def tend_logs(self) -> None:
         for runner in self.runners.values():
-            runner.log.forget_idle_blocks()
+            runner.log.tend()
 
     async def shutdown(self) -> None:
         """Stop every child; each is `stopped`, which the next start of the daemon takes as

@@ -235,7 +235,8 @@ class Child:
         if reason:
             await end_processes(tree(self.pid), grace)
         code = await self.proc.wait()
-        await end_processes(tree(self.pid), grace=2.0)
+        # What is left of it, in its group or (setsid) found by its markers, cannot go on alone.
+        await end_processes(await asyncio.to_thread(tree, self.pid, self.object_id, self.home), grace=2.0)
         await self._drain()
         return code, reason
 

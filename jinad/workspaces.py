@@ -24,7 +24,7 @@ from .envs import Environments, requirements_hash
 from .errors import BadRequest, Conflict, NotFound
 from .ids import new_id, utc_now
 from .logs import Log
-from .store import Store, fsync_path
+from .store import Store, from_record, fsync_path
 from .uploads import FilePart, receive, safe_relpath, sync_tree
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,13 @@ class Workspace:
         return {**dataclasses.asdict(self), "size": self.size}
 
 
+def _workspace_from_record(record: dict) -> Workspace:
+    ws = from_record(Workspace, record)
+    if ws.state not in ("ready", "installing", "failed") or ws.files:
+        raise ValueError(f"state {ws.state!r} is unknown, or it lists files (the folder is the truth)")
+    return ws
+
+
 def _list_files(root: Path) -> list[dict]:
     found = []
     for folder, dirs, files in os.walk(root):
@@ -64,20 +71,22 @@ def _list_files(root: Path) -> list[dict]:
     return found
 
 
+def _clash(rel: Path, dest: Path) -> bool:
+    """Would a file at `rel` clash with dest: a folder there, or a file where it needs a folder?"""
+    target = dest / rel
+    return target.is_dir() or any((dest / parent).is_file() for parent in rel.parents if parent != Path("."))
+
+
 def _merge(staging: Path, dest: Path) -> None:
-    """Move every staged file into dest, replacing files of the same path."""
-    for folder, _, files in os.walk(staging):
-        for name in files:
-            src = Path(folder, name)
-            target = dest / src.relative_to(staging)
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if target.is_dir():
-                    raise IsADirectoryError(target)
-                os.replace(src, target)
-            except (NotADirectoryError, IsADirectoryError, FileExistsError):
-                rel = src.relative_to(staging).as_posix()
-                raise BadRequest(f"{rel!r} clashes with a file or folder of the same name in the workspace") from None
+    """Move every staged file into dest, replacing files of the same path; all or nothing:
+    every clash is looked for before the first file moves."""
+    staged = [Path(folder, name).relative_to(staging) for folder, _, files in os.walk(staging) for name in files]
+    for rel in staged:
+        if _clash(rel, dest):
+            raise BadRequest(f"{rel.as_posix()!r} clashes with a file or folder of the same name in the workspace")
+    for rel in staged:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / rel, dest / rel)
     fsync_path(dest)
 
 
@@ -102,12 +111,12 @@ class WorkspaceManager:
         shutil.rmtree(self.staging, ignore_errors=True)
         self.staging.mkdir(parents=True)
         self.root.mkdir(parents=True, exist_ok=True)
-        for record in self.store.load_all(COLLECTION):
-            ws = Workspace(**record)
+        for ws in self.store.load_all(COLLECTION, _workspace_from_record):
             ws.files = _list_files(self.files_dir(ws.id))
             self._workspaces[ws.id] = ws
+        keep = self._workspaces.keys() | self.store.set_aside_ids(COLLECTION)
         for folder in self.root.iterdir():
-            if folder.name not in self._workspaces:
+            if folder.name not in keep:
                 log.warning("removing %s: no record, left by an interrupted upload", folder)
                 shutil.rmtree(folder, ignore_errors=True)
 
@@ -137,6 +146,10 @@ class WorkspaceManager:
             self._logs[workspace_id] = Log(c.home / "logs" / f"{workspace_id}.log", c.log_ring_lines,
                                            c.log_ring_bytes, c.log_file_max_bytes, c.log_file_backups)
         return self._logs[workspace_id]
+
+    def tend_logs(self) -> None:
+        for install_log in self._logs.values():
+            install_log.tend()
 
     def is_settled(self, workspace_id: str) -> bool:
         ws = self._workspaces.get(workspace_id)
@@ -236,10 +249,11 @@ class WorkspaceManager:
         return staging
 
     async def create(self, parts: AsyncIterable[FilePart], requirements: str | None = None) -> Workspace:
+        # Checked before the upload is staged: a refusal must leave nothing behind.
+        requirements = str(safe_relpath(requirements, "requirements path")) if requirements else None
         staging = await self._stage(parts)
         now = utc_now()
-        ws = Workspace(id=new_id("workspace"), created_at=now, updated_at=now,
-                       requirements=str(safe_relpath(requirements)) if requirements else None)
+        ws = Workspace(id=new_id("workspace"), created_at=now, updated_at=now, requirements=requirements)
         folder = self.root / ws.id
         try:
             folder.mkdir()
@@ -274,7 +288,7 @@ class WorkspaceManager:
 
     def file_path(self, workspace_id: str, relpath: str) -> Path:
         root = self.files_dir(self.get(workspace_id).id).resolve()
-        path = (root / safe_relpath(relpath)).resolve()
+        path = (root / safe_relpath(relpath, "file path")).resolve()
         # A link made at run time by a child must not let a download leave the workspace.
         if not path.is_relative_to(root) or not path.is_file():
             raise NotFound(f"workspace {workspace_id} has no file {relpath!r}")
@@ -297,7 +311,8 @@ class WorkspaceManager:
                 install_log.remove()
             (self.config.home / "logs" / f"{ws.id}.log").unlink(missing_ok=True)
         self._locks.pop(ws.id, None)
-        self._settled.pop(ws.id, None)
+        if (settled := self._settled.pop(ws.id, None)) is not None:
+            settled.set()  # creates that waited for its install: it is gone, they answer 404
         log.info("workspace %s deleted", ws.id)
         return ws
 
