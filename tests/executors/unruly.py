@@ -47,3 +47,20 @@ class Quitter(Executor):
     @requests
     def noop(self, **kwargs):
         return None
+
+
+class Deserter(Executor):
+    """Leaves a grandchild in a session of its own (keeping the markers), then exits with code 3."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        import os
+        import threading
+
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+        print(f"deserter grandchild {child.pid}", flush=True)
+        threading.Timer(1.0, os._exit, args=(3,)).start()
+
+    @requests
+    def noop(self, **kwargs):
+        return None

@@ -143,10 +143,10 @@ async def test_blocks_read_back_are_forgotten_when_no_follower_uses_them(tmp_pat
         log.flush()
     assert len(await collect(log, 0)) == 50
     assert log._reread
-    log.forget_idle_blocks()
+    log.tend()
     assert log._reread  # just used
     monkeypatch.setattr(logs, "REREAD_IDLE_S", 0.0)
-    log.forget_idle_blocks()
+    log.tend()
     assert not log._reread
 
 
