@@ -11,11 +11,24 @@ from pathlib import Path
 from typing import IO
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from . import __version__, config as settings
 from .api.auth import is_loopback, resolve_token
 from .app import create_app
 from .client import cli as client_cli
+
+
+class _ClientProtocolErrors(logging.Filter):
+    """aiohttp logs a request it cannot parse (a bad header, an over-long line) as an ERROR
+    with a traceback, and answers it 400 itself. A client sent it: say so at DEBUG only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 400) < 500:
+            record.levelno, record.levelname, record.exc_info, record.exc_text = logging.DEBUG, "DEBUG", None, None
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
 
 
 def lock_home(home: Path) -> IO:
@@ -55,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.server").addFilter(_ClientProtocolErrors())
     lock = lock_home(config.home)
     config = resolve_token(config)
     if config.token:

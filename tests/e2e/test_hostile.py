@@ -79,6 +79,12 @@ async def test_a_daemon_that_went_through_the_attacks_serves_and_stops_cleanly(d
         # 3. An archive of nothing but folder entries is bounded like one of files.
         async with http.post(daemon.url + "/workspaces", data=form(("files", "d.tar.gz", dirs_tar_gz(20_000)))) as resp:
             assert resp.status == 413
+        # Requests aiohttp cannot parse: it answers 400 itself; they are no ERROR of the daemon's.
+        for raw in (b"GET /status HTTP/1.1\r\nHost: x\r\nX-Bad: \x00\r\n\r\n", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n"):
+            reader, writer = await asyncio.open_connection(daemon.host, daemon.port)
+            writer.write(raw)
+            assert b" 400 " in await reader.readline()
+            writer.close()
         # 9. Numbers that str.isdigit takes and int does not.
         for value in ("²", "①", "9" * 5000):
             async with http.get(f"{daemon.url}/logs/{pea['id']}", params={"tail": value}) as resp:
