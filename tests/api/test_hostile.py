@@ -3,11 +3,9 @@ clear JSON 4xx, never a 500, and leaves nothing behind."""
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import stat
-import tarfile
 import zipfile
 
 import pytest
@@ -17,13 +15,7 @@ from jinad.app import create_app
 from jinad.store import Store
 from tests.api.test_workspaces import leftovers, tar_bytes
 from tests.conftest import form
-
-
-def nested(depth: int) -> dict:
-    value: dict = {}
-    for _ in range(depth):
-        value = {"a": value}
-    return value
+from tests.hostile import folders_only_tar_gz, nested
 
 
 async def new_workspace(client, *parts) -> str:
@@ -80,19 +72,9 @@ async def test_a_record_that_cannot_be_stored_refuses_the_object(client, config)
     assert not run.exists() or not any(run.iterdir())
 
 
-def dir_only_tar(count: int) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for _ in range(count):
-            info = tarfile.TarInfo("d")
-            info.type = tarfile.DIRTYPE
-            tar.addfile(info)
-    return gzip.compress(buf.getvalue(), 9)
-
-
 async def test_folder_entries_count_against_the_file_limit(aiohttp_client, config):
     client = await aiohttp_client(create_app(config.replace(max_upload_files=100)))
-    resp = await client.post("/workspaces", data=form(("files", "dirs.tar.gz", dir_only_tar(101))))
+    resp = await client.post("/workspaces", data=form(("files", "dirs.tar.gz", folders_only_tar_gz(101))))
     assert "100 files" in await refused(resp, 413)
     assert leftovers(config) == []
 

@@ -8,17 +8,12 @@ from __future__ import annotations
 import schemathesis
 from hypothesis import strategies as st
 
+from tests.hostile import nested
+
 NUMBERS = ["²", "①", "٣", "9" * 5000, "-1", "1e3"]
 # Long, but short enough that the request line stays within aiohttp's 8190 bytes once encoded.
 NAMES = [".", "./", "n" * 300, "/".join(["d"] * 1500), "a/../../b"]
 NESTED_FIELDS = ("uses_with", "envs", "py_modules", "restart")
-
-
-def nested(depth: int) -> dict:
-    value: dict = {}
-    for _ in range(depth):
-        value = {"a": value}
-    return value
 
 
 def _or_hostile(value, hostile: st.SearchStrategy) -> st.SearchStrategy:

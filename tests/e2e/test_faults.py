@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -107,11 +108,9 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-async def test_a_full_disk_answers_507_keeps_earlier_records_and_recovers(http, daemon_factory, small_disk):
-    daemon = daemon_factory(home=small_disk / "home")
-    async with http.post(daemon.url + "/workspaces", data=form(("files", "keep.txt", b"precious"))) as resp:
-        kept = (await resp.json())["id"]
-    filler = small_disk / "filler.bin"
+def fill(disk) -> Path:
+    """Fill the disk up with one file; removing that file gives the room back."""
+    filler = disk / "filler.bin"
     with open(filler, "wb") as f:
         try:
             while True:
@@ -119,6 +118,14 @@ async def test_a_full_disk_answers_507_keeps_earlier_records_and_recovers(http, 
                 f.flush()
         except OSError:
             pass
+    return filler
+
+
+async def test_a_full_disk_answers_507_keeps_earlier_records_and_recovers(http, daemon_factory, small_disk):
+    daemon = daemon_factory(home=small_disk / "home")
+    async with http.post(daemon.url + "/workspaces", data=form(("files", "keep.txt", b"precious"))) as resp:
+        kept = (await resp.json())["id"]
+    filler = fill(small_disk)
     async with http.post(daemon.url + "/workspaces", data=form(("files", "big.bin", b"b" * 3_000_000))) as resp:
         assert resp.status == 507
         assert (await resp.json())["error"] == "insufficient_storage"

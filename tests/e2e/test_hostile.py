@@ -5,17 +5,15 @@ daemon that went through all of it still serves, stops cleanly, and logged no cl
 from __future__ import annotations
 
 import asyncio
-import gzip
-import io
 import json
 import re
 import signal
-import tarfile
 
 import psutil
 
 from tests.conftest import EXECUTORS, children_of_home, form, wait_until
-from tests.e2e.test_faults import UNRULY, small_disk  # noqa: F401 - a fixture
+from tests.e2e.test_faults import UNRULY, fill, small_disk  # noqa: F401 - a fixture
+from tests.hostile import folders_only_tar_gz, nested
 from tests.e2e.test_logs import SSE, read_stream, start_chatty
 from tests.e2e.test_objects import alive, create, get, make_workspace
 
@@ -48,23 +46,6 @@ async def cut_upload(daemon) -> None:
     writer.close()
 
 
-def dirs_tar_gz(count: int) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for _ in range(count):
-            info = tarfile.TarInfo("d")
-            info.type = tarfile.DIRTYPE
-            tar.addfile(info)
-    return gzip.compress(buf.getvalue(), 9)
-
-
-def nested(depth: int) -> dict:
-    value: dict = {}
-    for _ in range(depth):
-        value = {"a": value}
-    return value
-
-
 async def test_a_daemon_that_went_through_the_attacks_serves_and_stops_cleanly(daemon_factory):
     daemon = daemon_factory("--token", TOKEN)
     async with __import__("aiohttp").ClientSession(headers=AUTH) as http:
@@ -77,7 +58,7 @@ async def test_a_daemon_that_went_through_the_attacks_serves_and_stops_cleanly(d
         async with http.post(daemon.url + "/peas", data=b"[" * 100_000, headers={"Content-Type": "application/json"}) as resp:
             assert resp.status == 400
         # 3. An archive of nothing but folder entries is bounded like one of files.
-        async with http.post(daemon.url + "/workspaces", data=form(("files", "d.tar.gz", dirs_tar_gz(20_000)))) as resp:
+        async with http.post(daemon.url + "/workspaces", data=form(("files", "d.tar.gz", folders_only_tar_gz(20_000)))) as resp:
             assert resp.status == 413
         # Requests aiohttp cannot parse: it answers 400 itself; they are no ERROR of the daemon's.
         for raw in (b"GET /status HTTP/1.1\r\nHost: x\r\nX-Bad: \x00\r\n\r\n", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n"):
@@ -173,14 +154,7 @@ async def test_an_install_log_follower_ends_when_its_workspace_is_deleted_mid_in
 async def test_lines_kept_in_memory_reach_the_file_once_the_disk_takes_them(http, daemon_factory, small_disk):
     daemon = daemon_factory(home=small_disk / "home")
     pea = await start_chatty(http, daemon, 200, start_delay=2.0)  # prints once, then stays quiet
-    filler = small_disk / "filler.bin"
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 1048576)
-                f.flush()
-        except OSError:
-            pass
+    filler = fill(small_disk)
     logs, _ = await read_stream(http, f"{daemon.url}/logs/{pea['id']}?tail=all", until_line="chatty done")
     log_file = daemon.home / "logs" / f"{pea['id']}.log"
     assert "chatty done" not in log_file.read_text(errors="replace")  # kept in memory: the disk is full
