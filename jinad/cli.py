@@ -12,8 +12,7 @@ from typing import IO
 
 from aiohttp import web
 
-from . import __version__, config as settings
-from .api.auth import is_loopback, resolve_token
+from . import __version__, config as settings, local
 from .app import create_app
 from .client import cli as client_cli
 
@@ -56,14 +55,25 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(exc))
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     lock = lock_home(config.home)
-    config = resolve_token(config)
+    given_token = config.token
+    config = local.resolve_token(config)
+    log = logging.getLogger("jinad")
     if config.token:
-        logging.getLogger("jinad").info(
-            "auth is on: send 'Authorization: Bearer <token>' (or ?token= in a browser)%s",
-            f"; the token is in {config.home / 'token'}" if (config.home / "token").exists() else "",
-        )
-    elif not is_loopback(config.host):
-        logging.getLogger("jinad").warning("auth is off (--no-auth) on %s: anyone who reaches this port can run code here", config.host)
+        # Never the token itself: logs end up in places a token must not.
+        log.info("auth is on: clients send 'Authorization: Bearer <token>'; `jinad` commands on this machine %s",
+                 f"read it from {config.home / local.TOKEN_FILE}" if not given_token else "take it with --token or $JINAD_TOKEN")
+    elif not local.is_loopback(config.host):
+        log.warning("auth is off (--no-auth) on %s: anyone who reaches this port can run code here", config.host)
+
+    def listening(_: str) -> None:
+        try:
+            local.write_record(config, token_from_file=bool(config.token) and not given_token)
+        except OSError as exc:  # the daemon serves anyway; local clients then need --host and --token
+            log.warning("could not write %s: %s", config.home / local.RECORD_FILE, exc)
+        log.info("jinad %s listening on http://%s:%d (home %s); dashboard at %s/ui%s", __version__, config.host,
+                 config.port_expose, config.home, local.url_for(config.host, config.port_expose),
+                 " (`jinad ui` prints it with the token)" if config.token else "")
+
     web.run_app(
         create_app(config),
         host=config.host,
@@ -71,9 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         loop=new_event_loop(),
         access_log=None,
         shutdown_timeout=5,
-        print=lambda _: logging.getLogger("jinad").info(
-            "jinad %s listening on http://%s:%d (home %s)", __version__, config.host, config.port_expose, config.home
-        ),
+        print=listening,
     )
     lock.close()
 
