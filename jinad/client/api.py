@@ -11,6 +11,7 @@ from typing import Any, AsyncIterator, Iterable
 
 import aiohttp
 
+from .contexts import local_token, resolve
 from .sse import iter_events
 
 PLURAL = {"flow": "flows", "pod": "pods", "pea": "peas"}
@@ -44,10 +45,20 @@ def folder_files(folder: Path) -> list[tuple[str, Path]]:
 
 
 class Client:
-    """`async with Client("http://127.0.0.1:8000", token=...) as jd: await jd.status()`"""
+    """`async with Client() as jd: await jd.status()`
 
-    def __init__(self, url: str, token: str | None = None, timeout: float = 600.0,
+    With no URL it talks to the daemon the `jinad` commands would (JINAD_HOST / JINAD_CONTEXT,
+    the current context, else the local daemon). With no token (None; "" is "send none") and a
+    URL that is the local daemon, it reads the token from that daemon's home, as those commands do.
+    """
+
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 600.0,
                  trace_configs: list[aiohttp.TraceConfig] | None = None) -> None:
+        if url is None:
+            target = resolve(token=token)
+            url, token = target.url, target.token
+        elif token is None:
+            token = local_token(url)
         self.url = url.rstrip("/")
         self.token = token
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
