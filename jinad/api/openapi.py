@@ -158,7 +158,12 @@ def document() -> dict:
             "parameters": [ID],
             "get": {
                 "summary": "an object's or workspace's log: SSE with Accept: text/event-stream, else text",
-                "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}} for n in ("tail", "since", "follow")],
+                "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}, "description": text} for n, text in (
+                    ("tail", "last N lines first, or `all` (default 100; all with since_time)"),
+                    ("since", "lines after this sequence number (as Last-Event-ID)"),
+                    ("since_time", "lines at or after this RFC 3339 time"),
+                    ("until_time", "lines at or before this RFC 3339 time; a follow ends when it comes"),
+                    ("follow", "keep streaming new lines (default: true for SSE)"))],
                 "responses": {"200": {"description": "log lines", "content": {"text/event-stream": {}, "text/plain": {}}},
                               **_errors(400, 404)},
             },

@@ -172,15 +172,18 @@ class Client:
 
     # ---- logs ------------------------------------------------------------------------------------
 
-    async def logs(self, object_id: str, tail: int | str = 100, follow: bool = True) -> AsyncIterator[dict]:
+    async def logs(self, object_id: str, tail: int | str | None = None, follow: bool = True,
+                   since_time: str | None = None, until_time: str | None = None) -> AsyncIterator[dict]:
         """Log lines ({"seq","ts","stream","line"}) and state changes ({"state","exit_code"}) as
         they come; after a dropped connection it reconnects and resumes from the last line seen,
-        so no line is lost or repeated. Ends when the daemon says the stream ended."""
+        so no line is lost or repeated. Ends when the daemon says the stream ended. `tail`: the
+        daemon's default is 100, or all with `since_time`; times are RFC 3339."""
         last_seq: int | None = None
         failures = 0
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
+        asked = {"tail": tail, "since_time": since_time, "until_time": until_time}
         while True:
-            params = {"follow": "true" if follow else "false", "tail": str(tail)}
+            params = {"follow": "true" if follow else "false", **{k: str(v) for k, v in asked.items() if v is not None}}
             headers = {"Accept": "text/event-stream"}
             if last_seq is not None:
                 headers["Last-Event-ID"] = str(last_seq)

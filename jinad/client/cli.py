@@ -9,7 +9,8 @@
     jinad flow create FLOW.yml [--dir DIR] [--restart POLICY] [--no-wait]
     jinad pod create --workspace ID --uses X [--py-modules a.py ...] [--uses-with JSON] [--replicas N] [--shards N]
     jinad pea create --workspace ID --uses X [--py-modules a.py ...] [--uses-with JSON]
-    jinad logs ID [-f/--follow] [--tail N|all]    lines as they come; -f until the object ends
+    jinad logs ID [-f/--follow] [--tail N|all] [--since 10m|TIME] [--until TIME] [-t/--timestamps]
+                                                  lines as they come; -f until the object ends
     jinad rm ID                                   any id; a workspace goes with its objects
     jinad restart ID
     jinad ui                                      the dashboard's URL (with the token)
@@ -41,10 +42,11 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, TextIO
 from urllib.parse import quote
@@ -66,6 +68,9 @@ WORKSPACE_COLUMNS = ("ID", "STATE", "FILES", "SIZE", "AGE")
 CREATE_FIELDS = ("workspace_id", "uses", "py_modules", "uses_with", "replicas", "shards", "restart")
 CONTEXT_COLUMNS = ("", "NAME", "URL", "TOKEN")
 EXIT_DAEMON_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 1, 2, 3, 130
+# --since 10m, 1h30m, 2d: a time this long ago (as `docker logs --since`).
+DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhd])+")
+SECONDS_OF_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 # ---- human output ---------------------------------------------------------------------------
@@ -241,11 +246,12 @@ async def cmd_create(ctx: Context) -> None:
 
 
 async def cmd_logs(ctx: Context) -> None:
-    async for entry in ctx.jd.logs(ctx.args.id, tail=ctx.args.tail, follow=ctx.args.follow):
-        if ctx.args.json:
+    a = ctx.args
+    async for entry in ctx.jd.logs(a.id, tail=a.tail, follow=a.follow, since_time=a.since, until_time=a.until):
+        if a.json:
             print(json.dumps(entry), flush=True)
         elif entry["event"] == "log":
-            print(entry["line"], flush=True)
+            print(f"{entry['ts']} {entry['line']}" if a.timestamps else entry["line"], flush=True)
 
 
 async def cmd_rm(ctx: Context) -> None:
@@ -312,6 +318,22 @@ def host_url(text: str) -> str:
         return contexts.daemon_url(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def moment(text: str) -> str:
+    """`10m` (ago), `1h30m`, `2d`, or a date and time (RFC 3339; without a zone, local time),
+    as the RFC 3339 UTC time the daemon takes."""
+    if DURATION.fullmatch(text):
+        seconds = sum(float(n) * SECONDS_OF_UNIT[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([smhd])", text))
+        when = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    else:
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is neither a duration like 10m, 1h30m, 2d nor a time like "
+                                             "2026-11-30T12:00:00Z") from None
+        when = when.astimezone(timezone.utc)  # a time without a zone is local time, as for `docker logs`
+    return when.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def id_type(*kinds: str) -> Callable[[str], str]:
@@ -423,7 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
     logs = command(commands, "logs", cmd_logs, "print an object's (or a workspace install's) log")
     logs.add_argument("id", type=ANY_ID)
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the object ends")
-    logs.add_argument("--tail", type=tail_type, default=100, help="last N lines first, or 'all' (default: %(default)s)")
+    logs.add_argument("--tail", type=tail_type, help="last N lines first, or 'all' (default: 100, all with --since)")
+    logs.add_argument("--since", type=moment, metavar="WHEN", help="lines from this time on: 10m (ago), 1h30m, 2d, or RFC 3339")
+    logs.add_argument("--until", type=moment, metavar="WHEN", help="lines up to this time; ends a follow there")
+    logs.add_argument("-t", "--timestamps", action="store_true", help="each line after its time (RFC 3339, UTC)")
     command(commands, "rm", cmd_rm, "stop and remove an object (a workspace with its objects)").add_argument("id", type=ANY_ID)
     restart = command(commands, "restart", cmd_restart, "restart a Flow, Pod or Pea")
     restart.add_argument("id", type=OBJECT_ID)

@@ -18,8 +18,8 @@ from typing import AsyncIterator
 
 import pytest
 
-from tests.conftest import EXECUTORS, JINAD, free_port
-from tests.e2e.test_logs import CHATTY
+from tests.conftest import EXECUTORS, JINAD, free_port, wait_until
+from tests.e2e.test_logs import CHATTY, start_chatty
 from tests.e2e.test_objects import ask_http
 
 TIMEOUT = 180  # seconds any one CLI run may take (a Flow start is the slowest)
@@ -254,3 +254,24 @@ async def test_usage_errors_exit_2(argv):
     result = await run_cli(f"http://127.0.0.1:{free_port()}", *argv)
     assert result.code == 2 and result.out == ""
     assert "usage: jinad" in result.err
+
+
+async def test_logs_by_time_with_timestamps_as_docker_logs(http, daemon):
+    pea = await start_chatty(http, daemon, 20, start_delay=0.1)
+    everything = await wait_until(lambda: logs_json(daemon.url, pea["id"]), 60, "chatty's last line")
+    lines = [entry for entry in everything if entry["event"] == "log"]
+    stamps = sorted({entry["ts"] for entry in lines})
+    since, until = stamps[len(stamps) // 3], stamps[2 * len(stamps) // 3]
+    window = await ok(daemon.url, "logs", pea["id"], "--since", since, "--until", until, "-t")
+    assert window.splitlines() == [f"{e['ts']} {e['line']}" for e in lines if since <= e["ts"] <= until]
+    assert await ok(daemon.url, "logs", pea["id"], "--since", "10m") == "".join(e["line"] + "\n" for e in lines)
+    # Following up to a time that has passed ends at once, though the Pea runs on.
+    assert await ok(daemon.url, "logs", pea["id"], "-f", "--until", until, "--tail", "1") == ""
+    refused = await run_cli(daemon.url, "logs", pea["id"], "--since", "yesterday")
+    assert refused.code == 2 and "neither a duration" in refused.err
+
+
+async def logs_json(url: str, object_id: str) -> list[dict] | None:
+    """Every log entry as JSON, once chatty has printed its last line."""
+    entries = [json.loads(line) for line in (await ok(url, "logs", object_id, "--tail", "all", "--json")).splitlines()]
+    return entries if any(e.get("line", "").startswith("chatty done") for e in entries) else None
