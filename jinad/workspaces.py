@@ -29,6 +29,7 @@ from .uploads import FilePart, receive, safe_relpath, sync_tree
 
 log = logging.getLogger(__name__)
 COLLECTION = "workspaces"
+STATES = ("ready", "installing", "failed")
 
 
 @dataclasses.dataclass
@@ -137,6 +138,10 @@ class WorkspaceManager:
             self._logs[workspace_id] = Log(c.home / "logs" / f"{workspace_id}.log", c.log_ring_lines,
                                            c.log_ring_bytes, c.log_file_max_bytes, c.log_file_backups)
         return self._logs[workspace_id]
+
+    def open_logs(self) -> dict[str, Log]:
+        """The install logs opened so far, by workspace id."""
+        return self._logs
 
     def is_settled(self, workspace_id: str) -> bool:
         ws = self._workspaces.get(workspace_id)
