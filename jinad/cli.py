@@ -14,7 +14,7 @@ from aiohttp import web
 
 from . import __version__, config as settings, local
 from .app import create_app
-from .client import cli as client_cli
+from .client import COMMANDS
 
 
 def lock_home(home: Path) -> IO:
@@ -40,11 +40,13 @@ def new_event_loop():
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in client_cli.COMMANDS:
+    if argv and argv[0] in COMMANDS:
+        from .client import cli as client_cli  # only then: the daemon never needs it
+
         sys.exit(client_cli.main(argv))
     parser = argparse.ArgumentParser(
         prog="jinad", description="Deploy and manage Jina Flows, Pods and Peas over REST.",
-        epilog=f"client commands: {', '.join(client_cli.COMMANDS)} (jinad COMMAND --help)",
+        epilog=f"client commands: {', '.join(COMMANDS)} (jinad COMMAND --help)",
     )
     parser.add_argument("--version", action="version", version=f"jinad {__version__}")
     settings.add_arguments(parser)

@@ -11,7 +11,6 @@ from typing import Any, AsyncIterator, Iterable
 
 import aiohttp
 
-from .contexts import local_token, resolve
 from .sse import iter_events
 
 PLURAL = {"flow": "flows", "pod": "pods", "pea": "peas"}
@@ -54,11 +53,14 @@ class Client:
 
     def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 600.0,
                  trace_configs: list[aiohttp.TraceConfig] | None = None) -> None:
-        if url is None:
-            target = resolve(token=token)
-            url, token = target.url, target.token
-        elif token is None:
-            token = local_token(url)
+        if url is None or token is None:
+            from .contexts import local_token, resolve  # not in a daemon, whose clients get both
+
+            if url is None:
+                target = resolve(token=token)
+                url, token = target.url, target.token
+            else:
+                token = local_token(url)
         self.url = url.rstrip("/")
         self.token = token
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)

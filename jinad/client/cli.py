@@ -58,7 +58,6 @@ from . import contexts
 from .api import PLURAL, Client, JinadError, kind_of
 from .contexts import ContextError, Contexts, Target
 
-COMMANDS = ("workspace", "flow", "pod", "pea", "ls", "get", "logs", "rm", "restart", "status", "ui", "context")
 KINDS = tuple(PLURAL)
 ALL_KINDS = (*KINDS, "workspace")
 RESTART_POLICIES = ("no", "on-failure", "always")
