@@ -1,6 +1,6 @@
 """`GET /metrics` of a real daemon with a running Flow, a failed Pea and workspaces, parsed with
 Prometheus' own parser; and the same states and counts from the CLI, `GET /status` and the
-lists the dashboard draws its tables and sums from."""
+lists the dashboard draws its tables and sums from (test_ui.py checks the page itself)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,12 @@ from tests.e2e.test_cli import ok
 TOKEN = "s3cret"
 
 
+def authorized() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=aiohttp.ClientTimeout(total=180))
+
+
 async def scrape(http, daemon) -> dict[str, dict]:
-    """family -> {labels as a sorted tuple of values, or the sample name for histograms: value}"""
+    """family -> {(sample name, *label values in label order): value}"""
     async with http.get(daemon.url + "/metrics") as resp:
         assert resp.status == 200
         text = await resp.text()
@@ -28,19 +32,30 @@ async def scrape(http, daemon) -> dict[str, dict]:
             for family in text_string_to_metric_families(text)}
 
 
-async def test_metrics_cli_status_and_dashboard_lists_agree(daemon_factory):
+def counted(metrics: dict) -> collections.Counter:
+    """(kind, state) -> how many, workspaces too, as the metrics say (zeros left out)."""
+    found = collections.Counter({(kind, state): int(n) for (_, kind, state), n in metrics["jinad_objects"].items() if n})
+    found.update({("workspace", state): int(n) for (_, state), n in metrics["jinad_workspaces"].items() if n})
+    return found
+
+
+async def a_flow_and_a_failed_pea(http, daemon) -> tuple[dict, str]:
+    """A running Flow (with its own workspace) and a Pea that failed to start (with another)."""
+    body = form(("flow", "flow.yml", EXECUTORS / "flow_http.yml"), ("files", "upper.py", EXECUTORS / "upper.py"))
+    async with http.post(daemon.url + "/flows", data=body) as resp:
+        assert resp.status == 201, await resp.text()
+        flow = await resp.json()
+    async with http.post(daemon.url + "/workspaces", data=form(("files", "crash.py", EXECUTORS / "crash.py"))) as resp:
+        crash_ws = (await resp.json())["id"]
+    async with http.post(daemon.url + "/peas", json={"workspace_id": crash_ws, "uses": "Crash", "py_modules": ["crash.py"]}) as resp:
+        assert resp.status == 422
+        return flow, (await resp.json())["id"]
+
+
+async def test_metrics_of_a_flow_a_failed_pea_and_workspaces_agree_with_cli_and_lists(daemon_factory):
     daemon = daemon_factory("--token", TOKEN)
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"},
-                                     timeout=aiohttp.ClientTimeout(total=180)) as http:
-        body = form(("flow", "flow.yml", EXECUTORS / "flow_http.yml"), ("files", "upper.py", EXECUTORS / "upper.py"))
-        async with http.post(daemon.url + "/flows", data=body) as resp:
-            assert resp.status == 201, await resp.text()
-            flow = await resp.json()
-        async with http.post(daemon.url + "/workspaces", data=form(("files", "crash.py", EXECUTORS / "crash.py"))) as resp:
-            crash_ws = (await resp.json())["id"]
-        async with http.post(daemon.url + "/peas", json={"workspace_id": crash_ws, "uses": "Crash", "py_modules": ["crash.py"]}) as resp:
-            assert resp.status == 422
-            pea_id = (await resp.json())["id"]
+    async with authorized() as http:
+        flow, pea_id = await a_flow_and_a_failed_pea(http, daemon)
 
         async def sampled():
             m = await scrape(http, daemon)
@@ -67,18 +82,16 @@ async def test_metrics_cli_status_and_dashboard_lists_agree(daemon_factory):
         assert m["jinad_uptime_seconds"][("jinad_uptime_seconds",)] > 0
 
         # The same states and counts everywhere.
-        counted = {(kind, state): int(n) for (_, kind, state), n in m["jinad_objects"].items() if n}
-        assert counted == {("flow", "ready"): 1, ("pea", "failed"): 1}
-        workspaces = {state: int(n) for (_, state), n in m["jinad_workspaces"].items() if n}
-        assert workspaces == {"ready": 2}
-        listed = collections.Counter()  # what the dashboard's tables and per-section sums show
+        expected = {("flow", "ready"): 1, ("pea", "failed"): 1, ("workspace", "ready"): 2}
+        assert counted(m) == expected
+        listed = collections.Counter()  # what the dashboard's tables and per-section sums are drawn from
         for plural in ("flows", "pods", "peas", "workspaces"):
             async with http.get(f"{daemon.url}/{plural}") as resp:
                 listed.update((plural[:-1], doc["state"]) for doc in await resp.json())
-        assert listed == {**counted, ("workspace", "ready"): 2}
+        assert listed == expected
         env = {"JINAD_HOST": daemon.url, "JINAD_TOKEN": TOKEN}
         status = json.loads(await ok(None, "status", "--json", env=env))
-        assert {(plural[:-1], state): n for plural in ("flows", "pods", "peas") for state, n in status[plural].items()} == counted
-        assert status["workspaces"] == 2
+        by_status = {(plural[:-1], state): n for plural in ("flows", "pods", "peas") for state, n in status[plural].items()}
+        assert {**by_status, ("workspace", "ready"): status["workspaces"]} == expected
         rows = json.loads(await ok(None, "ls", "--json", env=env))
-        assert collections.Counter((doc.get("kind", "workspace"), doc["state"]) for doc in rows) == listed
+        assert collections.Counter((doc.get("kind", "workspace"), doc["state"]) for doc in rows) == expected
