@@ -68,7 +68,7 @@ CREATE_FIELDS = ("workspace_id", "uses", "py_modules", "uses_with", "replicas", 
 CONTEXT_COLUMNS = ("", "NAME", "URL", "TOKEN")
 EXIT_DAEMON_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 1, 2, 3, 130
 # --since 10m, 1h30m, 2d: a time this long ago (as `docker logs --since`).
-DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhd])+")
+DURATION_PART = r"(\d+(?:\.\d+)?)([smhd])"
 SECONDS_OF_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -322,8 +322,8 @@ def host_url(text: str) -> str:
 def moment(text: str) -> str:
     """`10m` (ago), `1h30m`, `2d`, or a date and time (RFC 3339; without a zone, local time),
     as the RFC 3339 UTC time the daemon takes."""
-    if DURATION.fullmatch(text):
-        seconds = sum(float(n) * SECONDS_OF_UNIT[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([smhd])", text))
+    if re.fullmatch(f"(?:{DURATION_PART})+", text):
+        seconds = sum(float(n) * SECONDS_OF_UNIT[unit] for n, unit in re.findall(DURATION_PART, text))
         when = datetime.now(timezone.utc) - timedelta(seconds=seconds)
     else:
         try:
@@ -529,6 +529,9 @@ def main(argv: list[str]) -> int:
     except (ContextError, ValueError) as exc:  # ValueError: $JINAD_HOST that is no URL
         print(f"jinad: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # the contexts file could not be written
+        print(f"jinad: {exc}", file=sys.stderr)
+        return EXIT_DAEMON_ERROR
     try:
         asyncio.run(run(args, target))
     except JinadError as exc:
