@@ -11,9 +11,9 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from .api import health, logs, objects, openapi, ui, workspaces
-from .api.middleware import front_door
-from .api.keys import CONFIG, OBJECTS, STARTED_AT, STREAMS, WORKSPACES
+from .api import health, logs, metrics, objects, openapi, ui, workspaces
+from .api.keys import CONFIG, HTTP_STATS, OBJECTS, STARTED_AT, STREAMS, WORKSPACES
+from .api.middleware import HttpStats, front_door
 from .config import Config
 from .objects import ObjectManager
 from .store import Store
@@ -52,13 +52,15 @@ async def _housekeeping(app: web.Application) -> None:
 
 def create_app(config: Config) -> web.Application:
     # client_max_size bounds bodies read whole (JSON); uploads stream past it under their own limits.
-    app = web.Application(middlewares=[front_door(config.token)], client_max_size=config.max_json_bytes)
+    stats = HttpStats()
+    app = web.Application(middlewares=[front_door(config.token, stats)], client_max_size=config.max_json_bytes)
+    app[HTTP_STATS] = stats
     store = Store(config.home / "state")
     app[CONFIG] = config
     app[STARTED_AT] = time.monotonic()
     app[WORKSPACES] = WorkspaceManager(config, store)
     app[OBJECTS] = ObjectManager(config, store, app[WORKSPACES])
-    for module in (health, workspaces, objects, logs, ui, openapi):
+    for module in (health, workspaces, objects, logs, ui, openapi, metrics):
         app.add_routes(module.routes)
     app[STREAMS] = weakref.WeakSet()
     app.on_shutdown.append(logs.end_streams)

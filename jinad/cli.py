@@ -13,10 +13,9 @@ from typing import IO
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from . import __version__, config as settings
-from .api.auth import is_loopback, resolve_token
+from . import __version__, config as settings, local
 from .app import create_app
-from .client import cli as client_cli
+from .client import COMMANDS
 
 
 class _ClientProtocolErrors(logging.Filter):
@@ -54,11 +53,13 @@ def new_event_loop():
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in client_cli.COMMANDS:
+    if argv and argv[0] in COMMANDS:
+        from .client import cli as client_cli  # only then: the daemon never needs it
+
         sys.exit(client_cli.main(argv))
     parser = argparse.ArgumentParser(
         prog="jinad", description="Deploy and manage Jina Flows, Pods and Peas over REST.",
-        epilog=f"client commands: {', '.join(client_cli.COMMANDS)} (jinad COMMAND --help)",
+        epilog=f"client commands: {', '.join(COMMANDS)} (jinad COMMAND --help)",
     )
     parser.add_argument("--version", action="version", version=f"jinad {__version__}")
     settings.add_arguments(parser)
@@ -70,14 +71,25 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.server").addFilter(_ClientProtocolErrors())
     lock = lock_home(config.home)
-    config = resolve_token(config)
+    given_token = config.token
+    config = local.resolve_token(config)
+    log = logging.getLogger("jinad")
     if config.token:
-        logging.getLogger("jinad").info(
-            "auth is on: send 'Authorization: Bearer <token>' (or ?token= in a browser)%s",
-            f"; the token is in {config.home / 'token'}" if (config.home / "token").exists() else "",
-        )
-    elif not is_loopback(config.host):
-        logging.getLogger("jinad").warning("auth is off (--no-auth) on %s: anyone who reaches this port can run code here", config.host)
+        # Never the token itself: logs end up in places a token must not.
+        log.info("auth is on: clients send 'Authorization: Bearer <token>'; `jinad` commands on this machine %s",
+                 f"read it from {config.home / local.TOKEN_FILE}" if not given_token else "take it with --token or $JINAD_TOKEN")
+    elif not local.is_loopback(config.host):
+        log.warning("auth is off (--no-auth) on %s: anyone who reaches this port can run code here", config.host)
+
+    def listening(_: str) -> None:
+        try:
+            local.write_record(config, token_from_file=bool(config.token) and not given_token)
+        except OSError as exc:  # the daemon serves anyway; local clients then need --host and --token
+            log.warning("could not write %s: %s", config.home / local.RECORD_FILE, exc)
+        log.info("jinad %s listening on http://%s:%d (home %s); dashboard at %s/ui%s", __version__, config.host,
+                 config.port_expose, config.home, local.url_for(config.host, config.port_expose),
+                 " (`jinad ui` prints it with the token)" if config.token else "")
+
     web.run_app(
         create_app(config),
         host=config.host,
@@ -87,9 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         shutdown_timeout=5,
         # A client that goes away cancels its handler (see api/middleware.py): streams end at once.
         handler_cancellation=True,
-        print=lambda _: logging.getLogger("jinad").info(
-            "jinad %s listening on http://%s:%d (home %s)", __version__, config.host, config.port_expose, config.home
-        ),
+        print=listening,
     )
     lock.close()
 

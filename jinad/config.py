@@ -15,14 +15,16 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from .local import DEFAULT_HOME, DEFAULT_PORT
+
 DEFAULT_CONFIG_FILE = Path("configs/jinad.yml")
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     host: str = "0.0.0.0"
-    port_expose: int = 8000
-    workspace: str = "~/.jinad"
+    port_expose: int = DEFAULT_PORT
+    workspace: str = DEFAULT_HOME
     token: str = ""
     no_auth: bool = False
     max_upload_bytes: int = 1024 * 1024 * 1024

@@ -119,6 +119,7 @@ class StateNote:
     after_seq: int
     state: str
     exit_code: int | None
+    ts: str
 
 
 def _parse(raw: str) -> LogLine | None:
@@ -128,13 +129,17 @@ def _parse(raw: str) -> LogLine | None:
     return LogLine(int(parts[0]), parts[1], parts[2], parts[3] if len(parts) == 4 else "")
 
 
-def _first_seq(path: Path) -> int:
-    """The sequence number of a log file's first line (0 when it has none)."""
+def _first_line(path: Path) -> bytes:
     try:
         with open(path, "rb") as f:
-            entry = _parse(f.readline().decode("utf-8", "replace"))
+            return f.readline()
     except FileNotFoundError:
-        return 0
+        return b""
+
+
+def _first_seq(path: Path) -> int:
+    """The sequence number of a log file's first line (0 when it has none)."""
+    entry = _parse(_first_line(path).decode("utf-8", "replace"))
     return entry.seq if entry else 0
 
 
@@ -176,6 +181,7 @@ class Log:
         self._reread: collections.deque[list[Batch]] = collections.deque(maxlen=REREAD_KEPT)
         self._reread_used = 0.0
         self.notes: list[StateNote] = []
+        self.followers = 0  # streams reading it now (`follow`), for the daemon's metrics
 
     def files(self) -> list[Path]:
         """The log's files, oldest first."""
@@ -251,7 +257,7 @@ class Log:
         self._unwritten_bytes = len(rest)
 
     def note_state(self, state: str, exit_code: int | None) -> None:
-        self.notes.append(StateNote(self.last_seq, state, exit_code))
+        self.notes.append(StateNote(self.last_seq, state, exit_code, utc_now()))
         self.wake()
 
     def wake(self) -> None:
@@ -328,6 +334,27 @@ class Log:
         self._reread.append(chunk)
         return _pieces_after(chunk, seq, limit)
 
+    def seq_before(self, ts: str) -> int:
+        """The number of the last line written before time `ts` (RFC 3339 UTC with
+        milliseconds, as lines carry it): the lines after it are those at or after `ts`.
+        Lines are in time order, so this is a bisection of the ring, else of the files."""
+        if self._ring and self._ring[0].ts < ts:
+            i = bisect.bisect_left(self._ring, ts, key=lambda batch: batch.ts)
+            return self._ring[i].first - 1 if i < len(self._ring) else self.last_seq
+        self._write_unwritten()
+        before = _before_time(ts.encode())
+        older = [path for path in self.files() if before(_first_line(path))]
+        if not older:
+            return 0  # every line kept is at or after it
+        path = older[-1]  # the last file that starts before it holds the place
+        try:
+            with open(path, "rb") as f:
+                f.seek(_offset_of(f, os.fstat(f.fileno()).st_size, before))
+                entry = _parse(f.readline().decode("utf-8", "replace"))
+        except FileNotFoundError:  # rotated away meanwhile: from the start of what is kept
+            return 0
+        return entry.seq - 1 if entry else _last_seq(path)
+
     def tend(self) -> None:
         """Housekeeping: write the lines a full disk kept back, once it takes them again (not
         only when the child next prints), and drop the blocks read back from files once no
@@ -348,7 +375,7 @@ class Log:
             try:
                 with open(path, "rb") as f:
                     size = os.fstat(f.fileno()).st_size
-                    block = _offset_after(f, size, seq) // REREAD_BYTES
+                    block = _offset_of(f, size, _before_seq(seq)) // REREAD_BYTES
                     while block * REREAD_BYTES < size:
                         batches = _batches(_read_block(f, block))
                         if batches and batches[-1].last > seq:
@@ -372,29 +399,47 @@ class Log:
         self.wake()  # its followers end: their owner is gone
 
 
-def _offset_after(f: BinaryIO, size: int, seq: int) -> int:
-    """Where the first line after `seq` starts (lines are in order), or about there when a
-    line cannot be read."""
+def _before_seq(seq: int) -> Callable[[bytes], bool | None]:
+    """Is a raw log line numbered `seq` or lower? (None: not a line.) Reads only its number."""
+    def before(raw: bytes) -> bool | None:
+        number = raw.split(b" ", 1)[0]
+        return int(number) <= seq if number.isdigit() else None
+
+    return before
+
+
+def _before_time(ts: bytes) -> Callable[[bytes], bool | None]:
+    """Was a raw log line written before time `ts`? (None: not a line.) Times in the files are
+    all RFC 3339 UTC with milliseconds, so they compare as bytes."""
+    def before(raw: bytes) -> bool | None:
+        parts = raw.split(b" ", 2)
+        return parts[1] < ts if len(parts) == 3 and parts[0].isdigit() else None
+
+    return before
+
+
+def _offset_of(f: BinaryIO, size: int, before: Callable[[bytes], bool | None]) -> int:
+    """Where the first line that is not `before` the place wanted starts (lines are in order:
+    by number and by time), or about there when a line cannot be read."""
     low, high = 0, size
     while high - low > REREAD_BYTES // 4:
         middle = (low + high) // 2
         f.seek(middle)
         f.readline()  # the rest of the line `middle` falls in
         start = f.tell()
-        line = _parse(f.readline().decode("utf-8", "replace"))
-        if line is None or start >= high:
+        is_before = before(f.readline())
+        if is_before is None or start >= high:
             break
-        if line.seq <= seq:
+        if is_before:
             low = start
         else:
             high = start
-    # On to the line itself, reading only line numbers: the block it starts in is the one to
-    # read, not the block before (which the follower has just finished).
+    # On to the line itself: the block it starts in is the one to read, not the block before
+    # (which a follower has just finished).
     f.seek(low)
     end = min(high, low + REREAD_BYTES)  # bounded, should a line have been unreadable
     while low < end and (raw := f.readline()):
-        number = raw.split(b" ", 1)[0]
-        if number.isdigit() and int(number) > seq:
+        if before(raw) is False:
             break
         low += len(raw)
     return low
@@ -435,39 +480,75 @@ def _batches(data: bytes) -> list[Batch]:
     return batches
 
 
-async def follow(log: Log, after: int, keep_following: bool, finished: Callable[[], bool],
-                 resuming: bool = False) -> AsyncIterator[list[Piece | StateNote]]:
+def _in_window(lot: list[Piece | StateNote], since: str | None, until: str | None) -> tuple[list[Piece | StateNote], bool]:
+    """What of a lot is from `since` to `until` (RFC 3339 UTC, both included), and whether it
+    went past `until` (nothing later can be in the window: lines come in time order)."""
+    kept = []
+    for item in lot:
+        ts = item.batch.ts if isinstance(item, Piece) else item.ts
+        if until is not None and ts > until:
+            return kept, True
+        if since is None or ts >= since:
+            kept.append(item)
+    return kept, False
+
+
+async def follow(log: Log, after: int, keep_following: bool, finished: Callable[[], bool], resuming: bool = False,
+                 since: str | None = None, until: str | None = None, stop_at: float | None = None,
+                 ) -> AsyncIterator[list[Piece | StateNote]]:
     """Every line after `after` and every state change since, in order and in lots,
     until the owner has finished and every line was given (or, not following, once the
     backlog is given). A reader `resuming` after line `after` has seen the state changes
-    that came right after it, so those are not given again."""
+    that came right after it, so those are not given again. With a time window (`since`,
+    `until`, as lines carry their time) only what is in it; following ends at `stop_at`
+    (the loop's clock), when `until` comes."""
     first_note = bisect.bisect_right if resuming else bisect.bisect_left
     notes_seen = first_note(log.notes, after, key=lambda note: note.after_seq)
-    while True:
-        changed = log.changed
-        pieces = log.read_after(after)
-        lot: list[Piece | StateNote] = []
-        for piece in pieces:
-            while notes_seen < len(log.notes) and log.notes[notes_seen].after_seq < piece.last_seq:
-                note = log.notes[notes_seen]
-                if note.after_seq >= piece.first_seq:  # it came between two lines of the piece
-                    head, piece = piece.split(note.after_seq)
-                    lot.append(head)
-                lot.append(note)
+    windowed = since is not None or until is not None
+    loop = asyncio.get_running_loop()
+    log.followers += 1
+    try:
+        while True:
+            changed = log.changed
+            pieces = log.read_after(after)
+            lot: list[Piece | StateNote] = []
+            for piece in pieces:
+                while notes_seen < len(log.notes) and log.notes[notes_seen].after_seq < piece.last_seq:
+                    note = log.notes[notes_seen]
+                    if note.after_seq >= piece.first_seq:  # it came between two lines of the piece
+                        head, piece = piece.split(note.after_seq)
+                        lot.append(head)
+                    lot.append(note)
+                    notes_seen += 1
+                lot.append(piece)
+                after = piece.last_seq
+            while notes_seen < len(log.notes) and log.notes[notes_seen].after_seq <= after:
+                lot.append(log.notes[notes_seen])
                 notes_seen += 1
-            lot.append(piece)
-            after = piece.last_seq
-        while notes_seen < len(log.notes) and log.notes[notes_seen].after_seq <= after:
-            lot.append(log.notes[notes_seen])
-            notes_seen += 1
-        if lot:
-            yield lot
-        if pieces:
-            # Let the loop run between lots: a socket that takes all it is given never makes a
-            # sender wait, and a follower catching up would otherwise keep the loop from
-            # draining the children's pipes.
-            await asyncio.sleep(0)
-            continue
-        if not keep_following or finished():
-            return
-        await changed.wait()
+            past = False
+            if windowed:
+                lot, past = _in_window(lot, since, until)
+            if lot:
+                yield lot
+            if past:
+                return
+            if pieces:
+                # Let the loop run between lots: a socket that takes all it is given never makes a
+                # sender wait, and a follower catching up would otherwise keep the loop from
+                # draining the children's pipes.
+                await asyncio.sleep(0)
+                continue
+            if not keep_following or finished():
+                return
+            if stop_at is None:
+                await changed.wait()
+            elif loop.time() >= stop_at:
+                return
+            else:
+                waiting = asyncio.ensure_future(changed.wait())
+                try:
+                    await asyncio.wait({waiting}, timeout=stop_at - loop.time())
+                finally:
+                    waiting.cancel()
+    finally:
+        log.followers -= 1

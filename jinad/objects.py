@@ -43,11 +43,12 @@ LIVE_STATES = frozenset({"starting", "ready", "stopping"})
 TRANSITIONS = {
     "starting": {"ready", "failed", "stopping"},
     "ready": {"exited", "stopping"},
-    "exited": {"starting", "failed", "stopping"},
     "stopping": {"stopped"},
     "stopped": {"starting", "stopping", "failed"},
     "failed": {"starting", "stopping"},
+    "exited": {"starting", "failed", "stopping"},
 }
+STATES = tuple(TRANSITIONS)  # every state, in the order of the contract
 BACKOFF_RESET_S = 30.0  # ready this long, and earlier failures no longer count toward giving up
 LOG_TAIL_LINES = 30
 CANCEL_ATTEMPTS = 10
@@ -249,6 +250,8 @@ class ObjectManager:
         obj.state = state
         for name, value in fields.items():
             setattr(obj, name, value)
+        if state not in LIVE_STATES:  # no process left: its last sample would be shown as if it ran
+            self.runners[obj.id].resources = dict(NO_RESOURCES)
         self._save(obj)
         self.runners[obj.id].log.note_state(state, obj.exit_code)
         log.info("%s %s: %s%s", obj.kind, obj.id, state, f" ({obj.error})" if state == "failed" else "")
@@ -561,8 +564,11 @@ class ObjectManager:
             return
         members = await asyncio.to_thread(group_members, set(running))
         for pgid, runner in running.items():
-            if runner.child:
-                runner.resources = await asyncio.to_thread(runner.child.resources, members.get(pgid, []))
+            child = runner.child
+            if child and child.pid == pgid:
+                sample = await asyncio.to_thread(child.resources, members.get(pgid, []))
+                if runner.child is child:  # not a sample of a child that ended meanwhile
+                    runner.resources = sample
 
     def tend_logs(self) -> None:
         for runner in self.runners.values():

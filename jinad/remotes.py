@@ -40,7 +40,7 @@ class Remotes:
 
     def client(self, url: str) -> Client:
         if url not in self._clients:
-            self._clients[url] = Client(url, token=self.tokens.get(url))
+            self._clients[url] = Client(url, token=self.tokens.get(url, ""))  # "": a daemon sends only the tokens it was given
         return self._clients[url]
 
     async def close(self) -> None:

@@ -29,6 +29,7 @@ from .uploads import FilePart, receive, safe_relpath, sync_tree
 
 log = logging.getLogger(__name__)
 COLLECTION = "workspaces"
+STATES = ("ready", "installing", "failed")
 
 
 @dataclasses.dataclass
@@ -150,6 +151,10 @@ class WorkspaceManager:
     def tend_logs(self) -> None:
         for install_log in self._logs.values():
             install_log.tend()
+
+    def open_logs(self) -> dict[str, Log]:
+        """The install logs opened so far, by workspace id."""
+        return self._logs
 
     def is_settled(self, workspace_id: str) -> bool:
         ws = self._workspaces.get(workspace_id)

@@ -56,11 +56,14 @@ async def wait_until(predicate, timeout: float, what: str, interval: float = 0.0
 
 
 class Daemon:
-    """A real `jinad` process on loopback, with its own home and port range."""
+    """A real `jinad` process on loopback, with its own home and port range. With `env`, it is
+    started as a user would, plain `jinad` with settings in that environment (JINAD_*) instead
+    of flags, and its home left to its default (~/.jinad, so `env` sets HOME to home's parent)."""
 
-    def __init__(self, home: Path, *extra: str, host: str = "127.0.0.1") -> None:
+    def __init__(self, home: Path, *extra: str, host: str = "127.0.0.1", env: dict[str, str] | None = None) -> None:
         self.home = home
         self.host = host
+        self.env = env
         self.port = free_port()
         # A block per daemon, reused only after 60 daemons, when old ports are long closed;
         # all below the kernel's ephemeral range (32768-60999), as the daemon's default.
@@ -75,10 +78,17 @@ class Daemon:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> "Daemon":
-        argv = [str(JINAD), "--workspace", str(self.home), "--host", self.host, "--port-expose", str(self.port),
-                "--port-range", self.port_range, "--stop-grace-s", "5", "--resource-interval-s", "0.5", *self.extra]
+        settings = {"host": self.host, "port-expose": str(self.port), "port-range": self.port_range, "stop-grace-s": "5",
+                    "resource-interval-s": "0.5"}
+        if self.env is None:
+            argv, env = [str(JINAD), "--workspace", str(self.home), *(f for k, v in settings.items() for f in (f"--{k}", v))], None
+        else:
+            argv = [str(JINAD)]
+            env = {**{k: v for k, v in os.environ.items() if not k.startswith("JINAD_")}, **self.env,
+                   **{"JINAD_" + k.replace("-", "_").upper(): v for k, v in settings.items()}, "HOME": str(self.home.parent)}
         with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen([*argv, *self.extra], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -105,8 +115,8 @@ def daemon_factory(tmp_path):
     """Start daemons with `daemon_factory()`; at the end all are stopped and none may leave a child."""
     started: list[Daemon] = []
 
-    def make(*extra: str, home: Path | None = None, host: str = "127.0.0.1") -> Daemon:
-        daemon = Daemon(home or tmp_path / f"home{len(started)}", *extra, host=host).start()
+    def make(*extra: str, home: Path | None = None, host: str = "127.0.0.1", env: dict[str, str] | None = None) -> Daemon:
+        daemon = Daemon(home or tmp_path / f"home{len(started)}", *extra, host=host, env=env).start()
         started.append(daemon)
         return daemon
 

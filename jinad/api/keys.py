@@ -9,10 +9,12 @@ from aiohttp import web
 from ..config import Config
 from ..objects import ObjectManager
 from ..workspaces import WorkspaceManager
+from .middleware import HttpStats
 
 CONFIG = web.AppKey("config", Config)
 WORKSPACES = web.AppKey("workspaces", WorkspaceManager)
 OBJECTS = web.AppKey("objects", ObjectManager)
 STARTED_AT = web.AppKey("started_at", float)
+HTTP_STATS = web.AppKey("http_stats", HttpStats)
 # Tasks of open log and event streams, ended when the daemon shuts down.
 STREAMS = web.AppKey("streams", weakref.WeakSet)

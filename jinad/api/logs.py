@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 from json.encoder import encode_basestring  # json.dumps of one string (the C encoder)
 from typing import AsyncIterator, Iterable
@@ -12,7 +13,7 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from ..errors import BadRequest
-from ..logs import Batch, Piece, StateNote, follow
+from ..logs import Batch, Log, Piece, StateNote, follow
 from .keys import OBJECTS, STREAMS, WORKSPACES
 
 routes = web.RouteTableDef()
@@ -28,15 +29,44 @@ def _whole(name: str, raw: str) -> int:
     return int(raw)
 
 
-def _start_after(request: web.Request, last_seq: int) -> int:
-    """The sequence number after which to start: a resume point, else the tail's start."""
+def _time(request: web.Request, name: str) -> datetime.datetime | None:
+    """An RFC 3339 time of the query, with its zone, or None when not given."""
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:  # Python 3.10's fromisoformat does not take "Z"
+        when = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
+        if when.tzinfo is not None:
+            return when.astimezone(datetime.timezone.utc)
+    except (ValueError, OverflowError):
+        raise BadRequest(f"{name} must be an RFC 3339 time like 2026-11-30T12:00:00Z, not {raw!r}") from None
+    raise BadRequest(f"{name} needs its time zone, like 2026-11-30T12:00:00Z or ...+01:00, not {raw!r}")
+
+
+def _stamp(when: datetime.datetime | None, round_up: bool) -> str | None:
+    """A time as lines carry theirs (milliseconds, UTC, `Z`), so that the two compare as text;
+    rounded up for a window's start, so that it holds no line before the time asked for."""
+    if when is None:
+        return None
+    if round_up and when.microsecond % 1000:
+        try:
+            when += datetime.timedelta(microseconds=1000 - when.microsecond % 1000)
+        except OverflowError:
+            raise BadRequest("since_time is past the last time there can be") from None
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _start_after(request: web.Request, log: Log, since: str | None) -> int:
+    """The sequence number after which to start: a resume point, else the tail's start; with
+    `since_time`, not before it (and its tail is the last N lines of those, default all)."""
+    first = log.seq_before(since) if since is not None else 0
     resume = request.headers.get("Last-Event-ID") or request.query.get("since")
     if resume is not None:
-        return _whole("Last-Event-ID" if "Last-Event-ID" in request.headers else "since", resume)
-    tail = request.query.get("tail", str(DEFAULT_TAIL))
+        return max(first, _whole("Last-Event-ID" if "Last-Event-ID" in request.headers else "since", resume))
+    tail = request.query.get("tail", str(DEFAULT_TAIL) if since is None else "all")
     if tail == "all":
-        return 0
-    return max(0, last_seq - _whole("tail", tail))
+        return first
+    return max(first, log.last_seq - _whole("tail", tail))
 
 
 def _flag(request: web.Request, name: str, default: bool) -> bool:
@@ -109,25 +139,32 @@ async def object_log(request: web.Request) -> web.StreamResponse:
     else:
         owner = request.app[OBJECTS]
         log, finished = owner.log_of(owner_id), lambda: owner.is_finished(owner_id)
-    after = _start_after(request, log.last_seq)
+    since, until = _time(request, "since_time"), _time(request, "until_time")
+    since_ts, until_ts = _stamp(since, round_up=True), _stamp(until, round_up=False)
+    after = _start_after(request, log, since_ts)
     sse = "text/event-stream" in request.headers.get("Accept", "")
     resuming = "Last-Event-ID" in request.headers or "since" in request.query
-    items = follow(log, after, _flag(request, "follow", default=sse), finished, resuming)
-    if sse:
-        async with _event_stream(request) as resp:
-            async for batch in items:
-                await resp.write(_sse_frames(batch))
-            await resp.write(_sse_frame("end", {}).encode())
+    following, stop_at = _flag(request, "follow", default=sse), None
+    if until is not None:  # a follow ends when `until` comes: no later line can be in the window
+        left = (until - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+        following, stop_at = following and left > 0, asyncio.get_running_loop().time() + left
+    # Closed as the handler ends, however it ends: the log counts its followers.
+    async with contextlib.aclosing(follow(log, after, following, finished, resuming, since_ts, until_ts, stop_at)) as items:
+        if sse:
+            async with _event_stream(request) as resp:
+                async for batch in items:
+                    await resp.write(_sse_frames(batch))
+                await resp.write(_sse_frame("end", {}).encode())
+            return resp
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        async for batch in items:
+            text = "".join(line + "\n" for item in batch if isinstance(item, Piece) for line in item.lines)
+            if text:
+                await resp.write(text.encode())
+        await resp.write_eof()
         return resp
-    resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
-    resp.enable_chunked_encoding()
-    await resp.prepare(request)
-    async for batch in items:
-        text = "".join(line + "\n" for item in batch if isinstance(item, Piece) for line in item.lines)
-        if text:
-            await resp.write(text.encode())
-    await resp.write_eof()
-    return resp
 
 
 @routes.get("/events")

@@ -9,7 +9,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import __version__
-from ..kinds import KINDS
+from ..kinds import KINDS, PROTOCOLS
+from ..objects import RESTART_POLICIES, STATES
+from ..workspaces import STATES as WORKSPACE_STATES
 
 routes = web.RouteTableDef()
 
@@ -31,6 +33,7 @@ def _errors(*statuses: int) -> dict:
 ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 WAIT = {"name": "wait", "in": "query", "schema": {"type": "boolean", "default": True},
         "description": "false: answer 202 at once, state `starting`"}
+RESTART = {"enum": list(RESTART_POLICIES)}
 NULLABLE_STRING = {"type": ["string", "null"]}
 NULLABLE_INT = {"type": ["integer", "null"]}
 UPLOAD = {
@@ -50,7 +53,7 @@ SCHEMAS = {
     "Workspace": {
         "type": "object", "required": ["id", "state", "files", "size", "created_at", "updated_at", "error"],
         "properties": {
-            "id": {"type": "string"}, "state": {"enum": ["ready", "installing", "failed"]},
+            "id": {"type": "string"}, "state": {"enum": list(WORKSPACE_STATES)},
             "files": {"type": "array", "items": {"type": "object", "required": ["path", "size"],
                                                  "properties": {"path": {"type": "string"}, "size": {"type": "integer"}}}},
             "size": {"type": "integer"}, "created_at": {"type": "string"}, "updated_at": {"type": "string"},
@@ -63,11 +66,11 @@ SCHEMAS = {
                      "started_at", "exit_code", "restarts", "error", "resources", "remote"],
         "properties": {
             "id": {"type": "string"}, "kind": {"enum": list(KINDS)}, "workspace_id": {"type": "string"},
-            "state": {"enum": ["starting", "ready", "stopping", "stopped", "failed", "exited"]},
+            "state": {"enum": list(STATES)},
             "pid": NULLABLE_INT, "address": NULLABLE_STRING, "protocol": NULLABLE_STRING,
             "ports": {"type": "object", "additionalProperties": {"type": "integer"}},
             "created_at": {"type": "string"}, "started_at": NULLABLE_STRING, "exit_code": NULLABLE_INT,
-            "restarts": {"type": "integer"}, "error": NULLABLE_STRING, "restart": {"enum": ["no", "on-failure", "always"]},
+            "restarts": {"type": "integer"}, "error": NULLABLE_STRING, "restart": RESTART,
             "resources": {"type": "object", "properties": {"cpu_percent": {"type": "number"},
                                                           "memory_rss": {"type": "integer"},
                                                           "processes": {"type": "integer"}}},
@@ -77,7 +80,7 @@ SCHEMAS = {
     "CreateFlow": {
         "type": "object", "required": ["workspace_id", "filename"],
         "properties": {"workspace_id": {"type": "string"}, "filename": {"type": "string"},
-                       "envs": {"type": "object"}, "restart": {"enum": ["no", "on-failure", "always"]},
+                       "envs": {"type": "object"}, "restart": RESTART,
                        "timeout_s": {"type": "number"}},
     },
     "CreateExecutor": {
@@ -85,8 +88,8 @@ SCHEMAS = {
         "properties": {"workspace_id": {"type": "string"}, "uses": {"type": "string"},
                        "py_modules": {"type": "array", "items": {"type": "string"}}, "uses_with": {"type": "object"},
                        "replicas": {"type": "integer", "minimum": 1}, "shards": {"type": "integer", "minimum": 1},
-                       "protocol": {"enum": ["grpc", "http", "websocket"]}, "port": NULLABLE_INT,
-                       "envs": {"type": "object"}, "restart": {"enum": ["no", "on-failure", "always"]},
+                       "protocol": {"enum": list(PROTOCOLS)}, "port": NULLABLE_INT,
+                       "envs": {"type": "object"}, "restart": RESTART,
                        "timeout_s": {"type": "number"}},
     },
     "Status": {
@@ -158,11 +161,19 @@ def document() -> dict:
             "parameters": [ID],
             "get": {
                 "summary": "an object's or workspace's log: SSE with Accept: text/event-stream, else text",
-                "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}} for n in ("tail", "since", "follow")],
+                "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}, "description": text} for n, text in (
+                    ("tail", "last N lines first, or `all` (default 100; all with since_time)"),
+                    ("since", "lines after this sequence number (as Last-Event-ID)"),
+                    ("since_time", "lines at or after this RFC 3339 time"),
+                    ("until_time", "lines at or before this RFC 3339 time; a follow ends when it comes"),
+                    ("follow", "keep streaming new lines (default: true for SSE)"))],
                 "responses": {"200": {"description": "log lines", "content": {"text/event-stream": {}, "text/plain": {}}},
                               **_errors(400, 404)},
             },
         },
+        "/metrics": {"get": {"summary": "the daemon, its objects, logs and HTTP requests in Prometheus' text format",
+                             "responses": {"200": {"description": "text exposition format 0.0.4",
+                                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/events": {"get": {"summary": "every object's state changes (SSE)",
                             "responses": {"200": {"description": "events", "content": {"text/event-stream": {}}}}}},
     }

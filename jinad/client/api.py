@@ -44,10 +44,23 @@ def folder_files(folder: Path) -> list[tuple[str, Path]]:
 
 
 class Client:
-    """`async with Client("http://127.0.0.1:8000", token=...) as jd: await jd.status()`"""
+    """`async with Client() as jd: await jd.status()`
 
-    def __init__(self, url: str, token: str | None = None, timeout: float = 600.0,
+    With no URL it talks to the daemon the `jinad` commands would (JINAD_HOST / JINAD_CONTEXT,
+    the current context, else the local daemon). With no token (None; "" is "send none") and a
+    URL that is the local daemon, it reads the token from that daemon's home, as those commands do.
+    """
+
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 600.0,
                  trace_configs: list[aiohttp.TraceConfig] | None = None) -> None:
+        if url is None or token is None:
+            from .contexts import local_token, resolve  # not in a daemon, whose clients get both
+
+            if url is None:
+                target = resolve(token=token)
+                url, token = target.url, target.token
+            else:
+                token = local_token(url)
         self.url = url.rstrip("/")
         self.token = token
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
@@ -161,15 +174,18 @@ class Client:
 
     # ---- logs ------------------------------------------------------------------------------------
 
-    async def logs(self, object_id: str, tail: int | str = 100, follow: bool = True) -> AsyncIterator[dict]:
+    async def logs(self, object_id: str, tail: int | str | None = None, follow: bool = True,
+                   since_time: str | None = None, until_time: str | None = None) -> AsyncIterator[dict]:
         """Log lines ({"seq","ts","stream","line"}) and state changes ({"state","exit_code"}) as
         they come; after a dropped connection it reconnects and resumes from the last line seen,
-        so no line is lost or repeated. Ends when the daemon says the stream ended."""
+        so no line is lost or repeated. Ends when the daemon says the stream ended. `tail`: the
+        daemon's default is 100, or all with `since_time`; times are RFC 3339."""
         last_seq: int | None = None
         failures = 0
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
+        asked = {"tail": tail, "since_time": since_time, "until_time": until_time}
         while True:
-            params = {"follow": "true" if follow else "false", "tail": str(tail)}
+            params = {"follow": "true" if follow else "false", **{k: str(v) for k, v in asked.items() if v is not None}}
             headers = {"Accept": "text/event-stream"}
             if last_seq is not None:
                 headers["Last-Event-ID"] = str(last_seq)

@@ -9,20 +9,27 @@
     jinad flow create FLOW.yml [--dir DIR] [--restart POLICY] [--no-wait]
     jinad pod create --workspace ID --uses X [--py-modules a.py ...] [--uses-with JSON] [--replicas N] [--shards N]
     jinad pea create --workspace ID --uses X [--py-modules a.py ...] [--uses-with JSON]
-    jinad logs ID [-f/--follow] [--tail N|all]    lines as they come; -f until the object ends
+    jinad logs ID [-f/--follow] [--tail N|all] [--since 10m|TIME] [--until TIME] [-t/--timestamps]
+                                                  lines as they come; -f until the object ends
     jinad rm ID                                   any id; a workspace goes with its objects
     jinad restart ID
+    jinad ui                                      the dashboard's URL (with the token)
+    jinad context add NAME URL [--token T]        name a daemon; also: context ls, use NAME, rm NAME
 
-Every command takes `--host URL` (else $JINAD_HOST, else http://127.0.0.1:8000), `--token`
-(else $JINAD_TOKEN) and `--json` (the daemon's JSON instead of tables; one document a line for
-logs). Creating, uploading and removing print the id, so `ID=$(jinad pea create ...)` works.
-Progress (bytes sent, seconds waited) goes to stderr, and only when stderr is a terminal.
+Every command but `context` takes `--host URL` / $JINAD_HOST, `--token` / $JINAD_TOKEN,
+`--context NAME` / $JINAD_CONTEXT and `--json` (the daemon's JSON instead of tables; one
+document a line for logs). Which daemon and token (see contexts.py): flags, then the
+environment, then the current context, then the local daemon -- the one whose home is
+`--home DIR` / $JINAD_WORKSPACE / ~/.jinad, found at the URL it wrote there, with the token it
+keeps there when this user can read it. Creating, uploading and removing print the id, so
+`ID=$(jinad pea create ...)` works. Progress (bytes sent, seconds waited) goes to stderr, and
+only when stderr is a terminal.
 
 Exit codes:
     0    success
     1    the daemon answered an error: its code and message on stderr (and the log tail of a
          failed start; with --json, the daemon's error document)
-    2    usage error
+    2    usage error (an unknown context among them)
     3    the daemon cannot be reached
     130  interrupted (Ctrl-C)
 """
@@ -35,20 +42,22 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, TextIO
-from urllib.parse import urlsplit
+from urllib.parse import quote
 
 import aiohttp
 
+from .. import local
+from . import contexts
 from .api import PLURAL, Client, JinadError, kind_of
+from .contexts import ContextError, Contexts, Target
 
-COMMANDS = ("workspace", "flow", "pod", "pea", "ls", "get", "logs", "rm", "restart", "status")
-DEFAULT_HOST = "http://127.0.0.1:8000"
 KINDS = tuple(PLURAL)
 ALL_KINDS = (*KINDS, "workspace")
 RESTART_POLICIES = ("no", "on-failure", "always")
@@ -56,7 +65,11 @@ OBJECT_COLUMNS = ("ID", "KIND", "STATE", "ADDRESS", "RESTARTS", "CPU", "RSS", "A
 WORKSPACE_COLUMNS = ("ID", "STATE", "FILES", "SIZE", "AGE")
 # Request-body fields a create command may set; None (not given) leaves the daemon's default.
 CREATE_FIELDS = ("workspace_id", "uses", "py_modules", "uses_with", "replicas", "shards", "restart")
-EXIT_DAEMON_ERROR, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 1, 3, 130
+CONTEXT_COLUMNS = ("", "NAME", "URL", "TOKEN")
+EXIT_DAEMON_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 1, 2, 3, 130
+# --since 10m, 1h30m, 2d: a time this long ago (as `docker logs --since`).
+DURATION_PART = r"(\d+(?:\.\d+)?)([smhd])"
+SECONDS_OF_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 # ---- human output ---------------------------------------------------------------------------
@@ -182,6 +195,7 @@ class Context:
     jd: Client
     args: argparse.Namespace
     progress: Progress
+    target: Target
 
     def show(self, data: Any, render: Callable[[Any], str]) -> None:
         print(json.dumps(data) if self.args.json else render(data), flush=True)
@@ -231,11 +245,12 @@ async def cmd_create(ctx: Context) -> None:
 
 
 async def cmd_logs(ctx: Context) -> None:
-    async for entry in ctx.jd.logs(ctx.args.id, tail=ctx.args.tail, follow=ctx.args.follow):
-        if ctx.args.json:
+    a = ctx.args
+    async for entry in ctx.jd.logs(a.id, tail=a.tail, follow=a.follow, since_time=a.since, until_time=a.until):
+        if a.json:
             print(json.dumps(entry), flush=True)
         elif entry["event"] == "log":
-            print(entry["line"], flush=True)
+            print(f"{entry['ts']} {entry['line']}" if a.timestamps else entry["line"], flush=True)
 
 
 async def cmd_rm(ctx: Context) -> None:
@@ -248,14 +263,76 @@ async def cmd_restart(ctx: Context) -> None:
     ctx.show(restarted, id_of)
 
 
+def dashboard_url(target: Target) -> str:
+    return f"{target.url}/ui" + (f"?token={quote(target.token, safe='')}" if target.token else "")
+
+
+async def cmd_ui(ctx: Context) -> None:
+    """Asks the daemon nothing: the URL is for a browser (print it, open it, share it)."""
+    url = dashboard_url(ctx.target)
+    ctx.show({"url": url}, lambda doc: doc["url"])
+
+
+# ---- contexts: no daemon is asked --------------------------------------------------------------
+
+def context_book() -> Contexts:
+    return Contexts.load(contexts.contexts_file())
+
+
+def context_rows(book: Contexts) -> list[dict]:
+    """The contexts, `local` (the local daemon) first; tokens only as whether there is one."""
+    here = local.find(local.home_dir())
+    rows = [{"name": contexts.LOCAL, "url": here.url if here else contexts.DEFAULT_URL,
+             "token": bool(here and here.token), "current": book.current is None}]
+    for name, entry in book.entries.items():
+        rows.append({"name": name, "url": entry["url"], "token": bool(entry.get("token")), "current": name == book.current})
+    return rows
+
+
+def cmd_context_ls(args: argparse.Namespace) -> None:
+    rows = context_rows(context_book())
+    print(json.dumps(rows) if args.json else table(CONTEXT_COLUMNS, [
+        ("*" if r["current"] else "", r["name"], r["url"], "yes" if r["token"] else "-") for r in rows]), flush=True)
+
+
+def cmd_context_add(args: argparse.Namespace) -> None:
+    context_book().add(args.name, args.url, args.token)
+    print(args.name)
+
+
+def cmd_context_use(args: argparse.Namespace) -> None:
+    context_book().use(args.name)
+    print(args.name)
+
+
+def cmd_context_rm(args: argparse.Namespace) -> None:
+    context_book().remove(args.name)
+    print(args.name)
+
+
 # ---- arguments --------------------------------------------------------------------------------
 
 def host_url(text: str) -> str:
-    url = text if "://" in text else f"http://{text}"
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a daemon URL like http://127.0.0.1:8000")
-    return url
+    try:
+        return contexts.daemon_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def moment(text: str) -> str:
+    """`10m` (ago), `1h30m`, `2d`, or a date and time (RFC 3339; without a zone, local time),
+    as the RFC 3339 UTC time the daemon takes."""
+    if re.fullmatch(f"(?:{DURATION_PART})+", text):
+        seconds = sum(float(n) * SECONDS_OF_UNIT[unit] for n, unit in re.findall(DURATION_PART, text))
+        when = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    else:
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is neither a duration like 10m, 1h30m, 2d nor a time like "
+                                             "2026-11-30T12:00:00Z") from None
+        when = when.astimezone(timezone.utc)  # a time without a zone is local time, as for `docker logs`
+    return when.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def id_type(*kinds: str) -> Callable[[str], str]:
@@ -313,9 +390,14 @@ WORKSPACE_ID = id_type("workspace")
 def common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("daemon and output")
-    group.add_argument("--host", type=host_url, default=os.environ.get("JINAD_HOST") or DEFAULT_HOST,
-                       help="the daemon's URL (default: $JINAD_HOST, else %(default)s)")
-    group.add_argument("--token", default=os.environ.get("JINAD_TOKEN"), help="its bearer token (default: $JINAD_TOKEN)")
+    group.add_argument("--host", type=host_url, help="the daemon's URL (default: $JINAD_HOST, else the context's, "
+                                                      f"else the local daemon's, else {contexts.DEFAULT_URL})")
+    group.add_argument("--token", help="its bearer token (default: $JINAD_TOKEN, else the context's, else the "
+                                       "local daemon's, read from its home)")
+    group.add_argument("--context", metavar="NAME", help="a daemon named with `jinad context add` "
+                                                          "(default: $JINAD_CONTEXT, else `jinad context use`'s)")
+    group.add_argument("--home", metavar="DIR", help="the local daemon's home, as it was given with --workspace "
+                                                      "(default: $JINAD_WORKSPACE, else ~/.jinad)")
     group.add_argument("--json", action="store_true", help="print the daemon's JSON (one document a line for logs)")
     return common
 
@@ -362,7 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
     logs = command(commands, "logs", cmd_logs, "print an object's (or a workspace install's) log")
     logs.add_argument("id", type=ANY_ID)
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the object ends")
-    logs.add_argument("--tail", type=tail_type, default=100, help="last N lines first, or 'all' (default: %(default)s)")
+    logs.add_argument("--tail", type=tail_type, help="last N lines first, or 'all' (default: 100, all with --since)")
+    logs.add_argument("--since", type=moment, metavar="WHEN", help="lines from this time on: 10m (ago), 1h30m, 2d, or RFC 3339")
+    logs.add_argument("--until", type=moment, metavar="WHEN", help="lines up to this time; ends a follow there")
+    logs.add_argument("-t", "--timestamps", action="store_true", help="each line after its time (RFC 3339, UTC)")
     command(commands, "rm", cmd_rm, "stop and remove an object (a workspace with its objects)").add_argument("id", type=ANY_ID)
     restart = command(commands, "restart", cmd_restart, "restart a Flow, Pod or Pea")
     restart.add_argument("id", type=OBJECT_ID)
@@ -382,15 +467,44 @@ def build_parser() -> argparse.ArgumentParser:
     add_start_options(flow)
     for kind, text in (("pod", "an Executor with replicas/shards"), ("pea", "a single Executor")):
         add_runtime_options(command(noun(kind, f"create {kind.title()}s"), "create", cmd_create, f"start {text}"), kind)
+    command(commands, "ui", cmd_ui, "print the dashboard's URL, with the token (keep it to yourself)")
+
+    def offline(group: Any, name: str, run: Callable[[argparse.Namespace], None], text: str) -> argparse.ArgumentParser:
+        sub = group.add_parser(name, help=text, description=text)
+        sub.set_defaults(run=run, offline=True)
+        return sub
+
+    book = noun("context", f"name daemons, as `docker context` (kept in {contexts.contexts_file()}, mode 0600)")
+    offline(book, "ls", cmd_context_ls, "list contexts; * marks the one in use").add_argument(
+        "--json", action="store_true", help="as JSON (tokens only as whether there is one)")
+    add = offline(book, "add", cmd_context_add, "name a daemon")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("url", type=host_url, metavar="URL")
+    add.add_argument("--token", help="its bearer token")
+    offline(book, "use", cmd_context_use, f"use this daemon from now on ({contexts.LOCAL}: the local daemon)").add_argument(
+        "name", metavar="NAME")
+    offline(book, "rm", cmd_context_rm, "forget a context").add_argument("name", metavar="NAME")
     return parser
 
 
 # ---- entry point ------------------------------------------------------------------------------
 
-async def run(args: argparse.Namespace) -> None:
+async def run(args: argparse.Namespace, target: Target) -> None:
     progress = Progress(sys.stderr)
-    async with Client(args.host, args.token, trace_configs=[progress.trace()]) as jd:
-        await args.run(Context(jd, args, progress))
+    async with Client(target.url, target.token or "", trace_configs=[progress.trace()]) as jd:
+        await args.run(Context(jd, args, progress, target))
+
+
+def hint_401(target: Target) -> str:
+    """One line on what to do about a 401: where a token comes from, or which one was refused."""
+    if target.token_from:
+        return f"jinad: the token from {target.token_from} was refused by {target.url}; give the right one with --token"
+    if target.local is not None:
+        where = f"{target.local.token_path}, which only the daemon's user can read"
+    else:
+        where = "<home>/token on the daemon's machine"
+    return (f"jinad: {target.url} wants a token: --token T, $JINAD_TOKEN or `jinad context add NAME {target.url} "
+            f"--token T`; a daemon keeps the one it made in {where}")
 
 
 def report(exc: JinadError, as_json: bool) -> None:
@@ -408,15 +522,29 @@ def report(exc: JinadError, as_json: bool) -> None:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)  # exits 2 on a usage error
     try:
-        asyncio.run(run(args))
+        if getattr(args, "offline", False):
+            args.run(args)
+            return 0
+        target = contexts.resolve(args.host, args.token, args.context, args.home)
+    except (ContextError, ValueError) as exc:  # ValueError: $JINAD_HOST that is no URL
+        print(f"jinad: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # the contexts file could not be written
+        print(f"jinad: {exc}", file=sys.stderr)
+        return EXIT_DAEMON_ERROR
+    try:
+        asyncio.run(run(args, target))
     except JinadError as exc:
         report(exc, args.json)
+        if exc.status == 401 and not args.json:
+            print(hint_401(target), file=sys.stderr)
         return EXIT_DAEMON_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `jinad logs ID | head`: the reader left, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-        print(f"jinad: cannot reach the daemon at {args.host}: {exc or type(exc).__name__}", file=sys.stderr)
+        print(f"jinad: cannot reach the daemon at {target.url} (from {target.url_from}): {exc or type(exc).__name__}",
+              file=sys.stderr)
         return EXIT_UNREACHABLE
     return 0

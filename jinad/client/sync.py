@@ -1,13 +1,15 @@
 """A blocking twin of the async `Client`, for scripts and Jupyter notebooks.
 
-    with SyncClient("http://127.0.0.1:8000") as jd:
+    with SyncClient() as jd:        # the local daemon (or SyncClient(URL, token=...))
         ws = jd.upload("my_folder")
         pea = jd.create("pea", workspace_id=ws["id"], uses="Upper", py_modules=["upper.py"])
         for entry in jd.logs(pea["id"], follow=False):
             print(entry)
 
 The async client runs on a private event loop in a daemon thread, so calls work the same
-whether or not the calling thread already runs a loop (as a notebook does).
+whether or not the calling thread already runs a loop (as a notebook does). A client that is
+never closed is closed when it is collected or when Python exits, so its HTTP session does not
+end in "Unclosed client session" warnings.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import contextlib
 import functools
 import inspect
 import threading
+import weakref
 from typing import Any, Awaitable, Iterator, TypeVar
 
 from .api import Client
@@ -28,11 +31,13 @@ class SyncClient:
     """Every coroutine method of `Client` (status, upload, create, create_flow, list, get,
     restart, delete, ...) as a blocking call; `logs()` as a plain iterator."""
 
-    def __init__(self, url: str, token: str | None = None, timeout: float = 600.0) -> None:
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 600.0) -> None:
+        self._client = Client(url, token, timeout)  # no URL, no token: as `Client` finds them
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="jinad-sync-client", daemon=True)
         self._thread.start()
-        self._client = Client(url, token, timeout)
+        # Holds no reference to self, so an unclosed client can still be collected.
+        self._closer = weakref.finalize(self, _shut_down, self._loop, self._thread, self._client)
 
     def __enter__(self) -> "SyncClient":
         return self
@@ -80,10 +85,16 @@ class SyncClient:
                     self._run(stream.aclose())
 
     def close(self) -> None:
-        """Close the HTTP session, then stop and close the private loop."""
-        if self._loop.is_closed():
-            return
-        self._run(self._client.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+        """Close the HTTP session, then stop and close the private loop (once)."""
+        self._closer()
+
+
+def _shut_down(loop: asyncio.AbstractEventLoop, thread: threading.Thread, client: Client) -> None:
+    if threading.current_thread() is thread:  # collected on its own loop's thread: it cannot wait there
+        loop.create_task(client.close()).add_done_callback(lambda _: loop.stop())
+        return
+    with contextlib.suppress(RuntimeError):  # the loop may already be gone at the interpreter's exit
+        asyncio.run_coroutine_threadsafe(client.close(), loop).result()
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join()
+    loop.close()

@@ -18,9 +18,9 @@ TOKEN = "bench-token"
 CONNECTIONS = 32
 
 
-def wrk(url: str, seconds: int, headers: dict[str, str]) -> float:
+def wrk(url: str, seconds: int, headers: dict[str, str], connections: int = CONNECTIONS) -> float:
     """Requests/s; raises when any answer was not 2xx (a 401 would be fast and meaningless)."""
-    argv = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for key, value in headers.items():
         argv += ["-H", f"{key}: {value}"]
     proc = spawn([*argv, url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -28,6 +28,7 @@ import psutil  # noqa: E402
 import bench_deploy  # noqa: E402
 import bench_logs  # noqa: E402
 import bench_memory  # noqa: E402
+import bench_metrics  # noqa: E402
 import bench_peers  # noqa: E402
 import bench_rest  # noqa: E402
 import common  # noqa: E402
@@ -41,6 +42,7 @@ BENCHMARKS = {
     "rest": bench_rest.run,
     "deploy": bench_deploy.run,
     "memory": bench_memory.run,
+    "metrics": bench_metrics.run,
     "peers": bench_peers.run,
 }
 

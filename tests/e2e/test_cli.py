@@ -18,8 +18,8 @@ from typing import AsyncIterator
 
 import pytest
 
-from tests.conftest import EXECUTORS, JINAD, free_port
-from tests.e2e.test_logs import CHATTY
+from tests.conftest import EXECUTORS, JINAD, free_port, wait_until
+from tests.e2e.test_logs import CHATTY, start_chatty
 from tests.e2e.test_objects import ask_http
 
 TIMEOUT = 180  # seconds any one CLI run may take (a Flow start is the slowest)
@@ -32,15 +32,20 @@ class Run:
     err: str
 
 
-def cli_env(host: str, token: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("JINAD_HOST", "JINAD_TOKEN")}
-    return {**env, "JINAD_HOST": host, **({"JINAD_TOKEN": token} if token else {})}
+def cli_env(host: str | None, token: str | None = None, **extra: str) -> dict[str, str]:
+    """This environment without JINAD_* settings (a context or home of the machine's user must
+    not leak in), and with no contexts file; then the daemon to talk to and `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JINAD_")}
+    env.update(XDG_CONFIG_HOME="/nonexistent/jinad-tests", JINAD_WORKSPACE="/nonexistent/jinad-tests/home")
+    return {**env, **({"JINAD_HOST": host} if host else {}), **({"JINAD_TOKEN": token} if token else {}), **extra}
 
 
 @contextlib.asynccontextmanager
-async def cli(host: str, *argv: str, token: str | None = None, stderr: int = PIPE) -> AsyncIterator[Process]:
+async def cli(host: str | None, *argv: str, token: str | None = None, stderr: int = PIPE,
+              env: dict[str, str] | None = None) -> AsyncIterator[Process]:
     """The CLI as a running process; killed on the way out if it still runs."""
-    proc = await asyncio.create_subprocess_exec(str(JINAD), *argv, stdout=PIPE, stderr=stderr, env=cli_env(host, token))
+    proc = await asyncio.create_subprocess_exec(str(JINAD), *argv, stdout=PIPE, stderr=stderr,
+                                                env=cli_env(host, token, **(env or {})))
     try:
         yield proc
     finally:
@@ -49,15 +54,16 @@ async def cli(host: str, *argv: str, token: str | None = None, stderr: int = PIP
             await proc.wait()
 
 
-async def run_cli(host: str, *argv: str, token: str | None = None, stderr: int = PIPE) -> Run:
-    async with cli(host, *argv, token=token, stderr=stderr) as proc:
+async def run_cli(host: str | None, *argv: str, token: str | None = None, stderr: int = PIPE,
+                  env: dict[str, str] | None = None) -> Run:
+    async with cli(host, *argv, token=token, stderr=stderr, env=env) as proc:
         out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
     return Run(proc.returncode, out.decode(), (err or b"").decode())
 
 
-async def ok(host: str, *argv: str) -> str:
+async def ok(host: str | None, *argv: str, env: dict[str, str] | None = None) -> str:
     """stdout of a CLI run that must succeed."""
-    result = await run_cli(host, *argv)
+    result = await run_cli(host, *argv, env=env)
     assert result.code == 0, result
     return result.out
 
@@ -217,10 +223,11 @@ async def test_status_shows_the_jina_version(daemon):
 
 async def test_a_wrong_token_exits_1_with_unauthorized(daemon_factory):
     daemon = daemon_factory("--token", "s3cret")
-    for token in ("wrong", None):
+    for token, hint in (("wrong", "the token from $JINAD_TOKEN was refused"), (None, "wants a token: --token T")):
         refused = await run_cli(daemon.url, "ls", token=token)
         assert refused.code == 1 and refused.out == ""
-        assert refused.err.startswith("jinad: unauthorized: ")
+        error, said = refused.err.splitlines()  # the daemon's error, and one line on what to do
+        assert error.startswith("jinad: unauthorized: ") and hint in said
     as_json = await run_cli(daemon.url, "ls", "--json", token="wrong")
     assert as_json.code == 1 and json.loads(as_json.err)["error"] == "unauthorized"
     assert await run_cli(daemon.url, "ls", token="s3cret") == Run(0, "ID  KIND  STATE  ADDRESS  RESTARTS  CPU  RSS  AGE\n", "")
@@ -247,3 +254,25 @@ async def test_usage_errors_exit_2(argv):
     result = await run_cli(f"http://127.0.0.1:{free_port()}", *argv)
     assert result.code == 2 and result.out == ""
     assert "usage: jinad" in result.err
+
+
+async def test_logs_by_time_with_timestamps_as_docker_logs(http, daemon):
+    pea = await start_chatty(http, daemon, 20, start_delay=0.1)
+    everything = await wait_until(lambda: logs_json(daemon.url, pea["id"]), 60, "chatty's last line")
+    lines = [entry for entry in everything if entry["event"] == "log"]
+    stamps = sorted({entry["ts"] for entry in lines})
+    since, until = stamps[len(stamps) // 3], stamps[2 * len(stamps) // 3]
+    window = await ok(daemon.url, "logs", pea["id"], "--since", since, "--until", until, "-t")
+    assert window.splitlines() == [f"{e['ts']} {e['line']}" for e in lines if since <= e["ts"] <= until]
+    assert await ok(daemon.url, "logs", pea["id"], "--since", "10m") == "".join(e["line"] + "\n" for e in lines)
+    # Following up to a time that has passed ends at once, though the Pea runs on; the last
+    # line came after that time.
+    assert await ok(daemon.url, "logs", pea["id"], "-f", "--until", stamps[-2], "--tail", "1") == ""
+    refused = await run_cli(daemon.url, "logs", pea["id"], "--since", "yesterday")
+    assert refused.code == 2 and "neither a duration" in refused.err
+
+
+async def logs_json(url: str, object_id: str) -> list[dict] | None:
+    """Every log entry as JSON, once chatty has printed its last line."""
+    entries = [json.loads(line) for line in (await ok(url, "logs", object_id, "--tail", "all", "--json")).splitlines()]
+    return entries if any(e.get("line", "").startswith("chatty done") for e in entries) else None

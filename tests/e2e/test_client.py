@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import shutil
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -59,3 +61,10 @@ async def test_calls_and_a_followed_log_from_inside_a_running_event_loop(daemon,
         assert jd.delete(ws["id"])["id"] == ws["id"]
         assert jd.list("pea") == []
     assert client_threads() == []
+
+
+def test_a_client_never_closed_is_closed_at_exit_without_warnings(daemon):
+    script = f"from jinad.client.sync import SyncClient\njd = SyncClient({daemon.url!r})\nprint(jd.status()['jinad']['port'])"
+    done = subprocess.run([sys.executable, "-X", "dev", "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == f"{daemon.port}\n"
+    assert done.stderr == "", "no 'Unclosed client session' (nor any other warning)"

@@ -6,6 +6,7 @@ when either is missing. Playwright's own browser downloads are never used.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from urllib.parse import urljoin
@@ -210,4 +211,32 @@ async def test_dashboard_with_a_token_runs_a_flow_and_deletes_it_and_its_workspa
         for plural in ("flows", "workspaces"):
             async with http.get(f"{daemon.url}/{plural}") as resp:
                 assert await resp.json() == []
+    assert page.js_errors == []
+
+
+async def test_dashboard_counts_agree_with_metrics_and_the_cli(daemon_factory, browser):
+    from playwright.async_api import expect
+
+    from tests.e2e.test_cli import ok
+    from tests.e2e.test_metrics import TOKEN, a_flow_and_a_failed_pea, authorized, counted, scrape
+
+    daemon = daemon_factory("--token", TOKEN)
+    async with authorized() as http:
+        flow, pea_id = await a_flow_and_a_failed_pea(http, daemon)
+        page = await open_page(browser, f"{daemon.url}/ui?token={TOKEN}")
+        await expect(page.locator(f'#flows tbody tr[data-id="{flow["id"]}"] .state')).to_have_text("ready", timeout=T)
+        await expect(page.locator(f'#peas tbody tr[data-id="{pea_id}"] .state')).to_have_text("failed", timeout=T)
+        await expect(page.locator("#workspaces tbody tr[data-id]")).to_have_count(2, timeout=T)
+        # Each section's heading: its count, and a badge "N state" per state.
+        shown = await page.evaluate("""() => [...document.querySelectorAll('section.kind')].map((s) => [
+            s.id.replace(/s-section$/, ''), s.querySelector('[data-count]').textContent,
+            [...s.querySelectorAll('.sum .badge')].map((b) => b.textContent)])""")
+        metrics = counted(await scrape(http, daemon))
+        on_page = {(kind, badge.split(" ", 1)[1]): int(badge.split(" ", 1)[0]) for kind, _, badges in shown for badge in badges}
+        assert on_page == metrics
+        totals = {kind: sum(n for (k, _), n in metrics.items() if k == kind) for kind, _, _ in shown}
+        assert {kind: count for kind, count, _ in shown} == {kind: f"({n})" if n else "" for kind, n in totals.items()}
+        status = json.loads(await ok(None, "status", "--json", env={"JINAD_HOST": daemon.url, "JINAD_TOKEN": TOKEN}))
+        assert {(p[:-1], s): n for p in ("flows", "pods", "peas") for s, n in status[p].items()} == {
+            key: n for key, n in metrics.items() if key[0] != "workspace"}
     assert page.js_errors == []

@@ -172,3 +172,28 @@ async def test_a_log_that_could_not_open_its_new_file_writes_again_once_it_can(t
     again = make_log(tmp_path, ring_lines=100, file_max_bytes=300, backups=3)
     assert again.last_seq == 20  # every line reached a file: numbers are not used twice
     assert [e.line.split()[1] for e in await collect(again, 0)][-10:] == [str(i) for i in range(10, 20)]
+
+
+def stamp(i: int) -> str:
+    return f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}.000Z"
+
+
+async def test_a_time_is_found_by_bisection_in_the_ring_and_in_rotated_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(logs, "REREAD_BYTES", 256)  # bisect within files, not only scan
+    log = make_log(tmp_path, ring_lines=5, file_max_bytes=4000, backups=3)
+    for i in range(240):  # line i: seq i + 1, written at second i
+        monkeypatch.setattr(logs, "utc_now", lambda i=i: stamp(i))
+        log.append("stdout", [f"line {i:03d} " + "x" * 30])
+        log.flush()
+    assert len(log.files()) == 4
+    kept_from = int(log.files()[0].read_text().split(" ", 1)[0]) - 1  # older lines were rotated away
+    for i in (kept_from + 1, kept_from + 2, 150, 200, 234, 236, 239):
+        assert log.seq_before(stamp(i)) == i, i
+    # Before what is kept: from the start of it; after the last line: nothing yet.
+    assert log.seq_before(stamp(kept_from)) == 0 and log.seq_before("2027-01-01T00:00:00.000Z") == 240
+
+    window = []
+    async for lot in follow(log, log.seq_before(stamp(100)), False, lambda: True, since=stamp(100), until=stamp(102)):
+        window += [entry.line[:8] for item in lot if isinstance(item, Piece) for entry in item.entries()]
+    assert window == ["line 100", "line 101", "line 102"]
+    assert log.followers == 0

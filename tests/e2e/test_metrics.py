@@ -1,0 +1,97 @@
+"""`GET /metrics` of a real daemon with a running Flow, a failed Pea and workspaces, parsed with
+Prometheus' own parser; and the same states and counts from the CLI, `GET /status` and the
+lists the dashboard draws its tables and sums from (test_ui.py checks the page itself)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import importlib.metadata
+import json
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from jinad.client.sse import iter_events
+from tests.conftest import EXECUTORS, form, wait_until
+from tests.e2e.test_cli import ok
+
+TOKEN = "s3cret"
+
+
+def authorized() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=aiohttp.ClientTimeout(total=180))
+
+
+async def scrape(http, daemon) -> dict[str, dict]:
+    """family -> {(sample name, *label values in label order): value}"""
+    async with http.get(daemon.url + "/metrics") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    return {family.name: {(s.name, *(v for _, v in sorted(s.labels.items()))): s.value for s in family.samples}
+            for family in text_string_to_metric_families(text)}
+
+
+def counted(metrics: dict) -> collections.Counter:
+    """(kind, state) -> how many, workspaces too, as the metrics say (zeros left out)."""
+    found = collections.Counter({(kind, state): int(n) for (_, kind, state), n in metrics["jinad_objects"].items() if n})
+    found.update({("workspace", state): int(n) for (_, state), n in metrics["jinad_workspaces"].items() if n})
+    return found
+
+
+async def a_flow_and_a_failed_pea(http, daemon) -> tuple[dict, str]:
+    """A running Flow (with its own workspace) and a Pea that failed to start (with another)."""
+    body = form(("flow", "flow.yml", EXECUTORS / "flow_http.yml"), ("files", "upper.py", EXECUTORS / "upper.py"))
+    async with http.post(daemon.url + "/flows", data=body) as resp:
+        assert resp.status == 201, await resp.text()
+        flow = await resp.json()
+    async with http.post(daemon.url + "/workspaces", data=form(("files", "crash.py", EXECUTORS / "crash.py"))) as resp:
+        crash_ws = (await resp.json())["id"]
+    async with http.post(daemon.url + "/peas", json={"workspace_id": crash_ws, "uses": "Crash", "py_modules": ["crash.py"]}) as resp:
+        assert resp.status == 422
+        return flow, (await resp.json())["id"]
+
+
+async def test_metrics_of_a_flow_a_failed_pea_and_workspaces_agree_with_cli_and_lists(daemon_factory):
+    daemon = daemon_factory("--token", TOKEN)
+    async with authorized() as http:
+        flow, pea_id = await a_flow_and_a_failed_pea(http, daemon)
+
+        async def sampled():
+            m = await scrape(http, daemon)
+            return m if m["jinad_object_memory_rss_bytes"][("jinad_object_memory_rss_bytes", flow["id"], "flow")] > 0 else None
+
+        # A follower of the Flow's log is counted while it reads.
+        async with http.get(f"{daemon.url}/logs/{flow['id']}", headers={"Accept": "text/event-stream"}) as stream:
+            await asyncio.wait_for(anext(iter_events(stream)), 30)
+            m = await wait_until(sampled, 30, "a resource sample of the Flow")
+
+        f, p = (flow["id"], "flow"), (pea_id, "pea")
+        assert m["jinad_log_followers"][("jinad_log_followers", flow["id"])] == 1
+        assert m["jinad_object_up"][("jinad_object_up", *f)] == 1 and m["jinad_object_up"][("jinad_object_up", *p)] == 0
+        assert m["jinad_object_processes"][("jinad_object_processes", *f)] >= 2, "the gateway and the executor at least"
+        assert m["jinad_object_cpu_percent"][("jinad_object_cpu_percent", *f)] >= 0
+        for name in ("jinad_object_memory_rss_bytes", "jinad_object_processes", "jinad_object_cpu_percent"):
+            assert m[name][(name, *p)] == 0, f"{name}: a failed Pea runs nothing"
+        assert m["jinad_object_restarts"][("jinad_object_restarts_total", *f)] == 0
+        assert m["jinad_log_lines"][("jinad_log_lines_total", pea_id)] > 0, "its traceback"
+        requests = m["jinad_http_requests"]
+        assert requests[("jinad_http_requests_total", "POST", "/flows", "201")] == 1
+        assert requests[("jinad_http_requests_total", "POST", "/peas", "422")] == 1
+        assert m["jinad_info"] == {("jinad_info", importlib.metadata.version("jina"), "0.1.0"): 1}
+        assert m["jinad_uptime_seconds"][("jinad_uptime_seconds",)] > 0
+
+        # The same states and counts everywhere.
+        expected = {("flow", "ready"): 1, ("pea", "failed"): 1, ("workspace", "ready"): 2}
+        assert counted(m) == expected
+        listed = collections.Counter()  # what the dashboard's tables and per-section sums are drawn from
+        for plural in ("flows", "pods", "peas", "workspaces"):
+            async with http.get(f"{daemon.url}/{plural}") as resp:
+                listed.update((plural[:-1], doc["state"]) for doc in await resp.json())
+        assert listed == expected
+        env = {"JINAD_HOST": daemon.url, "JINAD_TOKEN": TOKEN}
+        status = json.loads(await ok(None, "status", "--json", env=env))
+        by_status = {(plural[:-1], state): n for plural in ("flows", "pods", "peas") for state, n in status[plural].items()}
+        assert {**by_status, ("workspace", "ready"): status["workspaces"]} == expected
+        rows = json.loads(await ok(None, "ls", "--json", env=env))
+        assert collections.Counter((doc.get("kind", "workspace"), doc["state"]) for doc in rows) == expected
