@@ -35,6 +35,8 @@ class Launch:
     # Executors to start on other daemons first ({"name", "jinad", "pod": request body}); a
     # Launch that has any is prepared again once they run and `Context.remotes` has them.
     remote_needed: list[dict] = dataclasses.field(default_factory=list)
+    # Text of a line the child prints on stdout only once it serves; probes start after it.
+    ready_line: str | None = None
 
 
 @dataclasses.dataclass
@@ -158,6 +160,11 @@ def _positive(spec: dict, key: str) -> int:
     return value
 
 
+# A Flow prints this (a rich Rule, on stdout) only once Flow.start() returned: every executor
+# and the gateway are ready. A gateway whose Flow is aborting may bind its port for a moment.
+FLOW_READY_LINE = "Flow is ready to serve"
+
+
 def prepare_flow(spec: dict, ctx: Context) -> Launch:
     filename = spec.get("filename")
     if not isinstance(filename, str) or not filename:
@@ -201,11 +208,11 @@ def prepare_flow(spec: dict, ctx: Context) -> Launch:
 
     target = ctx.run_dir / "flow.yml"
     target.write_text(yaml.safe_dump(flow, sort_keys=False))
-    # A Flow's gateway opens its port only once every executor is ready; an HTTP one a little
-    # before it can serve, so for HTTP a real /dry_run must also say so.
+    # Readiness: the Flow says it serves, then its gateway port answers (an HTTP one with a
+    # real /dry_run: Jina's HTTP servers open their port a little before they can serve).
     probe = "dry_run" if protocol == "http" else "tcp"
     return Launch([ctx.jina, "flow", "--uses", str(target)], ctx.ports, gateway["port"], protocol,
-                  [(gateway["port"], probe)], remote_needed)
+                  [(gateway["port"], probe)], remote_needed, ready_line=FLOW_READY_LINE)
 
 
 # Keys of an executor entry that say how it runs; a remote one runs elsewhere, so the Flow
