@@ -165,6 +165,24 @@ def _positive(spec: dict, key: str) -> int:
 FLOW_READY_LINE = "Flow is ready to serve"
 
 
+def _executor_list(flow: dict, filename: str) -> list[dict]:
+    """The Flow's executor entries, under whichever key it uses: Jina reads `executors`, or
+    `deployments` when there is no `executors`."""
+    if "executors" in flow and "deployments" in flow:
+        raise BadRequest(f"{filename} has both 'executors' and 'deployments'; Jina would ignore 'deployments': "
+                         "list every executor under one of them")
+    key = "deployments" if "deployments" in flow else "executors"
+    executors = flow.get(key) or []
+    if not isinstance(executors, list) or not all(isinstance(e, dict) for e in executors):
+        raise BadRequest(f"{filename}: '{key}' must be a list of mappings")
+    for executor in executors:
+        if executor.get("jtype") == "Deployment":
+            raise BadRequest(f"{filename}: jinad does not run 'jtype: Deployment' entries yet; write the executor's "
+                             "settings (uses, py_modules, replicas, ...) in its entry")
+    flow[key] = executors
+    return executors
+
+
 def prepare_flow(spec: dict, ctx: Context) -> Launch:
     filename = spec.get("filename")
     if not isinstance(filename, str) or not filename:
@@ -186,9 +204,7 @@ def prepare_flow(spec: dict, ctx: Context) -> Launch:
     gateway["port"] = ctx.port("gateway", fixed)
 
     paths = PathResolver(ctx.ws_root, source.parent)
-    executors = flow.get("executors") or []
-    if not isinstance(executors, list) or not all(isinstance(e, dict) for e in executors):
-        raise BadRequest(f"{filename}: 'executors' must be a list of mappings")
+    executors = _executor_list(flow, filename)
     remote_needed = []
     for index, executor in enumerate(executors):
         name = executor.setdefault("name", f"executor{index}")
@@ -204,7 +220,6 @@ def prepare_flow(spec: dict, ctx: Context) -> Launch:
             executor["uses"] = paths.uses(executor["uses"], f"uses of {name}")
         if not executor.get("external"):
             executor["port"] = ctx.port(name, executor.get("port"))
-    flow["executors"] = executors
 
     target = ctx.run_dir / "flow.yml"
     target.write_text(yaml.safe_dump(flow, sort_keys=False))
