@@ -241,14 +241,14 @@ class Child:
     """A running child: its process group, pipe readers and exit."""
 
     def __init__(self, proc: asyncio.subprocess.Process, pipes: list[tuple[asyncio.ReadTransport, _PipeToLog]],
-                 object_id: str, home: str, sink: Log, first_seq: int) -> None:
+                 object_id: str, home: str, sink: Log, first_seq: int, announced: asyncio.Future | None = None) -> None:
         self.proc = proc
         self.pid = proc.pid  # also the process group id: it is the group's leader
         self.pipes = pipes
         self.sink = sink
         self.first_seq = first_seq  # its first line in the log (the log holds earlier runs' too)
-        # Set once stdout showed the line that says it serves (when spawn was given one).
-        self.announced: asyncio.Future | None = pipes[0][1].seen if pipes[0][1].watch else None
+        # Done once stdout showed the line that says it serves (when spawn was given one).
+        self.announced = announced
         self._exit = asyncio.ensure_future(proc.wait())  # one waiter for all the polls
         self.object_id = object_id
         self.home = home
@@ -397,7 +397,7 @@ async def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Lo
     finally:
         for fd in ours:
             os.close(fd)
-    return Child(proc, pipes, object_id, home, sink, first_seq)
+    return Child(proc, pipes, object_id, home, sink, first_seq, pipes[0][1].seen if watch else None)
 
 
 def _loop_closes_pipes(loop: asyncio.AbstractEventLoop) -> bool:
