@@ -35,6 +35,8 @@ class Launch:
     # Executors to start on other daemons first ({"name", "jinad", "pod": request body}); a
     # Launch that has any is prepared again once they run and `Context.remotes` has them.
     remote_needed: list[dict] = dataclasses.field(default_factory=list)
+    # Text of a line the child prints on stdout only once it serves; probes start after it.
+    ready_line: str | None = None
 
 
 @dataclasses.dataclass
@@ -137,6 +139,85 @@ def _positive(spec: dict, key: str) -> int:
     return value
 
 
+# Jina's names for the same setting (its argument aliases and the deprecated names it maps).
+GATEWAY_PORT_KEYS = ("port", "ports", "port_expose", "port_in")
+EXECUTOR_PORT_KEYS = ("port", "ports", "port_in", "port_expose")
+PROTOCOL_KEYS = ("protocol", "protocols")
+# A Flow prints this (a rich Rule, on stdout) only once Flow.start() returned: every executor
+# and the gateway are ready. A gateway whose Flow is aborting may bind its port for a moment.
+FLOW_READY_LINE = "Flow is ready to serve"
+
+
+def _pop_one(mapping: dict, keys: tuple[str, ...], what: str) -> Any:
+    """The value given under any of these names of one setting (removed from the mapping);
+    None when none is given. Different values under two names are refused, not guessed."""
+    given = {key: mapping.pop(key) for key in keys if key in mapping}
+    values = list(given.values())
+    if any(value != values[0] for value in values[1:]):
+        raise BadRequest(f"{what} is given twice with different values ({', '.join(given)}); give it once, as {keys[0]!r}")
+    return values[0] if values else None
+
+
+def gateway_port_names(protocols: list[str]) -> list[str]:
+    """Names of a Flow's gateway ports in `ports`: `gateway` for the first protocol (the one
+    `address` names), `gateway-<protocol>` for each other."""
+    return ["gateway"] + [f"gateway-{protocol}" for protocol in protocols[1:]]
+
+
+def _gateway(flow: dict, filename: str, ctx: Context) -> tuple[list[str], list[int]]:
+    """Protocols and ports of the Flow's gateway, written into its `with:`. Jina reads them
+    from `with:` and lets a top-level `gateway:` mapping override them; jinad takes them from
+    either (the same way) and writes them once, so the ports it reports are the ones used."""
+    gateway = flow.get("with")
+    if gateway is None:
+        gateway = flow["with"] = {}
+    if not isinstance(gateway, dict):
+        raise BadRequest(f"{filename}: 'with' must be a mapping")
+    sections = [gateway]
+    if isinstance(flow.get("gateway"), dict):
+        sections.append(flow["gateway"])
+    protocol = fixed = None
+    for section in sections:  # the later wins, as in Jina
+        given = _pop_one(section, PROTOCOL_KEYS, f"{filename}: the gateway's protocol")
+        protocol = given if given is not None else protocol
+        given = _pop_one(section, GATEWAY_PORT_KEYS, f"{filename}: the gateway's port")
+        fixed = given if given is not None else fixed
+    names = protocol if isinstance(protocol, list) else [protocol]
+    if not names:
+        raise BadRequest(f"{filename}: 'protocol' is an empty list")
+    protocols = [_protocol(name) for name in names]
+    if len(set(protocols)) < len(protocols):
+        raise BadRequest(f"{filename}: each gateway protocol can be given once, not {protocols}")
+    if fixed is None or (len(protocols) == 1 and not isinstance(fixed, list)):
+        fixed_ports = [fixed] * len(protocols)
+    elif isinstance(fixed, list) and len(fixed) == len(protocols):
+        fixed_ports = fixed
+    else:
+        raise BadRequest(f"{filename}: the gateway needs one port per protocol ({len(protocols)}), not {fixed!r}")
+    ports = [ctx.port(name, port) for name, port in zip(gateway_port_names(protocols), fixed_ports)]
+    gateway["protocol"] = protocols if len(protocols) > 1 else protocols[0]
+    gateway["port"] = ports if len(ports) > 1 else ports[0]
+    return protocols, ports
+
+
+def _executor_list(flow: dict, filename: str) -> list[dict]:
+    """The Flow's executor entries, under whichever key it uses: Jina reads `executors`, or
+    `deployments` when there is no `executors`."""
+    if "executors" in flow and "deployments" in flow:
+        raise BadRequest(f"{filename} has both 'executors' and 'deployments'; Jina would ignore 'deployments': "
+                         "list every executor under one of them")
+    key = "deployments" if "deployments" in flow else "executors"
+    executors = flow.get(key) or []
+    if not isinstance(executors, list) or not all(isinstance(e, dict) for e in executors):
+        raise BadRequest(f"{filename}: '{key}' must be a list of mappings")
+    for executor in executors:
+        if executor.get("jtype") == "Deployment":
+            raise BadRequest(f"{filename}: jinad does not run 'jtype: Deployment' entries yet; write the executor's "
+                             "settings (uses, py_modules, replicas, ...) in its entry")
+    flow[key] = executors
+    return executors
+
+
 def prepare_flow(spec: dict, ctx: Context) -> Launch:
     filename = spec.get("filename")
     if not isinstance(filename, str) or not filename:
@@ -145,28 +226,22 @@ def prepare_flow(spec: dict, ctx: Context) -> Launch:
     flow = load_yaml(source, filename, ctx.max_yaml_bytes, ctx.max_yaml_depth)
     if flow.get("jtype", "Flow") != "Flow":
         raise BadRequest(f"{filename} is a {flow.get('jtype')}, not a Flow (jtype: Flow)")
-    gateway = flow.setdefault("with", {}) or {}
-    flow["with"] = gateway
-    if not isinstance(gateway, dict):
-        raise BadRequest(f"{filename}: 'with' must be a mapping")
-    protocol = gateway.get("protocol", gateway.get("protocols"))
-    if isinstance(protocol, list):
-        raise BadRequest(f"{filename}: jinad runs a Flow with one gateway protocol; give 'protocol' as one name")
-    protocol = _protocol(protocol)
-    fixed = next((gateway.pop(k) for k in ("port", "ports", "port_expose") if k in gateway), None)
-    gateway["protocol"] = protocol
-    gateway["port"] = ctx.port("gateway", fixed)
+    protocols, gateway_ports = _gateway(flow, filename, ctx)
+    gateway_names = gateway_port_names(protocols)
 
     paths = PathResolver(ctx.ws_root, source.parent)
-    executors = flow.get("executors") or []
-    if not isinstance(executors, list) or not all(isinstance(e, dict) for e in executors):
-        raise BadRequest(f"{filename}: 'executors' must be a list of mappings")
+    executors = _executor_list(flow, filename)
     remote_needed = []
     for index, executor in enumerate(executors):
         name = executor.setdefault("name", f"executor{index}")
         if not isinstance(name, str) or not name:
             raise BadRequest(f"{filename}: the name of executor {index} must be a non-empty string, not {name!r}")
         plain_text(name, f"{filename}: the name of executor {index}")
+        if name in gateway_names:
+            raise BadRequest(f"{filename}: an executor cannot be named {name!r}, the name of a gateway port")
+        port = _pop_one(executor, EXECUTOR_PORT_KEYS, f"{filename}: the port of executor {name!r}")
+        if port is not None:
+            executor["port"] = port
         if "jinad" in executor:
             if name in ctx.remotes:
                 executors[index] = _external_entry(executor, ctx.remotes[name])
@@ -178,16 +253,15 @@ def prepare_flow(spec: dict, ctx: Context) -> Launch:
         if "uses" in executor:
             executor["uses"] = paths.uses(executor["uses"], f"uses of {name}")
         if not executor.get("external"):
-            executor["port"] = ctx.port(name, executor.get("port"))
-    flow["executors"] = executors
+            executor["port"] = ctx.port(name, port)
 
     target = ctx.run_dir / "flow.yml"
     target.write_text(yaml.safe_dump(flow, sort_keys=False))
-    # A Flow's gateway opens its port only once every executor is ready; an HTTP one a little
-    # before it can serve, so for HTTP a real /dry_run must also say so.
-    probe = "dry_run" if protocol == "http" else "tcp"
-    return Launch([ctx.jina, "flow", "--uses", str(target)], ctx.ports, gateway["port"], protocol,
-                  [(gateway["port"], probe)], remote_needed)
+    # Readiness: the Flow says it serves, then each gateway port answers (an HTTP one with a
+    # real /dry_run: Jina's HTTP servers open their port a little before they can serve).
+    probes = [(port, "dry_run" if protocol == "http" else "tcp") for protocol, port in zip(protocols, gateway_ports)]
+    return Launch([ctx.jina, "flow", "--uses", str(target)], ctx.ports, gateway_ports[0], protocols[0],
+                  probes, remote_needed, ready_line=FLOW_READY_LINE)
 
 
 # Keys of an executor entry that say how it runs; a remote one runs elsewhere, so the Flow
@@ -210,7 +284,7 @@ def _remote_request(executor: dict, name: str, paths: PathResolver, ws_root: Pat
         pod["uses"] = relative(paths.uses(pod["uses"], f"uses of {name}"))
     if "py_modules" in executor:
         pod["py_modules"] = [relative(p) for p in paths.modules(executor["py_modules"], f"py_modules of {name}")]
-    for key in ("uses_with", "replicas", "shards"):
+    for key in ("uses_with", "replicas", "shards", "port"):  # a port the user fixed, there too
         if key in executor:
             pod[key] = executor[key]
     if isinstance(executor.get("env"), dict):

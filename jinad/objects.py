@@ -415,7 +415,7 @@ class ObjectManager:
         try:
             runner.child = await spawn(
                 launch.argv, self.workspaces.files_dir(obj.workspace_id), self._child_env(obj), runner.log,
-                self.config.log_max_line_bytes, obj.id, self.home,
+                self.config.log_max_line_bytes, obj.id, self.home, launch.ready_line,
             )
         except (OSError, ValueError) as exc:  # ValueError: an argument the OS cannot take
             return f"could not run {launch.argv[0]}: {exc}", None
@@ -425,6 +425,7 @@ class ObjectManager:
         if reason is None:
             return None, None
         code = await runner.child.stop(self.config.stop_grace_s)
+        reason = runner.child.explain(reason)
         runner.child = None
         return reason, code
 
@@ -444,20 +445,23 @@ class ObjectManager:
                 first = False
                 ready_at = time.monotonic()
                 code, reason = await runner.child.wait(self.config.stop_grace_s, [port for port, _ in runner.launch.probes])
+                # An object that ended by itself always says why, with the last errors it printed.
+                error = runner.child.explain(reason or runner.child.ended())
                 runner.child = None
-                self._set_state(obj, "exited", exit_code=code, pid=None, error=reason)
+                self._set_state(obj, "exited", exit_code=code, pid=None, error=error)
                 if time.monotonic() - ready_at > BACKOFF_RESET_S:
                     failures = 0
                 # Ended by the daemon because part of it died: a failure, whatever the exit code.
                 if not self._should_restart(obj, failed=code != 0 or reason is not None):
                     return
+                reason = error
             elif first or not self._should_restart(obj, failed=True):
                 self._set_state(obj, "failed", error=reason, exit_code=code, pid=None)
                 await self._drop_remotes(obj)  # a Flow that cannot start takes its remote parts along
                 runner.settle(reason)
                 return
             if failures >= self.config.restart_max_retries:
-                self._set_state(obj, "failed", pid=None, error=f"gave up after {failures} restarts in a row; last exit code {code}")
+                self._set_state(obj, "failed", pid=None, error=f"gave up after {failures} restarts in a row; the last: {reason}")
                 return
             failures += 1
             await asyncio.sleep(min(2 ** (failures - 1), 30))

@@ -48,10 +48,13 @@ class _PipeToLog(asyncio.Protocol):
     append per read, long lines split, no task and no buffer in between, so the child is
     never held up by the daemon."""
 
-    def __init__(self, name: str, sink: Log, max_line: int) -> None:
+    def __init__(self, name: str, sink: Log, max_line: int, watch: bytes | None = None) -> None:
         self.name, self.sink, self.max_line = name, sink, max_line
         self.pending = b""
         self.closed = asyncio.get_running_loop().create_future()
+        # Set when a line holding `watch` has been read (searched for until then, not after).
+        self.watch = watch
+        self.seen = asyncio.get_running_loop().create_future()
         self.fd = -1
         self.capacity = PIPE_BYTES  # until known: no widening
 
@@ -84,6 +87,9 @@ class _PipeToLog(asyncio.Protocol):
             self.capacity = PIPE_BYTES
 
     def _keep(self, raw: bytes) -> None:
+        if self.watch is not None and self.watch in raw:  # whole lines: a line is never split here
+            self.watch = None
+            self.seen.set_result(None)
         # An error here would make the loop close the pipe, and the child die of SIGPIPE.
         try:
             self.sink.append(self.name, _texts(raw, self.max_line))
@@ -110,6 +116,45 @@ def _texts(raw: bytes, max_line: int) -> list[str]:
     if max(map(len, lines), default=0) > max_line:
         lines = [line[i:i + max_line] if line else "" for line in lines for i in range(0, max(len(line), 1), max_line)]
     return lines
+
+
+# Jina's log lines (JINA_LOG_NO_COLOR): "ERROR name@pid message   [date time]", continued
+# on indented lines; with JINA_LOG_CONFIG=plain "name@pid[E]:message".
+_LOGGED_ERROR = re.compile(r"^(?:ERROR|CRIT…|CRITICAL)\s+(.+?)(?:\s+\[\d\d/\d\d/\d\d \d\d:\d\d:\d\d\])?$")
+_PLAIN_ERROR = re.compile(r"^(\S+@\d+)\[[EC]\]:(.+)$")
+ERROR_SCAN_LINES = 300  # error lines are looked for in this many last lines of a run
+ERROR_LINES = 6
+ERROR_LINE_CHARS = 300
+
+
+def error_lines(lines: list[str]) -> list[str]:
+    """The last few error lines of some output: Jina's ERROR and CRITICAL log lines, and the
+    exception line that ends each Python traceback (in Jina's log, tracebacks are indented)."""
+    found: list[str] = []
+    traceback_indent = None
+    for raw in lines:
+        line = raw.rstrip()
+        text = line.lstrip()
+        indent = len(line) - len(text)
+        if traceback_indent is not None:
+            if not text or indent > traceback_indent:
+                continue  # its frames and source lines
+            # Back at its own indent: its exception line (or, left of it, it ended without one).
+            at_exception = indent == traceback_indent and not text.startswith("Traceback")
+            traceback_indent = None
+            if at_exception:
+                found.append(text)
+                continue
+        if text.startswith("Traceback (most recent call last):"):
+            traceback_indent = indent
+            continue
+        logged = _LOGGED_ERROR.match(line) or _PLAIN_ERROR.match(line)
+        if logged:
+            message = " ".join(g for g in logged.groups() if g).strip()
+            if not message.endswith(":"):  # "An exception occurred:" and the like say nothing
+                found.append(message)
+    unique = list(dict.fromkeys(reversed(found)))[:ERROR_LINES]  # the last ones, each once
+    return [line[:ERROR_LINE_CHARS] for line in reversed(unique)]
 
 
 def group_members(pgids: set[int]) -> dict[int, list[psutil.Process]]:
@@ -196,10 +241,14 @@ class Child:
     """A running child: its process group, pipe readers and exit."""
 
     def __init__(self, proc: asyncio.subprocess.Process, pipes: list[tuple[asyncio.ReadTransport, _PipeToLog]],
-                 object_id: str, home: str) -> None:
+                 object_id: str, home: str, sink: Log, first_seq: int, announced: asyncio.Future | None = None) -> None:
         self.proc = proc
         self.pid = proc.pid  # also the process group id: it is the group's leader
         self.pipes = pipes
+        self.sink = sink
+        self.first_seq = first_seq  # its first line in the log (the log holds earlier runs' too)
+        # Done once stdout showed the line that says it serves (when spawn was given one).
+        self.announced = announced
         self._exit = asyncio.ensure_future(proc.wait())  # one waiter for all the polls
         self.object_id = object_id
         self.home = home
@@ -247,6 +296,29 @@ class Child:
         await asyncio.wait({self._exit}, timeout=timeout)
         return self.proc.returncode is not None
 
+    async def announced_within(self, timeout: float) -> bool:
+        """Has it said it serves (or has nothing to say), waiting at most `timeout` and no
+        longer than it runs?"""
+        if self.announced is None:
+            return True
+        await asyncio.wait({self._exit, self.announced}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        return self.announced.done()
+
+    def ended(self) -> str:
+        """How its leader ended, in words."""
+        code = self.proc.returncode
+        if code is not None and code < 0:
+            with contextlib.suppress(ValueError):
+                return f"it was ended by {signal.Signals(-code).name} (exit code {code})"
+        return f"it ended by itself with exit code {code}"
+
+    def explain(self, reason: str) -> str:
+        """The reason, with the last error lines this run printed (read once it has ended:
+        its pipes are drained by then)."""
+        lines = [entry.line for entry in self.sink.tail(ERROR_SCAN_LINES) if entry.seq >= self.first_seq]
+        errors = error_lines(lines)
+        return f"{reason}; last errors in its log: {' | '.join(errors)}" if errors else reason
+
     async def _drain(self) -> None:
         # Pipes close once every writer is gone; a writer that escaped the group may hold them.
         await asyncio.wait([reader.closed for _, reader in self.pipes], timeout=2.0)
@@ -283,8 +355,10 @@ class Child:
         return {"cpu_percent": round(cpu, 1), "memory_rss": rss, "processes": count}
 
 
-async def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Log, max_line: int, object_id: str, home: str) -> Child:
-    """Start argv in its own session with its stdout and stderr drained into `sink`."""
+async def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Log, max_line: int, object_id: str, home: str,
+                ready_line: str | None = None) -> Child:
+    """Start argv in its own session with its stdout and stderr drained into `sink`; with
+    `ready_line`, `Child.announced` is set once a line of its stdout holds that text."""
     ours: list[int] = []  # descriptors to close before returning: the write ends (the child has its own)
     try:
         # Pipes, not what asyncio would make: uvloop gives children a socketpair, whose
@@ -297,9 +371,11 @@ async def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Lo
         files = [("stdout", open(out_read, "rb", buffering=0, closefd=closefd)),
                  ("stderr", open(err_read, "rb", buffering=0, closefd=closefd))]
         ours = [out_write, err_write]  # the read ends are the readers' now
+        first_seq = sink.last_seq + 1
         # The readers first: once the child runs, nothing is left that could fail and leave it
         # unread. Shielded: a cancel meanwhile lets them finish, then closes them.
-        connecting = asyncio.ensure_future(_readers(files, sink, max_line))
+        watch = ready_line.encode() if ready_line else None
+        connecting = asyncio.ensure_future(_readers(files, sink, max_line, watch))
         try:
             pipes = await asyncio.shield(connecting)
         except asyncio.CancelledError:
@@ -322,7 +398,7 @@ async def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Lo
     finally:
         for fd in ours:
             os.close(fd)
-    return Child(proc, pipes, object_id, home)
+    return Child(proc, pipes, object_id, home, sink, first_seq, pipes[0][1].seen if watch else None)
 
 
 def _loop_closes_pipes(loop: asyncio.AbstractEventLoop) -> bool:
@@ -331,12 +407,15 @@ def _loop_closes_pipes(loop: asyncio.AbstractEventLoop) -> bool:
     return type(loop).__module__.startswith("uvloop")
 
 
-async def _readers(files: list[tuple[str, BinaryIO]], sink: Log, max_line: int) -> list[tuple[asyncio.ReadTransport, _PipeToLog]]:
+async def _readers(files: list[tuple[str, BinaryIO]], sink: Log, max_line: int,
+                   watch: bytes | None) -> list[tuple[asyncio.ReadTransport, _PipeToLog]]:
+    """Readers of stdout and stderr (in that order); stdout's watches for `watch`."""
     loop = asyncio.get_running_loop()
     pipes: list[tuple[asyncio.ReadTransport, _PipeToLog]] = []
     try:
         for name, file in files:
-            pipes.append(await loop.connect_read_pipe(lambda name=name: _PipeToLog(name, sink, max_line), file))
+            watching = watch if name == "stdout" else None
+            pipes.append(await loop.connect_read_pipe(lambda name=name, w=watching: _PipeToLog(name, sink, max_line, w), file))
     except BaseException:
         for transport, _ in pipes:
             transport.close()
@@ -380,12 +459,17 @@ async def probe(host: str, port: int, check: str, session: aiohttp.ClientSession
 
 
 async def wait_ready(child: Child, host: str, probes: list[tuple[int, str]], timeout: float) -> str | None:
-    """Poll until every probe answers; the reason it never did, or None when it is ready."""
+    """Wait until the child says it serves (when it was given a line that says so), then poll
+    until every probe answers; the reason it never did, or None when it is ready."""
     deadline = time.monotonic() + timeout
+    if not await child.announced_within(timeout):
+        if child.proc.returncode is not None:
+            return f"{child.ended()} before it was ready"
+        return f"not ready within {timeout:g}s (it never said it serves)"
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
             if child.proc.returncode is not None:
-                return f"the process exited with code {child.proc.returncode} before it was ready"
+                return f"{child.ended()} before it was ready"
             results = await asyncio.gather(*(probe(host, port, check, session) for port, check in probes))
             if all(results):
                 return None

@@ -67,10 +67,15 @@ SCHEMAS = {
         "properties": {
             "id": {"type": "string"}, "kind": {"enum": list(KINDS)}, "workspace_id": {"type": "string"},
             "state": {"enum": list(STATES)},
-            "pid": NULLABLE_INT, "address": NULLABLE_STRING, "protocol": NULLABLE_STRING,
-            "ports": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "pid": NULLABLE_INT, "address": NULLABLE_STRING,
+            "protocol": {**NULLABLE_STRING, "description": "the protocol at `address` (a Flow's first gateway protocol)"},
+            "ports": {"type": "object", "additionalProperties": {"type": "integer"}, "description": (
+                "ports by name. Flow: `gateway` (its first protocol), `gateway-<protocol>` for each other "
+                "protocol, one per executor name. Pea: `executor`. Pod: `executor`, `executor-N`, "
+                "`shard-S-replica-R`, `gateway`")},
             "created_at": {"type": "string"}, "started_at": NULLABLE_STRING, "exit_code": NULLABLE_INT,
-            "restarts": {"type": "integer"}, "error": NULLABLE_STRING, "restart": RESTART,
+            "restarts": {"type": "integer"}, "error": {**NULLABLE_STRING, "description": "why it is `exited` or `failed`, with the last error lines of its log"},
+            "restart": RESTART,
             "resources": {"type": "object", "properties": {"cpu_percent": {"type": "number"},
                                                           "memory_rss": {"type": "integer"},
                                                           "processes": {"type": "integer"}}},

@@ -64,3 +64,15 @@ class Deserter(Executor):
     @requests
     def noop(self, **kwargs):
         return None
+
+
+class Saboteur(Executor):
+    """Logs an error at its first request, then kills the process that runs its Flow."""
+
+    @requests
+    def sabotage(self, **kwargs):
+        import os
+        import signal
+
+        self.logger.error("the disk under /data is gone")
+        os.kill(os.getppid(), signal.SIGKILL)

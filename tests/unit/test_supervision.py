@@ -7,7 +7,7 @@ import psutil
 
 from jinad.logs import Log
 from jinad.objects import _cancel
-from jinad.supervision import PIPE_BYTES, _connect, _PipeToLog, spawn, tree
+from jinad.supervision import PIPE_BYTES, _connect, _PipeToLog, error_lines, spawn, tree, wait_ready
 
 
 async def test_a_task_that_swallows_a_cancel_is_still_stopped():
@@ -83,3 +83,85 @@ async def wait_for_line(sink: Log, seq: int) -> None:
     async with asyncio.timeout(5):
         while sink.last_seq < seq:
             await asyncio.sleep(0.01)
+
+
+# As Jina 3.34 prints a Flow whose executor it refuses (JINA_LOG_NO_COLOR, COLUMNS=200), cut short.
+JINA_FAILURE = """\
+CRIT… bad/rep-0@51 can not load the executor from Bad                                    [11/30/26 03:46:12]
+ERROR bad/rep-0@51 ImportError('can not import module from bad.py') during 'WorkerRuntime' initialization
+       add "--quiet-error" to suppress the exception details
+      Traceback (most recent call last):
+        File "jina/importer.py", line 148, in _path_import
+          spec.loader.exec_module(module)
+      TypeError: Bad.__init__ does not follow the full signature of `Executor.__init__`
+
+      The above exception was the direct cause of the following exception:
+
+      Traceback (most recent call last):
+        File "jina/importer.py", line 150, in _path_import
+          raise ImportError(f'can not import module from {absolute_path}') from ex
+      ImportError: can not import module from bad.py
+WARN… gateway/rep-0@52 Getting endpoints failed: connection refused
+ERROR Flow@50 An exception occurred:                                                     [11/30/26 03:46:12]
+
+ERROR Flow@50 Flow is aborted due to ['bad', 'gateway'] can not be started.
+INFO  gateway/rep-0@52 start server bound to 0.0.0.0:23456
+Traceback (most recent call last):
+  File "jina/orchestrate/flow/base.py", line 2023, in _wait_until_all_ready
+    raise RuntimeFailToStart
+jina.excepts.RuntimeFailToStart
+"""
+
+
+def test_error_lines_are_jinas_errors_and_each_tracebacks_exception():
+    assert error_lines(JINA_FAILURE.splitlines()) == [
+        "bad/rep-0@51 can not load the executor from Bad",
+        "bad/rep-0@51 ImportError('can not import module from bad.py') during 'WorkerRuntime' initialization",
+        "TypeError: Bad.__init__ does not follow the full signature of `Executor.__init__`",
+        "ImportError: can not import module from bad.py",
+        "Flow@50 Flow is aborted due to ['bad', 'gateway'] can not be started.",
+        "jina.excepts.RuntimeFailToStart",
+    ]
+    plain = ["upper@7[I]:ready", "upper@7[E]:disk full", "ValueError: not this one, no traceback"]
+    assert error_lines(plain) == ["upper@7 disk full"]
+    assert error_lines(["hello", "ERROR x@1 once", "ERROR x@1 once"] + ["ERROR x@1 %d" % i for i in range(9)]) == [
+        "x@1 %d" % i for i in range(3, 9)]
+
+
+SERVER = """\
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print(s.getsockname()[1], flush=True)
+time.sleep(float(sys.argv[1]))
+if sys.argv[2] == "announce":
+    print("--- Flow is ready to serve! ---", flush=True)
+    time.sleep(60)
+print("ERROR Flow@1 Flow is aborted", flush=True)
+sys.exit(1)
+"""
+
+
+async def test_readiness_waits_for_the_ready_line_not_an_open_port(tmp_path):
+    """A port that opens is not enough when the child has a line that says it serves: a Flow
+    that is aborting may have its gateway bound for a moment (issue 19)."""
+    (tmp_path / "server.py").write_text(SERVER)
+    for mode in ("announce", "abort"):
+        sink = Log(tmp_path / f"{mode}.log", 100, 1 << 20, 1 << 20, 1)
+        sink.append("stdout", ["a line of an earlier run: Flow is ready to serve"])
+        child = await spawn([sys.executable, "server.py", "0.3", mode], tmp_path, dict(os.environ), sink, 1000,
+                            "flow-test", str(tmp_path), ready_line="Flow is ready to serve")
+        try:
+            await wait_for_line(sink, 2)
+            port = int(sink.tail(1)[0].line)
+            assert await _connect("127.0.0.1", port) == "open"
+            assert not child.announced.done()  # the earlier run's line does not count
+            reason = await asyncio.wait_for(wait_ready(child, "127.0.0.1", [(port, "tcp")], 10), 15)
+            if mode == "announce":
+                assert reason is None and child.proc.returncode is None
+            else:
+                assert reason == "it ended by itself with exit code 1 before it was ready"
+        finally:
+            await child.stop(2.0)
+            sink.close()
+        if mode == "abort":
+            assert child.explain(reason) == f"{reason}; last errors in its log: Flow@1 Flow is aborted"
