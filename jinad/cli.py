@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 from typing import IO
 
+import yaml
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from . import __version__, config as settings, local
 from .app import create_app
@@ -19,11 +21,14 @@ from .client import COMMANDS
 
 
 class _ClientProtocolErrors(logging.Filter):
-    """aiohttp logs a request it cannot parse (a bad header, an over-long line) as an ERROR
-    with a traceback, and answers it 400 itself. A client sent it: say so at DEBUG only."""
+    """aiohttp logs a request it cannot parse (a bad header, an over-long line, a body that is
+    not the gzip it says) as an ERROR with a traceback, and answers it 400 itself. A client
+    sent it: say so at DEBUG only."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, RequestPayloadError):  # the body's own parse error, as its cause
+            exc = exc.__cause__
         if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 400) < 500:
             record.levelno, record.levelname, record.exc_info, record.exc_text = logging.DEBUG, "DEBUG", None, None
             return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
@@ -32,8 +37,11 @@ class _ClientProtocolErrors(logging.Filter):
 
 def lock_home(home: Path) -> IO:
     """One daemon per home: a second one would fight the first over the same children."""
-    home.mkdir(parents=True, exist_ok=True)
-    handle = open(home / "jinad.lock", "w")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        handle = open(home / "jinad.lock", "w")
+    except OSError as exc:
+        sys.exit(f"jinad: cannot use {home} as the daemon's home: {exc.strerror or exc}")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -66,8 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         config = settings.load(args)
-    except ValueError as exc:
-        parser.error(str(exc))
+    except (ValueError, OSError, yaml.YAMLError) as exc:  # a bad value, a settings file missing or not YAML
+        parser.error(" ".join(str(exc).split()))
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.server").addFilter(_ClientProtocolErrors())
     lock = lock_home(config.home)
@@ -90,6 +98,15 @@ def main(argv: list[str] | None = None) -> None:
                  config.port_expose, config.home, local.url_for(config.host, config.port_expose),
                  " (`jinad ui` prints it with the token)" if config.token else "")
 
+    try:
+        serve(config, listening)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        sys.exit(f"jinad: cannot listen on {config.host}:{config.port_expose}: {exc.strerror or exc}")
+    finally:
+        lock.close()
+
+
+def serve(config: settings.Config, listening) -> None:
     web.run_app(
         create_app(config),
         host=config.host,
@@ -101,7 +118,6 @@ def main(argv: list[str] | None = None) -> None:
         handler_cancellation=True,
         print=listening,
     )
-    lock.close()
 
 
 if __name__ == "__main__":

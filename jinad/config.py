@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
+import math
 import os
 import re
 from pathlib import Path
@@ -18,6 +20,9 @@ import yaml
 from .local import DEFAULT_HOME, DEFAULT_PORT
 
 DEFAULT_CONFIG_FILE = Path("configs/jinad.yml")
+# Numeric settings that may be 0 (every other whole number must be at least 1, every other
+# float above 0): no grace, no backups, no restarts, any free port for the API.
+AT_LEAST_ZERO = frozenset({"port_expose", "stop_grace_s", "log_file_backups", "restart_max_retries"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +54,25 @@ class Config:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"\d+-\d+", self.port_range) or len(self._port_span) < 10:
-            raise ValueError(f"port_range must be LOW-HIGH with at least 10 ports, not {self.port_range!r}")
+        """Refuse values the daemon cannot work with, by name, rather than failing later."""
+        span = self._port_span if re.fullmatch(r"\d+-\d+", self.port_range) else range(0)
+        if len(span) < 10 or span.start < 1 or span.stop > 65536:
+            raise ValueError(f"port_range must be LOW-HIGH within 1-65535 with at least 10 ports, not {self.port_range!r}")
+        if not 0 <= self.port_expose <= 65535:
+            raise ValueError(f"port_expose must be a port number from 0 to 65535, not {self.port_expose}")
+        if logging.getLevelName(self.log_level.upper()) not in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL):
+            raise ValueError(f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {self.log_level!r}")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            zero_ok = field.name in AT_LEAST_ZERO
+            if isinstance(value, int) and value < (0 if zero_ok else 1):
+                raise ValueError(f"{field.name} must be a whole number of at least {0 if zero_ok else 1}, not {value}")
+            if isinstance(value, float) and not (0 <= value if zero_ok else 0 < value) or not value < math.inf:
+                raise ValueError(f"{field.name} must be a finite number {'of at least 0' if zero_ok else 'above 0'}, not {value}")
+        if any("=" not in item for item in self.remote_tokens.split(",") if item.strip()):
+            raise ValueError("remote_tokens must be URL=TOKEN[,URL=TOKEN...]")
 
     @property
     def home(self) -> Path:

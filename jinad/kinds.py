@@ -84,7 +84,9 @@ def load_yaml(path: Path, label: str, max_bytes: int, max_depth: int) -> dict:
         raise BadRequest(f"{label} is larger than this daemon's YAML limit of {max_bytes} bytes")
     try:
         loaded = yaml.load(path.read_text(), Loader=_TaggedLoader)
-    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
+    except RecursionError:  # the parser recurses per level, before the depth check can run
+        raise BadRequest(f"{label} nests deeper than this daemon's limit of {max_depth} levels") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise BadRequest(f"{label} is not valid YAML: {' '.join(str(exc).split())[:500]}") from None
     if not isinstance(loaded, dict):
         raise BadRequest(f"{label} must be a YAML mapping")
@@ -231,7 +233,10 @@ def prepare_flow(spec: dict, ctx: Context) -> Launch:
 
     paths = PathResolver(ctx.ws_root, source.parent)
     executors = _executor_list(flow, filename)
+    for section in ("with", "gateway"):
+        _no_markers(flow.get(section), f"{filename}: {section}")
     remote_needed = []
+    names: set[str] = set()
     for index, executor in enumerate(executors):
         name = executor.setdefault("name", f"executor{index}")
         if not isinstance(name, str) or not name:
@@ -239,6 +244,10 @@ def prepare_flow(spec: dict, ctx: Context) -> Launch:
         plain_text(name, f"{filename}: the name of executor {index}")
         if name in gateway_names:
             raise BadRequest(f"{filename}: an executor cannot be named {name!r}, the name of a gateway port")
+        if name in names:  # Jina would rename one and give both the same port
+            raise BadRequest(f"{filename}: two executors are named {name!r}; give each its own name")
+        names.add(name)
+        _no_markers(executor, f"{filename}: executor {name!r}")
         port = _pop_one(executor, EXECUTOR_PORT_KEYS, f"{filename}: the port of executor {name!r}")
         if port is not None:
             executor["port"] = port
@@ -262,6 +271,14 @@ def prepare_flow(spec: dict, ctx: Context) -> Launch:
     probes = [(port, "dry_run" if protocol == "http" else "tcp") for protocol, port in zip(protocols, gateway_ports)]
     return Launch([ctx.jina, "flow", "--uses", str(target)], ctx.ports, gateway_ports[0], protocols[0],
                   probes, remote_needed, ready_line=FLOW_READY_LINE)
+
+
+def _no_markers(section: Any, what: str) -> None:
+    """Refuse an `env:` that sets the daemon's JINAD_* markers: with them changed, a process of
+    the object could not be found, and would outlive its object."""
+    env = section.get("env") if isinstance(section, dict) else None
+    if isinstance(env, dict) and any(str(key).startswith("JINAD_") for key in env):
+        raise BadRequest(f"{what}: env must not set JINAD_* variables; the daemon keeps those for itself")
 
 
 # Keys of an executor entry that say how it runs; a remote one runs elsewhere, so the Flow
@@ -308,8 +325,10 @@ def given(spec: dict, name: str, default: Any) -> Any:
 def _executor_fields(spec: dict, ws_root: Path) -> dict:
     """`uses`, `py_modules` and `uses_with` of a Pod or Pea request, checked and resolved."""
     uses = spec.get("uses")
-    if not isinstance(uses, str) or not uses:
+    if not isinstance(uses, str) or not uses.strip():
         raise BadRequest("'uses' is required: an Executor class name or a YAML file in the workspace")
+    if uses.startswith("-"):  # it goes on a command line, where it would be read as an option
+        raise BadRequest(f"'uses' must name an Executor class or a YAML file, not {uses[:40]!r}")
     plain_text(uses, "uses")
     uses_with = given(spec, "uses_with", {})
     if not isinstance(uses_with, dict):

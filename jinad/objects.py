@@ -139,8 +139,12 @@ def _object_from_record(record: dict) -> JObject:
     obj = from_record(JObject, record)
     if obj.kind not in KINDS or obj.state not in TRANSITIONS or obj.restart not in RESTART_POLICIES:
         raise ValueError(f"kind {obj.kind!r}, state {obj.state!r} or restart {obj.restart!r} is unknown")
-    if not all(isinstance(port, int) for port in obj.ports.values()):
-        raise ValueError(f"ports {obj.ports!r} are not all numbers")
+    if not obj.id.startswith(f"j{obj.kind}-"):
+        raise ValueError(f"id {obj.id!r} is not a {obj.kind}'s")
+    if not all(isinstance(port, int) and 0 < port < 65536 for port in obj.ports.values()):
+        raise ValueError(f"ports {obj.ports!r} are not all port numbers")
+    if not 0 < obj.timeout_s < math.inf:
+        raise ValueError(f"timeout_s {obj.timeout_s!r} is not a positive, finite number")
     if not all(isinstance(part, dict) and all(isinstance(part.get(k), str) for k in REMOTE_PART_KEYS) for part in obj.remote):
         raise ValueError("a remote part lacks one of " + ", ".join(REMOTE_PART_KEYS))
     return obj
@@ -332,8 +336,10 @@ class ObjectManager:
     @staticmethod
     def _parse_common(body: dict) -> tuple[str, dict, str, float | None]:
         workspace_id = body.get("workspace_id")
-        if not isinstance(workspace_id, str):
+        if workspace_id is None:
             raise BadRequest("'workspace_id' is required: upload files with POST /workspaces first")
+        if not isinstance(workspace_id, str):
+            raise BadRequest(f"'workspace_id' must be a workspace's id (a string), not {workspace_id!r}")
         envs = given(body, "envs", {})
         if not isinstance(envs, dict) or not all(isinstance(k, str) and k and "=" not in k for k in envs):
             raise BadRequest("'envs' must be an object of names (without '=') to values")
@@ -344,9 +350,14 @@ class ObjectManager:
         if not isinstance(restart, str) or restart not in RESTART_POLICIES:
             raise BadRequest(f"'restart' must be one of {', '.join(RESTART_POLICIES)}")
         timeout = body.get("timeout_s")
-        if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
-                                    or not 0 < timeout < math.inf):  # NaN fails this too
-            raise BadRequest("'timeout_s' must be a positive number of seconds")
+        if timeout is not None:
+            try:  # an int past float's range (10**400) would fail later, in the supervisor
+                seconds = float(timeout) if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) else math.nan
+            except OverflowError:
+                seconds = math.inf
+            if not 0 < seconds < math.inf:  # NaN fails this too
+                raise BadRequest("'timeout_s' must be a positive, finite number of seconds")
+            timeout = seconds
         return workspace_id, {k: str(v) for k, v in envs.items()}, restart, timeout
 
     async def create(self, kind_name: str, body: dict, wait: bool = True) -> JObject:
@@ -433,6 +444,23 @@ class ObjectManager:
         return obj.restart == "always" or (obj.restart == "on-failure" and failed)
 
     async def _supervise(self, obj: JObject, runner: Runner) -> None:
+        """Run `_live`; should it raise (a fault of the daemon's, or of the OS), the object is
+        `failed` with that error and its processes are ended, never left `starting` for good."""
+        try:
+            await self._live(obj, runner)
+        except Exception as exc:
+            log.exception("supervising %s failed", obj.id)
+            reason = f"the daemon could not supervise it: {type(exc).__name__}: {exc}"
+            if runner.child is not None:
+                await runner.child.stop(self.config.stop_grace_s)
+                runner.child = None
+            if obj.state == "ready":
+                self._set_state(obj, "exited", pid=None, error=reason)
+            if obj.state != "failed":
+                self._set_state(obj, "failed", pid=None, error=reason)
+            runner.settle(reason)
+
+    async def _live(self, obj: JObject, runner: Runner) -> None:
         """One object's life: start, wait for its exit, restart by policy with growing back-off."""
         failures = 0
         first = True
@@ -497,8 +525,11 @@ class ObjectManager:
             if runner.starts != asked_at:
                 return await self._outcome(obj, runner.start_result, wait)
             self._check_capacity(obj)
+            # Prepared before the halt: files changed since are picked up, and one that is now
+            # refused (bad YAML, a taken port) leaves the running object as it is.
+            launch = await self._prepare_with_remotes(obj)
             await self._halt(obj, runner)
-            runner.launch = await self._prepare_with_remotes(obj)  # picks up files changed since
+            runner.launch = launch
             await self._begin(obj, wait=False)
             start_result = runner.start_result
         return await self._outcome(obj, start_result, wait)
@@ -533,7 +564,16 @@ class ObjectManager:
         if leftovers:
             log.warning("ending %d object(s) left running by a previous run", len(leftovers))
         await asyncio.gather(*(end_processes(procs, self.config.stop_grace_s) for procs in leftovers.values()))
-        for obj in self.store.load_all(COLLECTION, _object_from_record):
+        taken: set[int] = set()
+
+        def build(record: dict) -> JObject:
+            obj = _object_from_record(record)
+            if clash := taken & set(obj.ports.values()):  # two records cannot both own a port
+                raise ValueError(f"port(s) {sorted(clash)} belong to another object's record")
+            taken.update(obj.ports.values())
+            return obj
+
+        for obj in self.store.load_all(COLLECTION, build):
             self.objects[obj.id] = obj
             self.runners[obj.id] = Runner(log=self._open_log(obj.id))
             self.alloc.held.update(obj.ports.values())

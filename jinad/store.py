@@ -18,7 +18,7 @@ from typing import Any, Callable, TypeVar
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 # What a record that cannot be read or built raises; it is set aside, never a reason not to start.
-BAD_RECORD = (ValueError, TypeError, KeyError, AttributeError)
+BAD_RECORD = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
 
 
 def _fits(value: Any, hint: Any) -> bool:

@@ -31,7 +31,9 @@ class FilePart(Protocol):
 
 
 NAME_MAX = 255  # bytes of one path component, as Linux file systems take them
-PATH_MAX = 4096
+# Bytes of a path inside a workspace: the OS takes 4096 for the whole path, and the daemon's
+# home, the workspace's (or staging's) folder come before it.
+PATH_MAX = 1024
 
 
 def safe_relpath(name: str | None, what: str = "upload path") -> PurePosixPath:
@@ -144,12 +146,14 @@ def _unpack(archive: Path, name: str, dest: Path, budget: _Budget) -> None:
             raise  # the disk, not the archive: the HTTP layer says so
         if isinstance(exc, (NotADirectoryError, IsADirectoryError, FileExistsError)):
             raise BadRequest(f"archive {name} puts a file and a folder at the same path") from None
+        if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+            raise BadRequest(f"archive {name} holds a path too long for this daemon's disk") from None
         raise BadRequest(f"archive {name} could not be unpacked: {exc}") from None
 
 
 async def receive(parts: AsyncIterable[FilePart], staging: Path, max_bytes: int, max_files: int, why: str) -> None:
     """Stream every part into `staging`, unpacking archives; raise on the first bad part.
-    `why` names the byte limit in the error (the upload limit, or the workspace's room left)."""
+    `why` names the byte limit in the error (the upload's, or a whole workspace's)."""
     budget = _Budget(max_bytes, max_files, why)
     archives = staging.parent / f"{staging.name}.archives"
     try:
@@ -171,6 +175,10 @@ async def receive(parts: AsyncIterable[FilePart], staging: Path, max_bytes: int,
                         out.write(chunk)
             except (NotADirectoryError, IsADirectoryError, FileExistsError):
                 raise BadRequest(f"upload path {part.filename!r} clashes with a file or folder of the same name") from None
+            except OSError as exc:
+                if exc.errno != errno.ENAMETOOLONG:
+                    raise
+                raise BadRequest(f"upload path {part.filename[:100]!r}... is too long for this daemon's disk") from None
             if is_archive:
                 await asyncio.to_thread(_unpack, target, rel.as_posix(), staging, budget)
                 target.unlink()

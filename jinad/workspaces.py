@@ -21,7 +21,7 @@ from typing import AsyncIterable, Callable
 
 from .config import Config
 from .envs import Environments, requirements_hash
-from .errors import BadRequest, Conflict, NotFound
+from .errors import BadRequest, Conflict, NotFound, TooLarge
 from .ids import new_id, utc_now
 from .logs import Log
 from .store import Store, from_record, fsync_path
@@ -57,8 +57,8 @@ class Workspace:
 
 def _workspace_from_record(record: dict) -> Workspace:
     ws = from_record(Workspace, record)
-    if ws.state not in ("ready", "installing", "failed") or ws.files:
-        raise ValueError(f"state {ws.state!r} is unknown, or it lists files (the folder is the truth)")
+    if not ws.id.startswith("jworkspace-") or ws.state not in ("ready", "installing", "failed") or ws.files:
+        raise ValueError(f"id {ws.id!r} or state {ws.state!r} is not a workspace's, or it lists files (the folder is the truth)")
     return ws
 
 
@@ -112,7 +112,13 @@ class WorkspaceManager:
         shutil.rmtree(self.staging, ignore_errors=True)
         self.staging.mkdir(parents=True)
         self.root.mkdir(parents=True, exist_ok=True)
-        for ws in self.store.load_all(COLLECTION, _workspace_from_record):
+        def build(record: dict) -> Workspace:
+            ws = _workspace_from_record(record)
+            if not self.files_dir(ws.id).is_dir():
+                raise ValueError(f"its folder {self.files_dir(ws.id)} is missing")
+            return ws
+
+        for ws in self.store.load_all(COLLECTION, build):
             ws.files = _list_files(self.files_dir(ws.id))
             self._workspaces[ws.id] = ws
         keep = self._workspaces.keys() | self.store.set_aside_ids(COLLECTION)
@@ -236,15 +242,15 @@ class WorkspaceManager:
             if ws.state == "installing":
                 self._install_if_changed(ws)
 
-    async def _stage(self, parts: AsyncIterable[FilePart], already: int = 0) -> Path:
-        """Receive an upload into a new staging folder, within the upload limit and the room
-        its workspace has left (`already` bytes are used)."""
+    async def _stage(self, parts: AsyncIterable[FilePart]) -> Path:
+        """Receive an upload into a new staging folder, within the upload limit and the size a
+        whole workspace may have (what it adds to a workspace is checked once it is staged:
+        files it replaces make room)."""
         staging = self.staging / new_id("upload")
         staging.mkdir()
         c = self.config
-        room = c.max_workspace_bytes - already
-        max_bytes, why = (c.max_upload_bytes, "this daemon's upload limit") if c.max_upload_bytes <= room \
-            else (room, f"the room left in the workspace (limit {c.max_workspace_bytes} bytes)")
+        max_bytes, why = (c.max_upload_bytes, "this daemon's upload limit") if c.max_upload_bytes <= c.max_workspace_bytes \
+            else (c.max_workspace_bytes, "this daemon's workspace size limit")
         try:
             await receive(parts, staging, max_bytes, c.max_upload_files, why)
             await asyncio.to_thread(sync_tree, staging)
@@ -278,10 +284,11 @@ class WorkspaceManager:
 
     async def add_files(self, workspace_id: str, parts: AsyncIterable[FilePart]) -> Workspace:
         ws = self.get(workspace_id)
-        staging = await self._stage(parts, already=ws.size)
+        staging = await self._stage(parts)
         try:
             async with self._lock(ws.id):
                 self.get(workspace_id)  # deleted while the upload streamed in
+                self._check_room(ws, _list_files(staging))
                 _merge(staging, self.files_dir(ws.id))
                 ws.files = _list_files(self.files_dir(ws.id))
                 ws.updated_at = utc_now()
@@ -290,6 +297,15 @@ class WorkspaceManager:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return ws
+
+    def _check_room(self, ws: Workspace, staged: list[dict]) -> None:
+        """TooLarge when the workspace would outgrow its limit with these files, counting each
+        file it replaces as freed."""
+        old = {f["path"]: f["size"] for f in ws.files}
+        after = ws.size + sum(f["size"] - old.get(f["path"], 0) for f in staged)
+        if after > self.config.max_workspace_bytes:
+            raise TooLarge(f"not enough room left in the workspace: with these files it would hold {after} bytes, "
+                           f"more than this daemon's limit of {self.config.max_workspace_bytes} bytes")
 
     def file_path(self, workspace_id: str, relpath: str) -> Path:
         root = self.files_dir(self.get(workspace_id).id).resolve()

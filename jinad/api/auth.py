@@ -18,7 +18,7 @@ def refusal(request: web.Request, expected: bytes) -> web.Response | None:
     header = request.headers.get("Authorization", "")
     # EventSource and plain links cannot set headers, so browsers pass ?token=.
     # The scheme is case-insensitive (RFC 7235): "bearer" and "BEARER" are as good as "Bearer".
-    given = header[7:] if header[:7].lower() == "bearer " else request.query.get("token", "")
+    given = header[7:].lstrip(" ") if header[:7].lower() == "bearer " else request.query.get("token", "")
     # Header bytes that are not UTF-8 come as lone surrogates: compare them as the bytes they were.
     if hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
         return None

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from ..errors import BadRequest, JinadError, shallow
 
@@ -37,8 +38,9 @@ def error_answer(request: web.Request, exc: Exception) -> web.Response:
     raised again (they are answers already)."""
     if isinstance(exc, JinadError):
         return error_response(exc.code, exc.message, **exc.details)
-    if isinstance(exc, HttpProcessingError):  # a malformed multipart part, header or chunk
-        return error_response("bad_request", f"malformed request: {exc.message}")
+    if isinstance(exc, (HttpProcessingError, RequestPayloadError)):  # a malformed part, header, chunk or encoding
+        detail = exc.message if isinstance(exc, HttpProcessingError) else " ".join(str(exc).split())
+        return error_response("bad_request", f"malformed request: {detail}")
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc

@@ -52,7 +52,11 @@ async def _create_flow_from_upload(request: web.Request):
             elif part.name == "files":
                 yield part
             else:
-                options[part.name] = _form_option(part.name, await part.text(), request.app[CONFIG].max_json_depth)
+                try:
+                    text = await part.text()
+                except (UnicodeDecodeError, LookupError):  # LookupError: a charset Python does not know
+                    raise BadRequest(f"form field {part.name!r} is not text in its charset") from None
+                options[part.name] = _form_option(part.name, text, request.app[CONFIG].max_json_depth)
 
     workspaces = request.app[WORKSPACES]
     ws = await workspaces.create(files())

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import AsyncIterator
 from urllib.parse import unquote
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, hdrs, web
 
 from ..errors import BadRequest, TooLarge
+
+ABSOLUTE_FILENAME = re.compile(r'filename\s*=\s*"[/\\]')
 
 
 class RenamedPart:
@@ -44,8 +47,14 @@ async def form_parts(request: web.Request, names: set[str]) -> AsyncIterator[Bod
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):
                 raise BadRequest("a multipart part holds another multipart body; send each file as a part of its own")
+            if part.name is None:
+                raise BadRequest(f"a multipart part has no Content-Disposition name; expected {', '.join(sorted(names))}")
             if part.name not in names:
                 raise BadRequest(f"unexpected form field {part.name!r}; expected {', '.join(sorted(names))}")
+            # aiohttp drops the leading slashes of a quoted filename itself: an absolute path is
+            # refused as the contract says, not stored quietly somewhere else.
+            if ABSOLUTE_FILENAME.search(part.headers.get(hdrs.CONTENT_DISPOSITION, "")):
+                raise BadRequest(f"upload path of part {part.name!r} is absolute; give a path relative to the workspace")
             # aiohttp's client sends filenames percent-encoded (src%2Fenc.py), curl and browsers
             # raw; decoding both gives the same path, and the path checks come after this.
             yield RenamedPart(part, unquote(part.filename)) if part.filename else part

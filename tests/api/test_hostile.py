@@ -220,3 +220,99 @@ async def test_a_malformed_workspace_record_is_set_aside_and_its_files_are_kept(
     assert await (await client.get("/workspaces")).json() == []
     assert (config.home / "workspaces" / ws / "files" / "precious.txt").read_bytes() == b"data"
     assert (config.home / "state" / "corrupt" / "workspaces" / f"{ws}.json").exists()
+
+
+# ---- round 2b: what an outsider's attack on the fixed daemon still found ----------------------
+
+async def test_a_record_nested_past_the_parser_is_set_aside(aiohttp_client, config):
+    objects = config.home / "state" / "objects"
+    objects.mkdir(parents=True)
+    (objects / "jpea-deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    client = await aiohttp_client(create_app(config))
+    assert (await client.get("/")).status == 200
+    assert (config.home / "state" / "corrupt" / "objects" / "jpea-deep.json").exists()
+
+
+@pytest.mark.parametrize("record_fields", [
+    {"kind": "flow"},                        # a pea's id on a flow's record
+    {"ports": {"executor": 70000}},          # no such port
+    {"timeout_s": 1e309},                    # written as Infinity
+])
+async def test_records_the_daemon_cannot_run_are_set_aside(aiohttp_client, config, record_fields):
+    record = {"id": "jpea-odd", "kind": "pea", "workspace_id": "jworkspace-x", "spec": {}, "envs": {}, "restart": "no",
+              "timeout_s": 5, "created_at": "now", "state": "stopped", **record_fields}
+    objects = config.home / "state" / "objects"
+    objects.mkdir(parents=True)
+    (objects / "jpea-odd.json").write_text(json.dumps(record))
+    client = await aiohttp_client(create_app(config))
+    assert await (await client.get("/peas")).json() == [] and await (await client.get("/flows")).json() == []
+    assert (config.home / "state" / "corrupt" / "objects" / "jpea-odd.json").exists()
+
+
+async def test_a_workspace_record_without_its_folder_is_set_aside(aiohttp_client, config):
+    workspaces = config.home / "state" / "workspaces"
+    workspaces.mkdir(parents=True)
+    (workspaces / "jworkspace-gone.json").write_text(json.dumps({"id": "jworkspace-gone", "created_at": "t", "updated_at": "t"}))
+    client = await aiohttp_client(create_app(config))
+    assert (await (await client.get("/status")).json())["workspaces"] == 0
+
+
+@pytest.mark.parametrize("body", [{"timeout_s": 10 ** 400}, {"workspace_id": 1}, {"uses": "--help"}, {"uses": " "}])
+async def test_values_that_would_fail_later_are_400_now(client, body):
+    ws = await new_workspace(client)
+    resp = await client.post("/peas", json={"workspace_id": ws, "uses": "Upper", **body})
+    await refused(resp)
+    assert await (await client.get("/peas")).json() == []
+
+
+@pytest.mark.parametrize("flow, word", [
+    (b"executors:\n  - {name: u, uses: X, env: {JINAD_OBJECT_ID: fake}}\n", "JINAD_"),
+    (b"with: {env: {JINAD_HOME: /x}}\nexecutors:\n  - {name: u, uses: X}\n", "JINAD_"),
+    (b"executors:\n  - {name: a, uses: X}\n  - {name: a, uses: X}\n", "two executors"),
+    (b"executors:\n" + b"  " + b"[" * 2000 + b"]" * 2000 + b"\n", "nests deeper"),
+])
+async def test_flow_yamls_that_would_misbehave_are_400(client, config, flow, word):
+    assert word in await refused(await client.post("/flows", data=form(("flow", "flow.yml", flow))))
+    assert leftovers(config) == []
+
+
+async def test_an_absolute_name_is_refused_however_it_is_quoted(client, config):
+    body = b'--b\r\nContent-Disposition: form-data; name="files"; filename="/etc/x"\r\n\r\nA\r\n--b--\r\n'
+    resp = await client.post("/workspaces", data=body, headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert "absolute" in await refused(resp)
+    assert leftovers(config) == []
+
+
+async def test_a_body_that_is_not_the_gzip_it_says_is_400(client):
+    resp = await client.post("/peas", data=b"not gzip", headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert "malformed request" in await refused(resp)
+
+
+async def test_a_form_field_that_is_not_text_is_400(client, config):
+    body = (b'--b\r\nContent-Disposition: form-data; name="flow"; filename="f.yml"\r\n\r\njtype: Flow\r\n'
+            b'--b\r\nContent-Disposition: form-data; name="restart"\r\n\r\n\xff\r\n--b--\r\n')
+    resp = await client.post("/flows", data=body, headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert "restart" in await refused(resp)
+    assert leftovers(config) == []
+
+
+async def test_a_deep_path_is_400_not_a_500_from_the_disk(client, config):
+    name = "/".join(["d"] * 600) + "/f"  # within 4096 bytes, past what a workspace path may be
+    await refused(await client.post("/workspaces", data=form(("files", name, b"x"))))
+    assert leftovers(config) == []
+
+
+async def test_replacing_files_counts_the_bytes_they_free(aiohttp_client, config):
+    client = await aiohttp_client(create_app(config.replace(max_workspace_bytes=2000)))
+    ws = await new_workspace(client, *[("files", f"f{n}", b"x" * 600) for n in range(3)])
+    resp = await client.post(f"/workspaces/{ws}/files", data=form(("files", "f0", b"y" * 300)))
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["size"] == 1500
+    resp = await client.post(f"/workspaces/{ws}/files", data=form(("files", "new", b"z" * 600)))
+    assert "room left" in await refused(resp, 413)
+
+
+@pytest.mark.parametrize("header", ["Bearer  s3cret", "bearer   s3cret"])
+async def test_more_than_one_space_after_the_scheme_is_fine(aiohttp_client, config, header):
+    client = await aiohttp_client(create_app(config.replace(token="s3cret")))
+    assert (await client.get("/status", headers={"Authorization": header})).status == 200

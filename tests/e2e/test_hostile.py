@@ -174,3 +174,17 @@ async def test_streams_of_a_deleted_object_end(http, daemon):
     _, others = await asyncio.wait_for(follower, 15)
     assert others[-1].event == "end"
     assert json.loads(others[-2].data)["state"] == "stopped"
+
+
+async def test_a_refused_restart_leaves_the_object_running(http, daemon):
+    async with http.post(daemon.url + "/flows", data=form(("flow", "flow_http.yml", EXECUTORS / "flow_http.yml"),
+                                                         ("files", "upper.py", EXECUTORS / "upper.py"))) as resp:
+        assert resp.status == 201, await resp.text()
+        flow = await resp.json()
+    async with http.post(f"{daemon.url}/workspaces/{flow['workspace_id']}/files",
+                         data=form(("files", "flow_http.yml", b"garbage: [\n"))) as resp:
+        assert resp.status == 200
+    async with http.post(f"{daemon.url}/flows/{flow['id']}/restart") as resp:
+        assert resp.status == 400
+    after = await get(http, daemon, "flows", flow["id"])
+    assert after["state"] == "ready" and after["pid"] == flow["pid"] and alive([flow["pid"]])

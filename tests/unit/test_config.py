@@ -55,3 +55,18 @@ def test_default_ports_lie_below_the_kernels_ephemeral_range():
     # Outgoing connections take local ports from 32768 up (Linux's default); one of those
     # could take a port handed to an object that has not bound it yet.
     assert Config().jina_ports.stop <= 32768
+
+
+@pytest.mark.parametrize("changes, word", [
+    ({"port_expose": 92801}, "port_expose"),
+    ({"port_range": "0-10"}, "port_range"),
+    ({"port_range": "65530-65600"}, "port_range"),
+    ({"stop_grace_s": -1.0}, "stop_grace_s"),
+    ({"log_ring_lines": 0}, "log_ring_lines"),
+    ({"start_timeout_s": float("inf")}, "start_timeout_s"),
+    ({"remote_tokens": "garbage"}, "remote_tokens"),
+    ({"log_level": "bogus"}, "log_level"),
+])
+def test_values_the_daemon_cannot_work_with_are_refused_by_name(changes, word):
+    with pytest.raises(ValueError, match=word):
+        Config(**changes)
