@@ -50,7 +50,10 @@ def error_answer(request: web.Request, exc: Exception) -> web.Response:
             405: f"{request.method} is not allowed on {request.path}",
             413: "request body is larger than this daemon accepts",
         }.get(exc.status, exc.reason)
-        return error_response(code, message)
+        answer = error_response(code, message)
+        if isinstance(exc, web.HTTPMethodNotAllowed):  # RFC 9110: a 405 says what is allowed
+            answer.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+        return answer
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return error_response("insufficient_storage", "the daemon's disk is full; free space on it and try again")
     if isinstance(exc, ConnectionError):

@@ -37,6 +37,7 @@ async def test_wrong_method_is_json_405(client):
     body = await resp.json()
     assert body["error"] == "method_not_allowed"
     assert "PUT" in body["message"]
+    assert "GET" in resp.headers["Allow"]
 
 
 async def test_unknown_ids_are_404_for_every_kind(client):
