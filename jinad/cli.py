@@ -39,7 +39,7 @@ def lock_home(home: Path) -> IO:
     """One daemon per home: a second one would fight the first over the same children."""
     try:
         home.mkdir(parents=True, exist_ok=True)
-        handle = open(home / "jinad.lock", "w")
+        handle = open(home / local.LOCK_FILE, "w")
     except OSError as exc:
         sys.exit(f"jinad: cannot use {home} as the daemon's home: {exc.strerror or exc}")
     try:

@@ -60,6 +60,8 @@ class Context:
         if fixed is None:
             self.ports[name] = self.alloc.take()
         elif isinstance(fixed, int) and not isinstance(fixed, bool) and 0 < fixed < 65536:
+            if fixed in self.ports.values():  # not "in use on this machine": this YAML names it twice
+                raise BadRequest(f"port {fixed} is given to two parts (one of them {name}); give each its own")
             self.ports[name] = self.alloc.claim(fixed)
         else:
             raise BadRequest(f"port of {name} must be a number from 1 to 65535, not {fixed!r}")
@@ -179,11 +181,11 @@ def _gateway(flow: dict, filename: str, ctx: Context) -> tuple[list[str], list[i
     if isinstance(flow.get("gateway"), dict):
         sections.append(flow["gateway"])
     protocol = fixed = None
-    for section in sections:  # the later wins, as in Jina
+    for section in sections:  # Jina lets the later win; two different values are refused here
         given = _pop_one(section, PROTOCOL_KEYS, f"{filename}: the gateway's protocol")
-        protocol = given if given is not None else protocol
+        protocol = _agree(protocol, given, f"{filename}: the gateway's protocol")
         given = _pop_one(section, GATEWAY_PORT_KEYS, f"{filename}: the gateway's port")
-        fixed = given if given is not None else fixed
+        fixed = _agree(fixed, given, f"{filename}: the gateway's port")
     names = protocol if isinstance(protocol, list) else [protocol]
     if not names:
         raise BadRequest(f"{filename}: 'protocol' is an empty list")
@@ -200,6 +202,13 @@ def _gateway(flow: dict, filename: str, ctx: Context) -> tuple[list[str], list[i
     gateway["protocol"] = protocols if len(protocols) > 1 else protocols[0]
     gateway["port"] = ports if len(ports) > 1 else ports[0]
     return protocols, ports
+
+
+def _agree(earlier: Any, later: Any, what: str) -> Any:
+    """One value from `with:` and `gateway:`: either may give it, both only the same."""
+    if earlier is not None and later is not None and earlier != later:
+        raise BadRequest(f"{what} is given twice, as {earlier!r} and as {later!r}; give it once")
+    return later if later is not None else earlier
 
 
 def _executor_list(flow: dict, filename: str) -> list[dict]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 import secrets
 import socket
@@ -26,10 +27,12 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from .config import Config
 
+log = logging.getLogger(__name__)
 DEFAULT_HOME = "~/.jinad"
 HOME_VARIABLE = "JINAD_WORKSPACE"  # the daemon's `workspace` setting, as the environment gives it
 TOKEN_FILE = "token"
 RECORD_FILE = "daemon.json"
+LOCK_FILE = "jinad.lock"  # held by the running daemon (see cli.lock_home)
 DEFAULT_PORT = 8000
 ALL_ADDRESSES = ("0.0.0.0", "::", "")
 
@@ -43,15 +46,27 @@ def is_loopback(host: str) -> bool:
 
 def resolve_token(config: Config) -> Config:
     """Auth on by default off loopback: with no token given (and no --no-auth), make one and
-    keep it in the home with mode 0600, so it stays the same across restarts."""
+    keep it in the home with mode 0600, so it stays the same across restarts. A file that
+    others may read is made 0600 again; one that holds no token gets a new one (an empty
+    token would be no auth at all)."""
     if config.token or config.no_auth or is_loopback(config.host):
         return config
     path = config.home / TOKEN_FILE
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    if path.exists() and os.stat(path).st_mode & 0o077:
+        log.warning("%s could be read by other users; it is 0600 again", path)
+        os.chmod(path, 0o600)
+    token = path.read_text().strip() if path.exists() else ""
+    if not token:
+        if path.exists():
+            log.warning("%s held no token; a new one is made", path)
+        token = secrets.token_urlsafe(32)
+        partial = path.with_name(f".{TOKEN_FILE}.partial")
+        partial.unlink(missing_ok=True)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32))
-    return config.replace(token=path.read_text().strip())
+            f.write(token)
+        os.replace(partial, path)
+    return config.replace(token=token)
 
 
 def url_for(host: str, port: int) -> str:
@@ -74,15 +89,30 @@ def write_record(config: Config, token_from_file: bool) -> None:
     os.replace(partial, config.home / RECORD_FILE)
 
 
-def _running(pid: object) -> bool:
-    """Does our user run this pid? (Another user's process is not our daemon.)"""
+def _running(pid: object, home: Path) -> bool:
+    """Does our user run this pid, and is it the daemon of this home: the process holding the
+    home's lock (a pid alone may have been reused by anything since a `kill -9`)?"""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
         os.kill(pid, 0)
     except OSError:  # gone, or another user's
         return False
-    return True
+    return _holds_lock(pid, home / LOCK_FILE)
+
+
+def _holds_lock(pid: int, lock: Path) -> bool:
+    """Does `pid` hold the flock on this file? Read from /proc/locks, so the check takes no
+    lock itself (a daemon starting at that moment would find its home locked)."""
+    try:
+        inode = os.stat(lock).st_ino
+        with open("/proc/locks") as locks:
+            rows = [line.split() for line in locks]
+    except OSError:
+        return False
+    # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; a blocked waiter's row has "->" after the number.
+    return any(row[1] == "FLOCK" and row[4] == str(pid) and row[5].rsplit(":", 1)[-1] == str(inode)
+               for row in rows if len(row) >= 6 and row[1] == "FLOCK")
 
 
 @dataclass(frozen=True)
@@ -117,7 +147,7 @@ def find(home: Path) -> LocalDaemon | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     token = None
-    if record.get("token_file") and _running(record.get("pid")):
+    if record.get("token_file") and _running(record.get("pid"), home):
         try:
             token = (home / TOKEN_FILE).read_text().strip() or None
         except OSError:  # not this user's daemon, or the file is gone

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime
 import json
+import re
 from json.encoder import encode_basestring  # json.dumps of one string (the C encoder)
 from typing import AsyncIterator, Iterable
 
@@ -29,11 +30,22 @@ def _whole(name: str, raw: str) -> int:
     return int(raw)
 
 
+RFC3339_NO_ZONE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?")
+RFC3339 = re.compile(RFC3339_NO_ZONE.pattern + r"([Zz]|[+-]\d{2}:\d{2})")
+
+
 def _time(request: web.Request, name: str) -> datetime.datetime | None:
     """An RFC 3339 time of the query, with its zone, or None when not given."""
     raw = request.query.get(name)
     if raw is None:
         return None
+    # RFC 3339's own shape first: fromisoformat alone takes ISO forms it does not (week dates,
+    # a space for the T, +05). Its leap second (:60) is read as the second before.
+    if not RFC3339.fullmatch(raw):
+        if RFC3339_NO_ZONE.fullmatch(raw):
+            raise BadRequest(f"{name} needs its time zone, like 2026-11-30T12:00:00Z or ...+01:00, not {raw!r}")
+        raise BadRequest(f"{name} must be an RFC 3339 time like 2026-11-30T12:00:00Z, not {raw[:60]!r}")
+    raw = re.sub(r"(?<=:)60(?=[.zZ+-])", "59", raw)
     try:  # Python 3.10's fromisoformat does not take "Z"
         when = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
         if when.tzinfo is not None:

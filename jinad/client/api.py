@@ -155,6 +155,9 @@ class Client:
         return await self.request("POST", "/flows" + ("" if wait else "?wait=false"), data=data)
 
     async def list(self, kind: str) -> list[dict]:
+        """Every object of a kind: "flow", "pod" or "pea" (workspaces: `workspaces()`)."""
+        if kind not in PLURAL:
+            raise ValueError(f"kind must be one of {', '.join(PLURAL)}, not {kind!r}")
         return await self.request("GET", f"/{PLURAL[kind]}")
 
     async def get(self, object_id: str) -> dict:

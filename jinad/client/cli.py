@@ -324,7 +324,10 @@ def moment(text: str) -> str:
     as the RFC 3339 UTC time the daemon takes."""
     if re.fullmatch(f"(?:{DURATION_PART})+", text):
         seconds = sum(float(n) * SECONDS_OF_UNIT[unit] for n, unit in re.findall(DURATION_PART, text))
-        when = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+        try:
+            when = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+        except (OverflowError, ValueError):  # before year 1
+            raise argparse.ArgumentTypeError(f"{text!r} reaches back before the first time there can be") from None
     else:
         try:
             when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))

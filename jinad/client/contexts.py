@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -31,6 +32,9 @@ LOCAL = "local"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 DEFAULT_URL = local.url_for("127.0.0.1", local.DEFAULT_PORT)
 HOST_VARIABLE, TOKEN_VARIABLE, CONTEXT_VARIABLE = "JINAD_HOST", "JINAD_TOKEN", "JINAD_CONTEXT"
+
+
+MAX_FILE_BYTES = 1024 * 1024  # a hand-edited or hostile file must not take the command's memory
 
 
 class ContextError(ValueError):
@@ -65,16 +69,27 @@ class Contexts:
 
     @classmethod
     def load(cls, path: Path) -> "Contexts":
+        """The file as `context add` writes it; a file edited by hand is checked as strictly."""
         try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise ContextError(f"{path} is larger than {MAX_FILE_BYTES} bytes; it cannot be a contexts file")
             doc = yaml.safe_load(path.read_text()) or {}
         except FileNotFoundError:
             doc = {}
         except (OSError, yaml.YAMLError) as exc:
-            raise ContextError(f"cannot read {path}: {exc}") from None
+            raise ContextError(f"cannot read {path}: {' '.join(str(exc).split())[:200]}") from None
         entries = doc.get("contexts") if isinstance(doc, dict) else None
+        shape = f"{path} is not a contexts file (current: NAME, contexts: {{NAME: {{url, token}}}})"
         if not isinstance(doc, dict) or not isinstance(entries or {}, dict) or not all(
                 isinstance(e, dict) and isinstance(e.get("url"), str) for e in (entries or {}).values()):
-            raise ContextError(f"{path} is not a contexts file (current: NAME, contexts: {{NAME: {{url, token}}}})")
+            raise ContextError(shape)
+        for name, entry in (entries or {}).items():
+            try:
+                daemon_url(entry["url"])
+            except ValueError as exc:
+                raise ContextError(f"{path}: context {name!r}: {exc}") from None
+        if entries and path.stat().st_mode & 0o077:
+            print(f"jinad: warning: {path} holds tokens and others may read it; chmod 600 it", file=sys.stderr)
         return cls(path, doc.get("current") or None, dict(entries or {}))
 
     def get(self, name: str) -> dict:

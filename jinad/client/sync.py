@@ -62,6 +62,9 @@ class SyncClient:
 
     def _run(self, coro: Awaitable[T]) -> T:
         """Run a coroutine on the private loop and wait for it; Ctrl-C cancels it."""
+        if not self._closer.alive:
+            coro.close()  # never awaited, and no warning that says so
+            raise RuntimeError("this SyncClient is closed; make a new one")
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result()

@@ -1,24 +1,29 @@
 """Which daemon and token a client uses: flags, environment, current context, local daemon."""
 
+import fcntl
 import stat
+from typing import Iterator
 
 import pytest
 
 from jinad.client.contexts import ContextError, Contexts, contexts_file, resolve
 from jinad.config import Config
+from jinad import local
 from jinad.local import resolve_token, write_record
 
 LOCAL_URL = "http://127.0.0.1:8123"
 
 
 @pytest.fixture
-def env(tmp_path) -> dict[str, str]:
+def env(tmp_path) -> Iterator[dict[str, str]]:
     """A local daemon (this very process stands in for it) with a token in its home, and an empty
     contexts file."""
     home = tmp_path / "home"
     home.mkdir()
     write_record(resolve_token(Config(host="0.0.0.0", port_expose=8123, workspace=str(home))), token_from_file=True)
-    return {"JINAD_WORKSPACE": str(home), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    with open(home / local.LOCK_FILE, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held as the daemon holds it
+        yield {"JINAD_WORKSPACE": str(home), "XDG_CONFIG_HOME": str(tmp_path / "config")}
 
 
 def local_token(env) -> str:

@@ -63,11 +63,29 @@ def test_the_same_port_under_two_names_with_two_values_is_refused(tmp_path):
         prepare(tmp_path, "jtype: Flow\nexecutors:\n  - name: e\n    port: 31001\n    port_in: 31002\n")
 
 
-def test_a_top_level_gateway_section_overrides_with_as_in_jina(tmp_path):
+def test_a_top_level_gateway_section_is_read_as_with_is(tmp_path):
+    (port,) = free_ports(1)
+    launch, written = prepare(tmp_path, f"jtype: Flow\nwith:\n  port: {port}\ngateway:\n  port_expose: {port}\n  protocol: http\n")
+    assert launch.ports == {"gateway": port} and launch.protocol == "http"
+    assert written["with"] == {"protocol": "http", "port": port} and written["gateway"] == {}
+
+
+def test_two_different_gateway_ports_in_with_and_gateway_are_refused(tmp_path):
+    """Jina would take the later one silently; a port the user fixed twice is a mistake to say."""
     first, second = free_ports(2)
-    launch, written = prepare(tmp_path, f"jtype: Flow\nwith:\n  port: {first}\ngateway:\n  port_expose: {second}\n  protocol: http\n")
-    assert launch.ports == {"gateway": second} and launch.protocol == "http"
-    assert written["with"] == {"protocol": "http", "port": second} and written["gateway"] == {}
+    with pytest.raises(BadRequest, match="given twice"):
+        prepare(tmp_path, f"jtype: Flow\nwith:\n  port: {first}\ngateway:\n  port_expose: {second}\n")
+
+
+@pytest.mark.parametrize("flow", [
+    "with:\n  protocol: [grpc, http]\n  port: [{p}, {p}]\n",
+    "with:\n  port: {p}\nexecutors:\n  - {{name: a, port: {p}}}\n",
+    "executors:\n  - {{name: a, port: {p}}}\n  - {{name: b, port_in: {p}}}\n",
+])
+def test_a_port_named_twice_in_one_yaml_is_a_400_that_says_so(tmp_path, flow):
+    (port,) = free_ports(1)
+    with pytest.raises(BadRequest, match="two parts"):
+        prepare(tmp_path, "jtype: Flow\n" + flow.format(p=port))
 
 
 def test_several_protocols_get_a_port_each_and_each_is_probed(tmp_path):

@@ -1,5 +1,9 @@
+import fcntl
 import json
+import os
 import stat
+
+import pytest
 
 from jinad import local
 from jinad.local import is_loopback, resolve_token, write_record
@@ -28,7 +32,10 @@ def test_given_token_or_no_auth_are_kept(tmp_path):
 
 def test_the_record_gives_the_url_and_the_token_only_to_that_url_while_the_daemon_runs(tmp_path):
     config = resolve_token(Config(host="0.0.0.0", port_expose=8123, workspace=str(tmp_path)))
-    write_record(config, token_from_file=True)
+    write_record(config, token_from_file=True)  # with this process's pid
+    assert local.find(tmp_path).token is None, "a live pid that does not hold the home's lock is not its daemon"
+    lock = open(tmp_path / local.LOCK_FILE, "w")
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the daemon does for its whole life
     found = local.find(tmp_path)
     assert found.url == "http://127.0.0.1:8123" and found.token == config.token
     assert found.serves("http://localhost:8123") and found.serves("http://127.0.0.1:8123/")
@@ -39,6 +46,21 @@ def test_the_record_gives_the_url_and_the_token_only_to_that_url_while_the_daemo
     assert local.find(tmp_path).token is None, "never to whatever listens there after the daemon"
     write_record(config, token_from_file=False)  # a token given with --token is not the file's
     assert local.find(tmp_path).token is None
+    lock.close()
+
+
+@pytest.mark.parametrize("content", ["", "\n", "   \n"])
+def test_a_token_file_without_a_token_gets_a_new_one_never_no_auth(tmp_path, content):
+    (tmp_path / "token").write_text(content)
+    config = resolve_token(Config(host="0.0.0.0", workspace=str(tmp_path)))
+    assert len(config.token) > 30 and (tmp_path / "token").read_text() == config.token
+
+
+def test_a_token_file_others_could_read_is_made_private_again(tmp_path):
+    (tmp_path / "token").write_text("kept-token")
+    os.chmod(tmp_path / "token", 0o644)
+    assert resolve_token(Config(host="0.0.0.0", workspace=str(tmp_path))).token == "kept-token"
+    assert stat.S_IMODE(os.stat(tmp_path / "token").st_mode) == 0o600
 
 
 def test_no_record_or_a_bad_one_is_no_local_daemon(tmp_path):
