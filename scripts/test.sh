@@ -8,6 +8,8 @@ if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get 
     (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "could not install chromium; the dashboard test will skip"
 fi
 .venv/bin/hadolint Dockerfile
+# tests/e2e/test_docker.py builds and runs the image: as root, scripts/docker-image.sh installs
+# docker.io and debootstrap when missing and starts (then stops) a dockerd of its own.
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?
