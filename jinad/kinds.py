@@ -19,8 +19,7 @@ import yaml
 
 from .errors import BadRequest, plain_text, shallow
 from .ports import PortAllocator
-
-PROTOCOLS = ("grpc", "http", "websocket")
+from .states import Protocol
 
 
 @dataclasses.dataclass
@@ -126,9 +125,9 @@ class PathResolver:
 
 def _protocol(value: Any) -> str:
     if value is None:
-        return "grpc"
-    if not isinstance(value, str) or value.lower() not in PROTOCOLS:
-        raise BadRequest(f"protocol must be one of {', '.join(PROTOCOLS)}, not {value!r}")
+        return Protocol.GRPC.value
+    if not isinstance(value, str) or value.lower() not in Protocol.values():
+        raise BadRequest(f"protocol must be one of {', '.join(Protocol)}, not {value!r}")
     return value.lower()
 
 
@@ -259,7 +258,7 @@ def prepare_flow(spec: dict, ctx: Context) -> Launch:
     target.write_text(yaml.safe_dump(flow, sort_keys=False))
     # Readiness: the Flow says it serves, then each gateway port answers (an HTTP one with a
     # real /dry_run: Jina's HTTP servers open their port a little before they can serve).
-    probes = [(port, "dry_run" if protocol == "http" else "tcp") for protocol, port in zip(protocols, gateway_ports)]
+    probes = [(port, "dry_run" if protocol == Protocol.HTTP else "tcp") for protocol, port in zip(protocols, gateway_ports)]
     return Launch([ctx.jina, "flow", "--uses", str(target)], ctx.ports, gateway_ports[0], protocols[0],
                   probes, remote_needed, ready_line=FLOW_READY_LINE)
 
@@ -279,7 +278,7 @@ def _remote_request(executor: dict, name: str, paths: PathResolver, ws_root: Pat
     def relative(path: str) -> str:
         return Path(path).relative_to(root).as_posix()
 
-    pod: dict[str, Any] = {"uses": executor.get("uses", "BaseExecutor"), "protocol": "grpc"}
+    pod: dict[str, Any] = {"uses": executor.get("uses", "BaseExecutor"), "protocol": Protocol.GRPC.value}
     if isinstance(pod["uses"], str) and pod["uses"].endswith((".yml", ".yaml")):
         pod["uses"] = relative(paths.uses(pod["uses"], f"uses of {name}"))
     if "py_modules" in executor:

@@ -32,23 +32,21 @@ from .kinds import KINDS, Context, Launch, check_fields, given
 from .logs import Log
 from .ports import PortAllocator, is_free
 from .remotes import Remotes
+from .states import LIVE, TERMINAL, RestartPolicy, State
 from .store import Store, from_record
 from .supervision import Child, end_processes, find_marked, group_members, spawn, tree, wait_ready
 from .workspaces import WorkspaceManager
 
 log = logging.getLogger(__name__)
 COLLECTION = "objects"
-RESTART_POLICIES = ("no", "on-failure", "always")
-LIVE_STATES = frozenset({"starting", "ready", "stopping"})
 TRANSITIONS = {
-    "starting": {"ready", "failed", "stopping"},
-    "ready": {"exited", "stopping"},
-    "stopping": {"stopped"},
-    "stopped": {"starting", "stopping", "failed"},
-    "failed": {"starting", "stopping"},
-    "exited": {"starting", "failed", "stopping"},
+    State.STARTING: {State.READY, State.FAILED, State.STOPPING},
+    State.READY: {State.EXITED, State.STOPPING},
+    State.STOPPING: {State.STOPPED},
+    State.STOPPED: {State.STARTING, State.STOPPING, State.FAILED},
+    State.FAILED: {State.STARTING, State.STOPPING},
+    State.EXITED: {State.STARTING, State.FAILED, State.STOPPING},
 }
-STATES = tuple(TRANSITIONS)  # every state, in the order of the contract
 BACKOFF_RESET_S = 30.0  # ready this long, and earlier failures no longer count toward giving up
 LOG_TAIL_LINES = 30
 CANCEL_ATTEMPTS = 10
@@ -65,7 +63,7 @@ class JObject:
     restart: str
     timeout_s: float
     created_at: str
-    state: str = "starting"
+    state: str = State.STARTING
     pid: int | None = None
     address: str | None = None
     protocol: str | None = None
@@ -137,7 +135,7 @@ REMOTE_PART_KEYS = ("name", "jinad", "content", "workspace_id", "pod_id")
 def _object_from_record(record: dict) -> JObject:
     """An object from its stored record; ValueError/TypeError for one of the wrong shape."""
     obj = from_record(JObject, record)
-    if obj.kind not in KINDS or obj.state not in TRANSITIONS or obj.restart not in RESTART_POLICIES:
+    if obj.kind not in KINDS or obj.state not in State.values() or obj.restart not in RestartPolicy.values():
         raise ValueError(f"kind {obj.kind!r}, state {obj.state!r} or restart {obj.restart!r} is unknown")
     if not all(isinstance(port, int) for port in obj.ports.values()):
         raise ValueError(f"ports {obj.ports!r} are not all numbers")
@@ -202,10 +200,10 @@ class ObjectManager:
         if obj is None:
             return True
         task = self.runners[obj.id].task
-        return obj.state in ("stopped", "failed", "exited") and (task is None or task.done())
+        return obj.state in TERMINAL and (task is None or task.done())
 
     def has_live_objects(self, workspace_id: str) -> bool:
-        return any(o.workspace_id == workspace_id and o.state in LIVE_STATES for o in self.objects.values())
+        return any(o.workspace_id == workspace_id and o.state in LIVE for o in self.objects.values())
 
     def state_counts(self) -> dict:
         counts: dict[str, dict[str, int]] = {kind.plural: {} for kind in KINDS.values()}
@@ -250,11 +248,11 @@ class ObjectManager:
         obj.state = state
         for name, value in fields.items():
             setattr(obj, name, value)
-        if state not in LIVE_STATES:  # no process left: its last sample would be shown as if it ran
+        if state not in LIVE:  # no process left: its last sample would be shown as if it ran
             self.runners[obj.id].resources = dict(NO_RESOURCES)
         self._save(obj)
         self.runners[obj.id].log.note_state(state, obj.exit_code)
-        log.info("%s %s: %s%s", obj.kind, obj.id, state, f" ({obj.error})" if state == "failed" else "")
+        log.info("%s %s: %s%s", obj.kind, obj.id, state, f" ({obj.error})" if state == State.FAILED else "")
         event = {"id": obj.id, "kind": obj.kind, "state": state, "exit_code": obj.exit_code, "error": obj.error, "ts": utc_now()}
         for queue in self._subscribers:
             with contextlib.suppress(asyncio.QueueFull):
@@ -295,7 +293,7 @@ class ObjectManager:
 
     def _follow_remotes(self, obj: JObject, runner: Runner) -> None:
         def ended(reason: str) -> None:
-            if obj.id in self.objects and obj.state in LIVE_STATES:
+            if obj.id in self.objects and obj.state in LIVE:
                 obj.error = reason
                 self._save(obj)
 
@@ -340,9 +338,9 @@ class ObjectManager:
         for name, value in envs.items():
             plain_text(name, "a name in 'envs'")
             plain_text(str(value), f"envs {name}")
-        restart = given(body, "restart", "no")
-        if not isinstance(restart, str) or restart not in RESTART_POLICIES:
-            raise BadRequest(f"'restart' must be one of {', '.join(RESTART_POLICIES)}")
+        restart = given(body, "restart", RestartPolicy.NO.value)
+        if not isinstance(restart, str) or restart not in RestartPolicy.values():
+            raise BadRequest(f"'restart' must be one of {', '.join(RestartPolicy)}")
         timeout = body.get("timeout_s")
         if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
                                     or not 0 < timeout < math.inf):  # NaN fails this too
@@ -382,7 +380,7 @@ class ObjectManager:
         return Log(self.log_root / f"{object_id}.log", c.log_ring_lines, c.log_ring_bytes, c.log_file_max_bytes, c.log_file_backups)
 
     def _check_capacity(self, starting: JObject) -> None:
-        running = sum(1 for o in self.objects.values() if o.state in LIVE_STATES and o is not starting)
+        running = sum(1 for o in self.objects.values() if o.state in LIVE and o is not starting)
         if running >= self.config.max_running_objects:
             raise Conflict(f"this daemon already runs {running} objects, its limit; delete some first")
 
@@ -430,17 +428,17 @@ class ObjectManager:
         return reason, code
 
     def _should_restart(self, obj: JObject, failed: bool) -> bool:
-        return obj.restart == "always" or (obj.restart == "on-failure" and failed)
+        return obj.restart == RestartPolicy.ALWAYS or (obj.restart == RestartPolicy.ON_FAILURE and failed)
 
     async def _supervise(self, obj: JObject, runner: Runner) -> None:
         """One object's life: start, wait for its exit, restart by policy with growing back-off."""
         failures = 0
         first = True
         while True:
-            self._set_state(obj, "starting", pid=None, exit_code=None, error=None)
+            self._set_state(obj, State.STARTING, pid=None, exit_code=None, error=None)
             reason, code = await self._start_once(obj, runner)
             if reason is None:
-                self._set_state(obj, "ready", started_at=utc_now())
+                self._set_state(obj, State.READY, started_at=utc_now())
                 runner.settle(None)
                 first = False
                 ready_at = time.monotonic()
@@ -448,7 +446,7 @@ class ObjectManager:
                 # An object that ended by itself always says why, with the last errors it printed.
                 error = runner.child.explain(reason or runner.child.ended())
                 runner.child = None
-                self._set_state(obj, "exited", exit_code=code, pid=None, error=error)
+                self._set_state(obj, State.EXITED, exit_code=code, pid=None, error=error)
                 if time.monotonic() - ready_at > BACKOFF_RESET_S:
                     failures = 0
                 # Ended by the daemon because part of it died: a failure, whatever the exit code.
@@ -456,12 +454,12 @@ class ObjectManager:
                     return
                 reason = error
             elif first or not self._should_restart(obj, failed=True):
-                self._set_state(obj, "failed", error=reason, exit_code=code, pid=None)
+                self._set_state(obj, State.FAILED, error=reason, exit_code=code, pid=None)
                 await self._drop_remotes(obj)  # a Flow that cannot start takes its remote parts along
                 runner.settle(reason)
                 return
             if failures >= self.config.restart_max_retries:
-                self._set_state(obj, "failed", pid=None, error=f"gave up after {failures} restarts in a row; the last: {reason}")
+                self._set_state(obj, State.FAILED, pid=None, error=f"gave up after {failures} restarts in a row; the last: {reason}")
                 return
             failures += 1
             await asyncio.sleep(min(2 ** (failures - 1), 30))
@@ -473,16 +471,16 @@ class ObjectManager:
         """Stop the supervising task and end the whole process tree; the state ends `stopped`."""
         await _cancel([task for task in [runner.task, *runner.followers] if task])
         runner.settle("it was stopped before it was ready")
-        live = obj.state in LIVE_STATES or runner.child is not None
+        live = obj.state in LIVE or runner.child is not None
         if live:
-            self._set_state(obj, "stopping")
+            self._set_state(obj, State.STOPPING)
         code = await runner.child.stop(self.config.stop_grace_s) if runner.child else obj.exit_code
         runner.child = None
         # Whatever the state: a process spawned just as the task was cancelled, or one that left
         # the group with setsid() and outlived its parent, is found by its markers.
         await end_processes(await asyncio.to_thread(tree, -1, obj.id, self.home), self.config.stop_grace_s)
         if live:
-            self._set_state(obj, "stopped", exit_code=code, pid=None)
+            self._set_state(obj, State.STOPPED, exit_code=code, pid=None)
 
     async def restart(self, kind: str, object_id: str, wait: bool = True) -> JObject:
         """Stop and start again; a restart asked for while another one runs joins it (as
@@ -540,13 +538,13 @@ class ObjectManager:
             for part in obj.remote:
                 self._remote_workspaces[(part["jinad"], part["content"])] = part["workspace_id"]
         for obj in list(self.objects.values()):
-            should_run = obj.state in LIVE_STATES | {"stopped"} or (
-                obj.state == "exited" and self._should_restart(obj, failed=obj.exit_code != 0 or obj.error is not None)
+            should_run = obj.state in LIVE | {State.STOPPED} or (
+                obj.state == State.EXITED and self._should_restart(obj, failed=obj.exit_code != 0 or obj.error is not None)
             )
-            if obj.state == "ready" or obj.state == "starting":
-                self._set_state(obj, "stopping")
-            if obj.state == "stopping":
-                self._set_state(obj, "stopped", pid=None)
+            if obj.state in (State.READY, State.STARTING):
+                self._set_state(obj, State.STOPPING)
+            if obj.state == State.STOPPING:
+                self._set_state(obj, State.STOPPED, pid=None)
             if should_run:
                 await self._recover_one(obj)
 
@@ -557,7 +555,7 @@ class ObjectManager:
             runner.launch = await self._prepare_with_remotes(obj)
         except Exception as exc:  # whatever it is, the daemon starts, with this object failed
             reason = exc.message if isinstance(exc, JinadError) else f"{type(exc).__name__}: {exc}"
-            self._set_state(obj, "failed", error=f"could not start it again after a daemon restart: {reason}")
+            self._set_state(obj, State.FAILED, error=f"could not start it again after a daemon restart: {reason}")
             return
         await self._begin(obj, wait=False)
 

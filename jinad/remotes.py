@@ -21,6 +21,7 @@ import aiohttp
 from .client.api import Client, JinadError, folder_files
 from .errors import FailedToStart
 from .logs import Log
+from .states import LIVE, UP, WorkspaceState
 
 log = logging.getLogger(__name__)
 STATE_TIMEOUT = aiohttp.ClientTimeout(total=10)  # asking a remote daemon how a part is, at a (re)start
@@ -52,7 +53,7 @@ class Remotes:
         workspace_id = known.get((url, digest))
         if workspace_id:
             with contextlib.suppress(JinadError):
-                if (await self.client(url).workspace(workspace_id))["state"] != "failed":
+                if (await self.client(url).workspace(workspace_id))["state"] != WorkspaceState.FAILED:
                     return workspace_id
         workspace_id = (await self.client(url).upload(files))["id"]
         known[(url, digest)] = workspace_id
@@ -88,7 +89,7 @@ class Remotes:
         stopped, failed, exited) is deleted there, its workspace kept for the next start; a
         daemon that does not answer within STATE_TIMEOUT keeps its parts (the start will tell)."""
         states = await asyncio.gather(*(self._state_of(part) for part in parts))
-        gone = [part for part, state in zip(parts, states) if state not in ("starting", "ready", "stopping", "unknown")]
+        gone = [part for part, state in zip(parts, states) if state not in LIVE and state != "unknown"]
         for part, state in zip(parts, states):
             if part in gone:
                 log.warning("remote executor %s on %s is %s; starting it again", part["name"], part["jinad"], state)
@@ -127,7 +128,7 @@ class Remotes:
                 if item["event"] == "log":
                     sink.append(item["stream"], [mark + item["line"]])
                     sink.flush()
-                elif item["event"] == "state" and item["state"] not in ("starting", "ready"):
+                elif item["event"] == "state" and item["state"] not in UP:
                     reason = f"it is {item['state']}"
         except (JinadError, ConnectionError) as exc:
             reason = f"its daemon cannot be reached ({exc})"

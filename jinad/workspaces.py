@@ -24,12 +24,12 @@ from .envs import Environments, requirements_hash
 from .errors import BadRequest, Conflict, NotFound
 from .ids import new_id, utc_now
 from .logs import Log
+from .states import WorkspaceState
 from .store import Store, from_record, fsync_path
 from .uploads import FilePart, receive, safe_relpath, sync_tree
 
 log = logging.getLogger(__name__)
 COLLECTION = "workspaces"
-STATES = ("ready", "installing", "failed")
 
 
 @dataclasses.dataclass
@@ -37,7 +37,7 @@ class Workspace:
     id: str
     created_at: str
     updated_at: str
-    state: str = "ready"  # "installing" while its requirements go into an environment, or "failed"
+    state: str = WorkspaceState.READY
     error: str | None = None
     requirements: str | None = None  # the requirements file, when not requirements.txt at the root
     env: str | None = None  # hash of the requirements its environment was built from
@@ -57,7 +57,7 @@ class Workspace:
 
 def _workspace_from_record(record: dict) -> Workspace:
     ws = from_record(Workspace, record)
-    if ws.state not in ("ready", "installing", "failed") or ws.files:
+    if ws.state not in WorkspaceState.values() or ws.files:
         raise ValueError(f"state {ws.state!r} is unknown, or it lists files (the folder is the truth)")
     return ws
 
@@ -158,18 +158,18 @@ class WorkspaceManager:
 
     def is_settled(self, workspace_id: str) -> bool:
         ws = self._workspaces.get(workspace_id)
-        return ws is None or ws.state != "installing"
+        return ws is None or ws.state != WorkspaceState.INSTALLING
 
     async def ready_for_objects(self, workspace_id: str, wait: bool) -> Workspace:
         """The workspace once its environment is ready; 409 when it failed, or is still
         installing and the caller does not wait."""
         ws = self.get(workspace_id)
-        if ws.state == "installing":
+        if ws.state == WorkspaceState.INSTALLING:
             if not wait:
                 raise Conflict(f"workspace {workspace_id} is still installing its requirements; see GET /logs/{workspace_id}")
             await self._settled.setdefault(workspace_id, asyncio.Event()).wait()
             ws = self.get(workspace_id)
-        if ws.state == "failed":
+        if ws.state == WorkspaceState.FAILED:
             raise Conflict(f"workspace {workspace_id} failed to install its requirements: {ws.error}")
         return ws
 
@@ -190,14 +190,14 @@ class WorkspaceManager:
         """Build the environment in the background when the requirements are new or changed."""
         requirements = self._requirements_file(ws)
         env_hash = requirements_hash(requirements) if requirements else None
-        if env_hash == ws.env and ws.state != "installing":
+        if env_hash == ws.env and ws.state != WorkspaceState.INSTALLING:
             return
         if env_hash is None:
             self._set_env(ws, None)
             return
         if (task := self._installs.get(ws.id)) is not None:
             task.cancel()
-        ws.state, ws.error = "installing", None
+        ws.state, ws.error = WorkspaceState.INSTALLING, None
         self._settled[ws.id] = asyncio.Event()
         self.store.save(COLLECTION, ws.record())
         self._building[ws.id] = env_hash
@@ -212,7 +212,7 @@ class WorkspaceManager:
         if reason is None:
             self._set_env(ws, env_hash)
         else:
-            ws.state, ws.error = "failed", reason
+            ws.state, ws.error = WorkspaceState.FAILED, reason
             self.store.save(COLLECTION, ws.record())
         self._installs.pop(ws.id, None)
         self._settled[ws.id].set()
@@ -221,7 +221,7 @@ class WorkspaceManager:
 
     def _set_env(self, ws: Workspace, env_hash: str | None) -> None:
         previous = ws.env
-        ws.env, ws.state, ws.error = env_hash, "ready", None
+        ws.env, ws.state, ws.error = env_hash, WorkspaceState.READY, None
         self.store.save(COLLECTION, ws.record())
         self._drop_env_if_unused(previous)
 
@@ -233,7 +233,7 @@ class WorkspaceManager:
     def resume_installs(self) -> None:
         """At start: builds a previous run did not finish start again."""
         for ws in self._workspaces.values():
-            if ws.state == "installing":
+            if ws.state == WorkspaceState.INSTALLING:
                 self._install_if_changed(ws)
 
     async def _stage(self, parts: AsyncIterable[FilePart], already: int = 0) -> Path:
