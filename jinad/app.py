@@ -12,8 +12,9 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from .api import health, logs, metrics, objects, openapi, ui, workspaces
-from .api.keys import CONFIG, HTTP_STATS, OBJECTS, STARTED_AT, STREAMS, WORKSPACES
+from .api.keys import BATCH_FRAMES, CONFIG, HTTP_STATS, OBJECT_BODIES, OBJECTS, STARTED_AT, STREAMS, WORKSPACES
 from .api.middleware import HttpStats, front_door
+from .api.wire import BatchFrames, ObjectBodies
 from .config import Config
 from .objects import ObjectManager
 from .store import Store
@@ -63,6 +64,8 @@ def create_app(config: Config) -> web.Application:
     for module in (health, workspaces, objects, logs, ui, openapi, metrics):
         app.add_routes(module.routes)
     app[STREAMS] = weakref.WeakSet()
+    app[OBJECT_BODIES] = ObjectBodies()
+    app[BATCH_FRAMES] = BatchFrames()
     app.on_shutdown.append(logs.end_streams)
     app.cleanup_ctx.append(_managers)
     return app

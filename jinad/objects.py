@@ -74,15 +74,6 @@ class JObject:
     error: str | None = None
     remote: list = dataclasses.field(default_factory=list)
 
-    # Not a field (never stored): its JSON for senders, with the resource sample it shows
-    # (see api/objects.py); setting any field drops it.
-    wire = None
-
-    def __setattr__(self, name: str, value) -> None:
-        object.__setattr__(self, name, value)
-        if name != "wire":
-            object.__setattr__(self, "wire", None)
-
     def to_json(self, resources: dict) -> dict:
         # Plain getattr, not dataclasses.asdict: this is on GET's hot path, asdict deep-copies.
         return {**{name: getattr(self, name) for name in PUBLIC_FIELDS}, "resources": resources}
@@ -104,6 +95,9 @@ class Runner:
     followers: list[asyncio.Task] = dataclasses.field(default_factory=list)  # remote parts' logs
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     resources: dict = dataclasses.field(default_factory=lambda: dict(NO_RESOURCES))
+    # Bumped at every change of the object or of its resource sample: senders that keep its
+    # JSON (api/objects.py) know from it when to encode again.
+    revision: int = 0
 
     def settle(self, reason: str | None) -> None:
         if self.start_result and not self.start_result.done():
@@ -187,6 +181,10 @@ class ObjectManager:
         """The object's latest resource sample (a new dict at each sample)."""
         return self.runners[obj.id].resources
 
+    def revision_of(self, obj: JObject) -> int:
+        """A number that changes whenever `to_json(obj)` would."""
+        return self.runners[obj.id].revision
+
     def to_json(self, obj: JObject) -> dict:
         return obj.to_json(self.resources_of(obj))
 
@@ -226,7 +224,10 @@ class ObjectManager:
 
     def _save(self, obj: JObject) -> None:
         """Store the record; on a full disk keep going and retry later (`save_pending`), so a
-        supervisor never dies of it and the record catches up once space is back."""
+        supervisor never dies of it and the record catches up once space is back. Every change
+        of an object is stored, so this is also where its revision is bumped."""
+        if obj.id in self.runners:
+            self.runners[obj.id].revision += 1
         try:
             self.store.save(COLLECTION, dataclasses.asdict(obj))
             self._unsaved.discard(obj.id)
@@ -249,7 +250,7 @@ class ObjectManager:
         for name, value in fields.items():
             setattr(obj, name, value)
         if state not in LIVE:  # no process left: its last sample would be shown as if it ran
-            self.runners[obj.id].resources = dict(NO_RESOURCES)
+            self.runners[obj.id].resources = dict(NO_RESOURCES)  # (_save bumps the revision)
         self._save(obj)
         self.runners[obj.id].log.note_state(state, obj.exit_code)
         log.info("%s %s: %s%s", obj.kind, obj.id, state, f" ({obj.error})" if state == State.FAILED else "")
@@ -268,10 +269,11 @@ class ObjectManager:
         ctx = Context(self.workspaces.files_dir(obj.workspace_id), run_dir, obj.ports, self.alloc,
                       self.workspaces.jina(obj.workspace_id, self.jina), c.max_yaml_bytes, c.max_yaml_depth,
                       remotes={part["name"]: part for part in obj.remote})
-        obj.wire = None  # preparing fills obj.ports in place, which __setattr__ does not see
         launch = KINDS[obj.kind].prepare(obj.spec, ctx)
         obj.protocol = launch.protocol
         obj.address = f"{self._advertised_host}:{launch.port}"
+        if obj.id in self.runners:  # ports, protocol and address changed (stored as it starts)
+            self.runners[obj.id].revision += 1
         return launch
 
     async def _prepare_with_remotes(self, obj: JObject) -> Launch:
@@ -571,6 +573,7 @@ class ObjectManager:
                 sample = await asyncio.to_thread(child.resources, members.get(pgid, []))
                 if runner.child is child:  # not a sample of a child that ended meanwhile
                     runner.resources = sample
+                    runner.revision += 1
 
     def tend_logs(self) -> None:
         for runner in self.runners.values():

@@ -14,7 +14,8 @@ from aiohttp_sse import EventSourceResponse
 
 from ..errors import BadRequest
 from ..logs import Batch, Log, Piece, StateNote, follow
-from .keys import OBJECTS, STREAMS, WORKSPACES
+from .keys import BATCH_FRAMES, OBJECTS, STREAMS, WORKSPACES
+from .wire import BatchFrames
 
 routes = web.RouteTableDef()
 DEFAULT_TAIL = 100
@@ -90,18 +91,20 @@ def _log_frames(batch: Batch, start: int, stop: int) -> bytes:
     ).encode()
 
 
-def _piece_frames(piece: Piece) -> bytes:
-    """A whole batch is encoded once for every follower (and kept on it)."""
+def _whole_batch_frames(batch: Batch) -> bytes:
+    return _log_frames(batch, 0, len(batch.lines))
+
+
+def _piece_frames(piece: Piece, kept: BatchFrames) -> bytes:
+    """A whole batch is encoded once for every follower (and kept)."""
     if not piece.whole:
         return _log_frames(piece.batch, piece.start, piece.stop)
-    if piece.batch.wire is None:
-        piece.batch.wire = _log_frames(piece.batch, 0, piece.stop)
-    return piece.batch.wire
+    return kept.frames(piece.batch, _whole_batch_frames)
 
 
-def _sse_frames(items: Iterable[Piece | StateNote]) -> bytes:
+def _sse_frames(items: Iterable[Piece | StateNote], kept: BatchFrames) -> bytes:
     return b"".join(
-        _piece_frames(item) if isinstance(item, Piece)
+        _piece_frames(item, kept) if isinstance(item, Piece)
         else _sse_frame("state", {"state": item.state, "exit_code": item.exit_code}).encode()
         for item in items
     )
@@ -152,8 +155,9 @@ async def object_log(request: web.Request) -> web.StreamResponse:
     async with contextlib.aclosing(follow(log, after, following, finished, resuming, since_ts, until_ts, stop_at)) as items:
         if sse:
             async with _event_stream(request) as resp:
+                kept = request.app[BATCH_FRAMES]
                 async for batch in items:
-                    await resp.write(_sse_frames(batch))
+                    await resp.write(_sse_frames(batch, kept))
                 await resp.write(_sse_frame("end", {}).encode())
             return resp
         resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})

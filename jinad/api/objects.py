@@ -8,9 +8,9 @@ from aiohttp import web
 
 from ..errors import BadRequest, JinadError
 from ..kinds import KINDS
-from ..objects import NO_RESOURCES, JObject
+from ..objects import NO_RESOURCES
 from .errors import parse_json, read_json
-from .keys import CONFIG, OBJECTS, WORKSPACES
+from .keys import CONFIG, OBJECT_BODIES, OBJECTS, WORKSPACES
 from .uploads import RenamedPart, check_size, form_parts
 
 routes = web.RouteTableDef()
@@ -84,15 +84,10 @@ async def list_objects(request: web.Request) -> web.Response:
 async def get_object(request: web.Request) -> web.Response:
     objects = request.app[OBJECTS]
     obj = objects.get(_kind(request), request.match_info["id"])
-    return web.Response(body=_body(obj, objects.resources_of(obj)), content_type="application/json")
-
-
-def _body(obj: JObject, resources: dict) -> bytes:
-    """The object as JSON, kept on it until it or its resource sample changes: the most
-    frequent request of dashboards and scripts that poll."""
-    if obj.wire is None or obj.wire[0] is not resources:
-        obj.wire = (resources, json.dumps(obj.to_json(resources)).encode())
-    return obj.wire[1]
+    # Kept encoded until it or its resource sample changes: the most frequent request of
+    # dashboards and scripts that poll.
+    body = request.app[OBJECT_BODIES].body(objects, obj, lambda o: json.dumps(objects.to_json(o)).encode())
+    return web.Response(body=body, content_type="application/json")
 
 
 async def restart_object(request: web.Request) -> web.Response:
