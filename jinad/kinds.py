@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,7 +20,7 @@ import yaml
 
 from .errors import BadRequest, plain_text, shallow
 from .ports import PortAllocator
-from .states import Protocol
+from .states import Protocol, RestartPolicy
 
 
 @dataclasses.dataclass
@@ -384,8 +385,37 @@ KINDS = {
 }
 
 
-def check_fields(kind: Kind, spec: dict) -> None:
-    unknown = sorted(set(spec) - COMMON_FIELDS - kind.fields)
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """A create request, checked: the fields every kind takes, and the kind's own (`spec`)."""
+
+    workspace_id: str
+    spec: dict
+    envs: dict[str, str]
+    restart: str
+    timeout_s: float | None
+
+
+def parse_request(kind: Kind, body: dict) -> Request:
+    """The request's fields, or BadRequest; the kind's own fields are checked as it is prepared."""
+    unknown = sorted(set(body) - COMMON_FIELDS - kind.fields)
     if unknown:
         raise BadRequest(f"unknown field(s) for a {kind.name}: {', '.join(unknown)}")
-
+    workspace_id = body.get("workspace_id")
+    if not isinstance(workspace_id, str):
+        raise BadRequest("'workspace_id' is required: upload files with POST /workspaces first")
+    envs = given(body, "envs", {})
+    if not isinstance(envs, dict) or not all(isinstance(k, str) and k and "=" not in k for k in envs):
+        raise BadRequest("'envs' must be an object of names (without '=') to values")
+    for name, value in envs.items():
+        plain_text(name, "a name in 'envs'")
+        plain_text(str(value), f"envs {name}")
+    restart = given(body, "restart", RestartPolicy.NO.value)
+    if not isinstance(restart, str) or restart not in RestartPolicy.values():
+        raise BadRequest(f"'restart' must be one of {', '.join(RestartPolicy)}")
+    timeout = body.get("timeout_s")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
+                                or not 0 < timeout < math.inf):  # NaN fails this too
+        raise BadRequest("'timeout_s' must be a positive number of seconds")
+    spec = {k: v for k, v in body.items() if k in kind.fields}
+    return Request(workspace_id, spec, {k: str(v) for k, v in envs.items()}, restart, timeout)

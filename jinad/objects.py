@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import math
 import os
 import shutil
 import socket
@@ -26,9 +25,9 @@ import time
 from typing import AsyncIterator
 
 from .config import Config
-from .errors import BadRequest, Conflict, FailedToStart, JinadError, NotFound, plain_text
+from .errors import Conflict, FailedToStart, JinadError, NotFound
 from .ids import new_id, utc_now
-from .kinds import KINDS, Context, Launch, check_fields, given
+from .kinds import KINDS, Context, Launch, parse_request
 from .logs import Log
 from .ports import PortAllocator, is_free
 from .remotes import Remotes
@@ -329,35 +328,14 @@ class ObjectManager:
         env.update(obj.envs)
         return self.workspaces.child_env(obj.workspace_id, env)
 
-    @staticmethod
-    def _parse_common(body: dict) -> tuple[str, dict, str, float | None]:
-        workspace_id = body.get("workspace_id")
-        if not isinstance(workspace_id, str):
-            raise BadRequest("'workspace_id' is required: upload files with POST /workspaces first")
-        envs = given(body, "envs", {})
-        if not isinstance(envs, dict) or not all(isinstance(k, str) and k and "=" not in k for k in envs):
-            raise BadRequest("'envs' must be an object of names (without '=') to values")
-        for name, value in envs.items():
-            plain_text(name, "a name in 'envs'")
-            plain_text(str(value), f"envs {name}")
-        restart = given(body, "restart", RestartPolicy.NO.value)
-        if not isinstance(restart, str) or restart not in RestartPolicy.values():
-            raise BadRequest(f"'restart' must be one of {', '.join(RestartPolicy)}")
-        timeout = body.get("timeout_s")
-        if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
-                                    or not 0 < timeout < math.inf):  # NaN fails this too
-            raise BadRequest("'timeout_s' must be a positive number of seconds")
-        return workspace_id, {k: str(v) for k, v in envs.items()}, restart, timeout
-
     async def create(self, kind_name: str, body: dict, wait: bool = True) -> JObject:
         kind = KINDS[kind_name]
-        check_fields(kind, body)
-        workspace_id, envs, restart, timeout = self._parse_common(body)
-        await self.workspaces.ready_for_objects(workspace_id, wait)
-        spec = {k: v for k, v in body.items() if k in kind.fields}
+        request = parse_request(kind, body)
+        await self.workspaces.ready_for_objects(request.workspace_id, wait)
         obj = JObject(
-            id=new_id(kind.name), kind=kind.name, workspace_id=workspace_id, spec=spec, envs=envs,
-            restart=restart, timeout_s=timeout or self.config.start_timeout_s, created_at=utc_now(),
+            id=new_id(kind.name), kind=kind.name, workspace_id=request.workspace_id, spec=request.spec,
+            envs=request.envs, restart=request.restart, timeout_s=request.timeout_s or self.config.start_timeout_s,
+            created_at=utc_now(),
         )
         self._check_capacity(obj)
         try:
