@@ -14,13 +14,16 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
 from .errors import BadRequest, plain_text, shallow
 from .ports import PortAllocator
 from .states import Protocol, RestartPolicy
+
+if TYPE_CHECKING:
+    from .remotes import RemotePart
 
 
 @dataclasses.dataclass
@@ -50,8 +53,8 @@ class Context:
     jina: str
     max_yaml_bytes: int
     max_yaml_depth: int
-    # Executors already running on other daemons: name -> {"host", "ports"} (see remotes.py).
-    remotes: dict[str, dict] = dataclasses.field(default_factory=dict)
+    # Executors already running on other daemons, by name.
+    remotes: dict[str, RemotePart] = dataclasses.field(default_factory=dict)
 
     def port(self, name: str, fixed: Any) -> int:
         """The port named `name`: kept from an earlier run, fixed by the user, or taken from the range."""
@@ -292,10 +295,10 @@ def _remote_request(executor: dict, name: str, paths: PathResolver, ws_root: Pat
     return {"name": name, "jinad": url.rstrip("/"), "pod": pod}
 
 
-def _external_entry(executor: dict, remote: dict) -> dict:
-    ports = remote["ports"]
+def _external_entry(executor: dict, remote: RemotePart) -> dict:
+    ports = remote.ports
     entry = {k: v for k, v in executor.items() if k not in RUN_KEYS}
-    return {**entry, "external": True, "host": remote["host"], "port": ports[0] if len(ports) == 1 else ports}
+    return {**entry, "external": True, "host": remote.host, "port": ports[0] if len(ports) == 1 else ports}
 
 
 def given(spec: dict, name: str, default: Any) -> Any:

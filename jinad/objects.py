@@ -30,7 +30,7 @@ from .ids import new_id, utc_now
 from .kinds import KINDS, Context, Launch, parse_request
 from .logs import Log
 from .ports import PortAllocator, is_free
-from .remotes import Remotes
+from .remotes import RemotePart, Remotes
 from .states import LIVE, TERMINAL, RestartPolicy, State
 from .store import Store, from_record
 from .supervision import Child, end_processes, find_marked, group_members, spawn, tree, wait_ready
@@ -71,14 +71,15 @@ class JObject:
     exit_code: int | None = None
     restarts: int = 0
     error: str | None = None
-    remote: list = dataclasses.field(default_factory=list)
+    remote: list[RemotePart] = dataclasses.field(default_factory=list)  # stored as dicts of its fields
 
     def to_json(self, resources: dict) -> dict:
         # Plain getattr, not dataclasses.asdict: this is on GET's hot path, asdict deep-copies.
-        return {**{name: getattr(self, name) for name in PUBLIC_FIELDS}, "resources": resources}
+        return {**{name: getattr(self, name) for name in PUBLIC_FIELDS}, "resources": resources,
+                "remote": [dataclasses.asdict(part) for part in self.remote]}
 
 
-PUBLIC_FIELDS = [f.name for f in dataclasses.fields(JObject) if f.name not in ("spec", "envs", "timeout_s")]
+PUBLIC_FIELDS = [f.name for f in dataclasses.fields(JObject) if f.name not in ("spec", "envs", "timeout_s", "remote")]
 
 
 @dataclasses.dataclass
@@ -122,18 +123,16 @@ def jina_executable() -> str:
     return shutil.which("jina", path=os.path.dirname(sys.executable)) or shutil.which("jina") or "jina"
 
 
-REMOTE_PART_KEYS = ("name", "jinad", "content", "workspace_id", "pod_id")
-
-
 def _object_from_record(record: dict) -> JObject:
     """An object from its stored record; ValueError/TypeError for one of the wrong shape."""
-    obj = from_record(JObject, record)
+    obj = from_record(JObject, {**record, "remote": []})
+    if not isinstance(record.get("remote", []), list):
+        raise ValueError("remote is not a list")
+    obj.remote = [RemotePart.from_record(part) for part in record.get("remote", [])]
     if obj.kind not in KINDS or obj.state not in State.values() or obj.restart not in RestartPolicy.values():
         raise ValueError(f"kind {obj.kind!r}, state {obj.state!r} or restart {obj.restart!r} is unknown")
     if not all(isinstance(port, int) for port in obj.ports.values()):
         raise ValueError(f"ports {obj.ports!r} are not all numbers")
-    if not all(isinstance(part, dict) and all(isinstance(part.get(k), str) for k in REMOTE_PART_KEYS) for part in obj.remote):
-        raise ValueError("a remote part lacks one of " + ", ".join(REMOTE_PART_KEYS))
     return obj
 
 
@@ -152,8 +151,6 @@ class ObjectManager:
         self._subscribers: set[asyncio.Queue] = set()
         self._unsaved: set[str] = set()
         self.remotes = Remotes(config.tokens_by_remote)
-        # (daemon URL, content hash) -> workspace id there, so the same files go up once.
-        self._remote_workspaces: dict[tuple[str, str], str] = {}
         # The host in objects' addresses: the one the daemon listens on, or its name when it
         # listens on every address.
         self._advertised_host = config.host if config.host not in ("0.0.0.0", "::", "") else socket.gethostname()
@@ -267,7 +264,7 @@ class ObjectManager:
         c = self.config
         ctx = Context(self.workspaces.files_dir(obj.workspace_id), run_dir, obj.ports, self.alloc,
                       self.workspaces.jina(obj.workspace_id, self.jina), c.max_yaml_bytes, c.max_yaml_depth,
-                      remotes={part["name"]: part for part in obj.remote})
+                      remotes={part.name: part for part in obj.remote})
         launch = KINDS[obj.kind].prepare(obj.spec, ctx)
         obj.protocol = launch.protocol
         obj.address = f"{self._advertised_host}:{launch.port}"
@@ -283,9 +280,8 @@ class ObjectManager:
         launch = self._prepare(obj)
         if not launch.remote_needed:
             return launch
-        parts = await self.remotes.deploy(launch.remote_needed, self.workspaces.files_dir(obj.workspace_id),
-                                          obj.timeout_s, self._remote_workspaces)
-        obj.remote = obj.remote + parts
+        obj.remote = obj.remote + await self.remotes.deploy(launch.remote_needed, self.workspaces.files_dir(obj.workspace_id),
+                                                            obj.timeout_s)
         try:
             return self._prepare(obj)
         except BaseException:
@@ -298,18 +294,14 @@ class ObjectManager:
                 obj.error = reason
                 self._save(obj)
 
-        runner.followers = [asyncio.create_task(self.remotes.follow(part, runner.log, ended)) for part in obj.remote]
+        runner.followers = self.remotes.follow_all(obj.remote, runner.log, ended)
 
     async def _drop_remotes(self, obj: JObject) -> None:
         """Delete the object's parts on other daemons (their workspaces too, unless in use)."""
         runner = self.runners.get(obj.id)
         for task in runner.followers if runner else []:
             task.cancel()
-        in_use = {(p["jinad"], p["workspace_id"]) for o in self.objects.values() if o is not obj for p in o.remote}
-        await self.remotes.remove(obj.remote, keep_workspaces=in_use)
-        for part in obj.remote:
-            if (part["jinad"], part["workspace_id"]) not in in_use:
-                self._remote_workspaces.pop((part["jinad"], part["content"]), None)
+        await self.remotes.drop(obj.remote, in_use={p.placed for o in self.objects.values() if o is not obj for p in o.remote})
         obj.remote = []
         if obj.id in self.objects:  # not for a Flow being refused before it had a record
             self._save(obj)
@@ -515,8 +507,7 @@ class ObjectManager:
             self.objects[obj.id] = obj
             self.runners[obj.id] = Runner(log=self._open_log(obj.id))
             self.alloc.held.update(obj.ports.values())
-            for part in obj.remote:
-                self._remote_workspaces[(part["jinad"], part["content"])] = part["workspace_id"]
+            self.remotes.remember(obj.remote)
         for obj in list(self.objects.values()):
             should_run = obj.state in LIVE | {State.STOPPED} or (
                 obj.state == State.EXITED and self._should_restart(obj, failed=obj.exit_code != 0 or obj.error is not None)
