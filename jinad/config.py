@@ -113,12 +113,23 @@ HELP = {
 }
 
 
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def truth(text: str | None, default: bool) -> bool:
+    """A true/false setting or query value as people write them; `default` when absent or
+    neither (the one parser for all of them)."""
+    word = (text or "").lower()
+    return True if word in TRUE_WORDS else False if word in FALSE_WORDS else default
+
+
 def _coerce(field: dataclasses.Field, value: Any) -> Any:
     kind = type(field.default)
     if isinstance(value, kind):
         return value
     if kind is bool:
-        return str(value).lower() in ("1", "true", "yes", "on")
+        return truth(str(value), False)
     return kind(value)
 
 

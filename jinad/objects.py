@@ -154,7 +154,6 @@ class ObjectManager:
         # The host in objects' addresses: the one the daemon listens on, or its name when it
         # listens on every address.
         self._advertised_host = config.host if config.host not in ("0.0.0.0", "::", "") else socket.gethostname()
-        workspaces.in_use = self.has_live_objects
 
     # ---- reading ------------------------------------------------------------------------------
 

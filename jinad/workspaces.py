@@ -17,7 +17,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import AsyncIterable, Callable
+from typing import AsyncIterable
 
 from .config import Config
 from .envs import Environments, requirements_hash
@@ -104,8 +104,6 @@ class WorkspaceManager:
         self._installs: dict[str, asyncio.Task] = {}
         self._building: dict[str, str] = {}  # workspace id -> hash of the environment being built
         self._settled: dict[str, asyncio.Event] = {}
-        # Set by the object manager: does any object still run in this workspace?
-        self.in_use: Callable[[str], bool] = lambda workspace_id: False
 
     def load(self) -> None:
         """Read the records back and remove what interrupted uploads left."""
@@ -300,9 +298,8 @@ class WorkspaceManager:
         return path
 
     async def delete(self, workspace_id: str) -> Workspace:
+        """Delete it with its files (whether objects still run in it is the coordinator's to check)."""
         ws = self.get(workspace_id)
-        if self.in_use(workspace_id):
-            raise Conflict(f"objects still run in workspace {workspace_id}; delete them first, or force the delete")
         async with self._lock(ws.id):
             if (task := self._installs.pop(ws.id, None)) is not None:
                 task.cancel()

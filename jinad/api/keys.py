@@ -7,6 +7,7 @@ import weakref
 from aiohttp import web
 
 from ..config import Config
+from ..coordinator import Coordinator
 from ..objects import ObjectManager
 from ..workspaces import WorkspaceManager
 from .middleware import HttpStats
@@ -15,6 +16,7 @@ from .wire import BatchFrames, ObjectBodies
 CONFIG = web.AppKey("config", Config)
 WORKSPACES = web.AppKey("workspaces", WorkspaceManager)
 OBJECTS = web.AppKey("objects", ObjectManager)
+COORDINATOR = web.AppKey("coordinator", Coordinator)
 STARTED_AT = web.AppKey("started_at", float)
 HTTP_STATS = web.AppKey("http_stats", HttpStats)
 OBJECT_BODIES = web.AppKey("object_bodies", ObjectBodies)

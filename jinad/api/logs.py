@@ -12,9 +12,10 @@ from typing import AsyncIterator, Iterable
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
+from ..config import truth
 from ..errors import BadRequest
 from ..logs import Batch, Log, Piece, StateNote, follow
-from .keys import BATCH_FRAMES, OBJECTS, STREAMS, WORKSPACES
+from .keys import BATCH_FRAMES, COORDINATOR, OBJECTS, STREAMS
 from .wire import BatchFrames
 
 routes = web.RouteTableDef()
@@ -68,11 +69,6 @@ def _start_after(request: web.Request, log: Log, since: str | None) -> int:
     if tail == "all":
         return first
     return max(first, log.last_seq - _whole("tail", tail))
-
-
-def _flag(request: web.Request, name: str, default: bool) -> bool:
-    raw = request.query.get(name)
-    return default if raw is None else raw.lower() not in ("0", "false", "no")
 
 
 def _sse_frame(event: str, data: dict, event_id: int | None = None) -> str:
@@ -135,19 +131,13 @@ async def end_streams(app: web.Application) -> None:
 @routes.get("/logs/{id}")
 async def object_log(request: web.Request) -> web.StreamResponse:
     _register_stream(request)
-    owner_id = request.match_info["id"]
-    if owner_id.startswith("jworkspace-"):  # its requirements install
-        owner = request.app[WORKSPACES]
-        log, finished = owner.log_of(owner_id), lambda: owner.is_settled(owner_id)
-    else:
-        owner = request.app[OBJECTS]
-        log, finished = owner.log_of(owner_id), lambda: owner.is_finished(owner_id)
+    log, finished = request.app[COORDINATOR].log_of(request.match_info["id"])
     since, until = _time(request, "since_time"), _time(request, "until_time")
     since_ts, until_ts = _stamp(since, round_up=True), _stamp(until, round_up=False)
     after = _start_after(request, log, since_ts)
     sse = "text/event-stream" in request.headers.get("Accept", "")
     resuming = "Last-Event-ID" in request.headers or "since" in request.query
-    following, stop_at = _flag(request, "follow", default=sse), None
+    following, stop_at = truth(request.query.get("follow"), sse), None
     if until is not None:  # a follow ends when `until` comes: no later line can be in the window
         left = (until - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
         following, stop_at = following and left > 0, asyncio.get_running_loop().time() + left

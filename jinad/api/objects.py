@@ -6,11 +6,12 @@ import json
 
 from aiohttp import web
 
-from ..errors import BadRequest, JinadError
+from ..config import truth
+from ..errors import BadRequest
 from ..kinds import KINDS
 from ..objects import NO_RESOURCES
 from .errors import parse_json, read_json
-from .keys import CONFIG, OBJECT_BODIES, OBJECTS, WORKSPACES
+from .keys import CONFIG, COORDINATOR, OBJECT_BODIES, OBJECTS
 from .uploads import RenamedPart, check_size, form_parts
 
 routes = web.RouteTableDef()
@@ -23,7 +24,7 @@ def _kind(request: web.Request) -> str:
 
 
 def _wait(request: web.Request) -> bool:
-    return request.query.get("wait", "true").lower() not in ("0", "false", "no")
+    return truth(request.query.get("wait"), True)
 
 
 def _answer(request: web.Request, obj, created: bool) -> web.Response:
@@ -38,8 +39,7 @@ def _form_option(name: str, text: str, max_depth: int):
 
 
 async def _create_flow_from_upload(request: web.Request):
-    """A Flow YAML part (and its files) in one request: the workspace is made on the fly and
-    removed again when the Flow is refused."""
+    """A Flow YAML part (and its files) in one request: the workspace is made on the fly."""
     check_size(request, request.app[CONFIG].max_upload_bytes)
     options: dict = {}
     flow_names: list[str] = []
@@ -54,17 +54,12 @@ async def _create_flow_from_upload(request: web.Request):
             else:
                 options[part.name] = _form_option(part.name, await part.text(), request.app[CONFIG].max_json_depth)
 
-    workspaces = request.app[WORKSPACES]
-    ws = await workspaces.create(files())
-    try:
+    def body_of(workspace_id: str) -> dict:
         if len(flow_names) != 1:
             raise BadRequest("send exactly one 'flow' part holding the Flow YAML")
-        return await request.app[OBJECTS].create("flow", {**options, "workspace_id": ws.id, "filename": flow_names[0]}, _wait(request))
-    except Exception as exc:
-        # Whatever refused it; but a Flow that exists and failed keeps its workspace, for its logs.
-        if not (isinstance(exc, JinadError) and "id" in exc.details):
-            await workspaces.delete(ws.id)
-        raise
+        return {**options, "workspace_id": workspace_id, "filename": flow_names[0]}
+
+    return await request.app[COORDINATOR].create_flow_from_upload(files(), body_of, _wait(request))
 
 
 async def create(request: web.Request) -> web.Response:
