@@ -1,11 +1,20 @@
 """Flows, Pods and Peas: one manager for the three kinds, their state machine and restart policy.
 
-States (as supervisord's, in the contract's words):
-    starting -> ready -> stopping -> stopped
-    starting -> failed                      (never got ready; nothing left running)
-    ready -> exited -> starting             (ended by itself; a restart policy takes it back)
-    exited -> failed                        (the policy gave up after too many restarts in a row)
-    stopped -> failed                       (it cannot be started again after a daemon restart)
+States (as supervisord's, in the contract's words), every transition TRANSITIONS allows:
+    starting -> ready       it serves (Jina's ready line, then every port answers)
+    starting -> failed      it never got ready; nothing is left running
+    starting -> stopping    stopped (delete, restart, shutdown) before it was ready
+    ready    -> exited      it ended by itself (or part of it died)
+    ready    -> stopping    stopped while serving
+    stopping -> stopped     its whole process tree is gone
+    stopped  -> starting    restarted, or started again after a daemon restart
+    stopped  -> stopping    deleted or restarted again (a stop of what is stopped ends stray processes)
+    stopped  -> failed      it cannot be started again after a daemon restart
+    exited   -> starting    its restart policy takes it back (after a growing back-off)
+    exited   -> failed      the policy gave up after too many restarts in a row
+    exited   -> stopping    deleted or restarted
+    failed   -> starting    restarted
+    failed   -> stopping    deleted or restarted
 `_set_state` is the one place that makes a transition: it checks it, stores the record and
 tells subscribers. Records survive daemon restarts; `recover` ends what a previous run left
 and starts again every object that should be running, with its old id and ports.
@@ -14,7 +23,6 @@ and starts again every object that should be running, with its old id and ports.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
@@ -25,6 +33,7 @@ import time
 from typing import AsyncIterator
 
 from .config import Config
+from .events import Broadcast
 from .errors import Conflict, FailedToStart, JinadError, NotFound
 from .ids import new_id, utc_now
 from .kinds import KINDS, Context, Launch, parse_request
@@ -33,7 +42,7 @@ from .ports import PortAllocator, is_free
 from .remotes import RemotePart, Remotes
 from .states import LIVE, TERMINAL, RestartPolicy, State
 from .store import Store, from_record
-from .supervision import Child, end_processes, find_marked, group_members, spawn, tree, wait_ready
+from .supervision import Child, end_processes, find_marked, sample_children, spawn, tree, wait_ready
 from .workspaces import WorkspaceManager
 
 log = logging.getLogger(__name__)
@@ -148,7 +157,7 @@ class ObjectManager:
         self.jina = jina_executable()
         self.objects: dict[str, JObject] = {}
         self.runners: dict[str, Runner] = {}
-        self._subscribers: set[asyncio.Queue] = set()
+        self._events = Broadcast()
         self._unsaved: set[str] = set()
         self.remotes = Remotes(config.tokens_by_remote)
         # The host in objects' addresses: the one the daemon listens on, or its name when it
@@ -205,15 +214,9 @@ class ObjectManager:
             states[obj.state] = states.get(obj.state, 0) + 1
         return counts
 
-    async def events(self) -> AsyncIterator[dict]:
+    def events(self) -> AsyncIterator[dict]:
         """Every state change of every object from now on."""
-        queue: asyncio.Queue = asyncio.Queue(maxsize=10000)
-        self._subscribers.add(queue)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._subscribers.discard(queue)
+        return self._events.subscribe()
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -249,10 +252,8 @@ class ObjectManager:
         self._save(obj)
         self.runners[obj.id].log.note_state(state, obj.exit_code)
         log.info("%s %s: %s%s", obj.kind, obj.id, state, f" ({obj.error})" if state == State.FAILED else "")
-        event = {"id": obj.id, "kind": obj.kind, "state": state, "exit_code": obj.exit_code, "error": obj.error, "ts": utc_now()}
-        for queue in self._subscribers:
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(event)
+        self._events.publish({"id": obj.id, "kind": obj.kind, "state": state, "exit_code": obj.exit_code,
+                              "error": obj.error, "ts": utc_now()})
 
     # ---- making and starting ----------------------------------------------------------------
 
@@ -304,20 +305,6 @@ class ObjectManager:
         obj.remote = []
         if obj.id in self.objects:  # not for a Flow being refused before it had a record
             self._save(obj)
-
-    def _child_env(self, obj: JObject) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("JINAD_")}  # no token leaks to user code
-        env.update(
-            PYTHONUNBUFFERED="1",  # executors' print() reaches the log at once
-            JINA_LOG_NO_COLOR="1",
-            COLUMNS="200",
-            HOME=str(self.workspaces.home_dir(obj.workspace_id)),
-            # Jina picks the ports of replicas, heads and monitoring in its own part of the range.
-            JINA_RANDOM_PORT_MIN=str(self.config.jina_ports.start),
-            JINA_RANDOM_PORT_MAX=str(self.config.jina_ports.stop - 1),
-        )
-        env.update(obj.envs)
-        return self.workspaces.child_env(obj.workspace_id, env)
 
     async def create(self, kind_name: str, body: dict, wait: bool = True) -> JObject:
         kind = KINDS[kind_name]
@@ -383,7 +370,7 @@ class ObjectManager:
             return f"port(s) {', '.join(map(str, taken))} already in use", None
         try:
             runner.child = await spawn(
-                launch.argv, self.workspaces.files_dir(obj.workspace_id), self._child_env(obj), runner.log,
+                launch.argv, self.workspaces.files_dir(obj.workspace_id), self.workspaces.child_env(obj.workspace_id, obj.envs), runner.log,
                 self.config.log_max_line_bytes, obj.id, self.home, launch.ready_line,
             )
         except (OSError, ValueError) as exc:  # ValueError: an argument the OS cannot take
@@ -531,17 +518,12 @@ class ObjectManager:
 
     async def sample_resources(self) -> None:
         """Refresh `resources` of every running object, one scan of the process table for all."""
-        running = {runner.child.pid: runner for runner in self.runners.values() if runner.child}
-        if not running:
-            return
-        members = await asyncio.to_thread(group_members, set(running))
-        for pgid, runner in running.items():
-            child = runner.child
-            if child and child.pid == pgid:
-                sample = await asyncio.to_thread(child.resources, members.get(pgid, []))
-                if runner.child is child:  # not a sample of a child that ended meanwhile
-                    runner.resources = sample
-                    runner.revision += 1
+        running = [runner for runner in self.runners.values() if runner.child]
+        samples = await sample_children([runner.child for runner in running])
+        for runner in running:
+            if runner.child in samples:  # not a sample of a child that ended meanwhile
+                runner.resources = samples[runner.child]
+                runner.revision += 1
 
     def tend_logs(self) -> None:
         for runner in self.runners.values():

@@ -237,6 +237,14 @@ async def _gone_or_alive(procs: list[psutil.Process], timeout: float) -> list[ps
         await asyncio.sleep(0.02)
 
 
+async def sample_children(children: list[Child]) -> dict[Child, dict]:
+    """Resources of each child's group (see Child.resources), from one scan of the process table."""
+    if not children:
+        return {}
+    members = await asyncio.to_thread(group_members, {child.pid for child in children})
+    return {child: await asyncio.to_thread(child.resources, members.get(child.pid, [])) for child in children}
+
+
 class Child:
     """A running child: its process group, pipe readers and exit."""
 

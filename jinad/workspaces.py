@@ -62,6 +62,11 @@ def _workspace_from_record(record: dict) -> Workspace:
     return ws
 
 
+def daemon_free_environ() -> dict[str, str]:
+    """The daemon's environment without its own JINAD_* settings (the token among them)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("JINAD_")}
+
+
 def _list_files(root: Path) -> list[dict]:
     found = []
     for folder, dirs, files in os.walk(root):
@@ -171,8 +176,20 @@ class WorkspaceManager:
             raise Conflict(f"workspace {workspace_id} failed to install its requirements: {ws.error}")
         return ws
 
-    def child_env(self, workspace_id: str, env: dict[str, str]) -> dict[str, str]:
-        """A child's environment, changed to use the workspace's own Python environment if any."""
+    def child_env(self, workspace_id: str, envs: dict[str, str]) -> dict[str, str]:
+        """The environment of a child in this workspace, with the user's `envs`, in the
+        workspace's own Python environment if it has one."""
+        env = daemon_free_environ()  # no token leaks to user code
+        env.update(
+            PYTHONUNBUFFERED="1",  # executors' print() reaches the log at once
+            JINA_LOG_NO_COLOR="1",
+            COLUMNS="200",
+            HOME=str(self.home_dir(workspace_id)),
+            # Jina picks the ports of replicas, heads and monitoring in its own part of the range.
+            JINA_RANDOM_PORT_MIN=str(self.config.jina_ports.start),
+            JINA_RANDOM_PORT_MAX=str(self.config.jina_ports.stop - 1),
+        )
+        env.update(envs)
         ws = self.get(workspace_id)
         return self.envs.child_env(ws.env, env) if ws.env else env
 
@@ -202,9 +219,8 @@ class WorkspaceManager:
         self._installs[ws.id] = asyncio.create_task(self._install(ws, env_hash, requirements))
 
     async def _install(self, ws: Workspace, env_hash: str, requirements: Path) -> None:
-        base_env = {k: v for k, v in os.environ.items() if not k.startswith("JINAD_")}
         try:
-            reason = await self.envs.build(env_hash, requirements, self.log_of(ws.id), base_env, owner=ws.id)
+            reason = await self.envs.build(env_hash, requirements, self.log_of(ws.id), daemon_free_environ(), owner=ws.id)
         finally:
             self._building.pop(ws.id, None)
         if reason is None:
