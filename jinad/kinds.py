@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
-from .errors import BadRequest, plain_text, shallow
+from .errors import BadRequest, check_plain_text, shallow
 from .ports import PortAllocator
 from .states import Protocol, RestartPolicy
 
@@ -105,7 +105,7 @@ class PathResolver:
     def file(self, name: Any, what: str) -> str:
         if not isinstance(name, str) or not name:
             raise BadRequest(f"{what} must be a file name")
-        plain_text(name, what)
+        check_plain_text(name, what)
         for base in self.bases:
             candidate = (base / name).resolve()
             if candidate.is_file():
@@ -239,7 +239,7 @@ def prepare_flow(spec: dict, ctx: Context) -> Launch:
         name = executor.setdefault("name", f"executor{index}")
         if not isinstance(name, str) or not name:
             raise BadRequest(f"{filename}: the name of executor {index} must be a non-empty string, not {name!r}")
-        plain_text(name, f"{filename}: the name of executor {index}")
+        check_plain_text(name, f"{filename}: the name of executor {index}")
         if name in gateway_names:
             raise BadRequest(f"{filename}: an executor cannot be named {name!r}, the name of a gateway port")
         port = _pop_one(executor, EXECUTOR_PORT_KEYS, f"{filename}: the port of executor {name!r}")
@@ -313,7 +313,7 @@ def _executor_fields(spec: dict, ws_root: Path) -> dict:
     uses = spec.get("uses")
     if not isinstance(uses, str) or not uses:
         raise BadRequest("'uses' is required: an Executor class name or a YAML file in the workspace")
-    plain_text(uses, "uses")
+    check_plain_text(uses, "uses")
     uses_with = given(spec, "uses_with", {})
     if not isinstance(uses_with, dict):
         raise BadRequest("'uses_with' must be a JSON object")
@@ -411,8 +411,8 @@ def parse_request(kind: Kind, body: dict) -> Request:
     if not isinstance(envs, dict) or not all(isinstance(k, str) and k and "=" not in k for k in envs):
         raise BadRequest("'envs' must be an object of names (without '=') to values")
     for name, value in envs.items():
-        plain_text(name, "a name in 'envs'")
-        plain_text(str(value), f"envs {name}")
+        check_plain_text(name, "a name in 'envs'")
+        check_plain_text(str(value), f"envs {name}")
     restart = given(body, "restart", RestartPolicy.NO.value)
     if not isinstance(restart, str) or restart not in RestartPolicy.values():
         raise BadRequest(f"'restart' must be one of {', '.join(RestartPolicy)}")

@@ -23,7 +23,7 @@ DEFAULT_TAIL = 100
 PING_INTERVAL_S = 15
 
 
-def _whole(name: str, raw: str) -> int:
+def _whole_number(name: str, raw: str) -> int:
     # ASCII digits only (str.isdigit takes '²' and '①', which int() refuses), and few enough
     # that int() takes them (it refuses more than 4300).
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
@@ -64,11 +64,11 @@ def _start_after(request: web.Request, log: Log, since: str | None) -> int:
     first = log.seq_before(since) if since is not None else 0
     resume = request.headers.get("Last-Event-ID") or request.query.get("since")
     if resume is not None:
-        return max(first, _whole("Last-Event-ID" if "Last-Event-ID" in request.headers else "since", resume))
+        return max(first, _whole_number("Last-Event-ID" if "Last-Event-ID" in request.headers else "since", resume))
     tail = request.query.get("tail", str(DEFAULT_TAIL) if since is None else "all")
     if tail == "all":
         return first
-    return max(first, log.last_seq - _whole("tail", tail))
+    return max(first, log.last_seq - _whole_number("tail", tail))
 
 
 def _sse_frame(event: str, data: dict, event_id: int | None = None) -> str:
