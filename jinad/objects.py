@@ -56,6 +56,8 @@ TRANSITIONS = {
     State.EXITED: {State.STARTING, State.FAILED, State.STOPPING},
 }
 BACKOFF_RESET_S = 30.0  # ready this long, and earlier failures no longer count toward giving up
+BACKOFF_MAX_S = 30.0
+backoff = asyncio.sleep  # the wait between restarts: a name of its own, so tests can skip it
 LOG_TAIL_LINES = 30
 CANCEL_ATTEMPTS = 10
 NO_RESOURCES = {"cpu_percent": 0.0, "memory_rss": 0, "processes": 0}
@@ -420,7 +422,7 @@ class ObjectManager:
                 self._set_state(obj, State.FAILED, pid=None, error=f"gave up after {failures} restarts in a row; the last: {reason}")
                 return
             failures += 1
-            await asyncio.sleep(min(2 ** (failures - 1), 30))
+            await backoff(min(2 ** (failures - 1), BACKOFF_MAX_S))
             obj.restarts += 1
 
     # ---- stopping -----------------------------------------------------------------------------
