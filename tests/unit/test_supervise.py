@@ -35,7 +35,7 @@ class FakeChild:
 
 
 @pytest.fixture
-def manager(tmp_path, monkeypatch):
+async def manager(tmp_path, monkeypatch):
     """An ObjectManager whose children are fakes following `plan` (ready?, exit code) per start."""
     config = Config(workspace=str(tmp_path / "home"), host="127.0.0.1", port_range="32000-32099", restart_max_retries=2)
     store = Store(config.home / "state")
