@@ -102,7 +102,7 @@ class WorkspaceManager:
         self.staging = config.home / "staging"
         self.store = store
         self.config = config
-        self.envs = Environments(config.home)
+        self.envs = Environments(config.home, config.log_max_line_bytes)
         self._workspaces: dict[str, Workspace] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._logs: dict[str, Log] = {}
