@@ -12,9 +12,11 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from .api import health, logs, metrics, objects, openapi, ui, workspaces
-from .api.keys import CONFIG, HTTP_STATS, OBJECTS, STARTED_AT, STREAMS, WORKSPACES
+from .api.keys import BATCH_FRAMES, CONFIG, COORDINATOR, HTTP_STATS, OBJECT_BODIES, OBJECTS, STARTED_AT, STREAMS, WORKSPACES
 from .api.middleware import HttpStats, front_door
+from .api.wire import BatchFrames, ObjectBodies
 from .config import Config
+from .coordinator import Coordinator
 from .objects import ObjectManager
 from .store import Store
 from .workspaces import WorkspaceManager
@@ -60,9 +62,12 @@ def create_app(config: Config) -> web.Application:
     app[STARTED_AT] = time.monotonic()
     app[WORKSPACES] = WorkspaceManager(config, store)
     app[OBJECTS] = ObjectManager(config, store, app[WORKSPACES])
+    app[COORDINATOR] = Coordinator(app[WORKSPACES], app[OBJECTS])
     for module in (health, workspaces, objects, logs, ui, openapi, metrics):
         app.add_routes(module.routes)
     app[STREAMS] = weakref.WeakSet()
+    app[OBJECT_BODIES] = ObjectBodies()
+    app[BATCH_FRAMES] = BatchFrames()
     app.on_shutdown.append(logs.end_streams)
     app.cleanup_ctx.append(_managers)
     return app

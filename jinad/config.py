@@ -25,33 +25,40 @@ DEFAULT_CONFIG_FILE = Path("configs/jinad.yml")
 AT_LEAST_ZERO = frozenset({"port_expose", "stop_grace_s", "log_file_backups", "restart_max_retries"})
 
 
+def setting(default: Any, help: str) -> Any:
+    """A field of Config with its help text, the one place a setting is described (flags'
+    --help shows it; configs/jinad.yml is checked against the fields by a test)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
-    host: str = "0.0.0.0"
-    port_expose: int = DEFAULT_PORT
-    workspace: str = DEFAULT_HOME
-    token: str = ""
-    no_auth: bool = False
-    max_upload_bytes: int = 1024 * 1024 * 1024
-    max_upload_files: int = 10000
-    max_workspace_bytes: int = 10 * 1024 * 1024 * 1024
-    max_json_bytes: int = 1024 * 1024
-    max_yaml_bytes: int = 1024 * 1024
-    max_yaml_depth: int = 50
-    max_json_depth: int = 32
-    max_running_objects: int = 100
-    remote_tokens: str = ""
-    port_range: str = "20000-29999"
-    start_timeout_s: float = 120.0
-    stop_grace_s: float = 10.0
-    restart_max_retries: int = 5
-    resource_interval_s: float = 2.0
-    log_ring_lines: int = 10000
-    log_ring_bytes: int = 4 * 1024 * 1024
-    log_max_line_bytes: int = 16 * 1024
-    log_file_max_bytes: int = 50 * 1024 * 1024
-    log_file_backups: int = 5
-    log_level: str = "INFO"
+    host: str = setting("0.0.0.0", "address to listen on")
+    port_expose: int = setting(DEFAULT_PORT, "port of the REST API")
+    workspace: str = setting(DEFAULT_HOME, "the daemon's home: its state, workspaces and logs")
+    token: str = setting("", "bearer token clients must send (empty on a non-loopback address: one is made and kept)")
+    no_auth: bool = setting(False, "serve without a token even on a non-loopback address")
+    max_upload_bytes: int = setting(1024 * 1024 * 1024, "largest upload body accepted (unpacked archives count too)")
+    max_upload_files: int = setting(10000, "most files one upload may hold")
+    max_workspace_bytes: int = setting(10 * 1024 * 1024 * 1024, "largest total size of one workspace")
+    max_json_bytes: int = setting(1024 * 1024, "largest JSON request body")
+    max_yaml_bytes: int = setting(1024 * 1024, "largest Flow YAML accepted")
+    max_yaml_depth: int = setting(50, "deepest nesting of a Flow YAML accepted")
+    max_json_depth: int = setting(32, "deepest nesting of a JSON body or form field accepted")
+    max_running_objects: int = setting(100, "most Flows, Pods and Peas starting or running at once")
+    remote_tokens: str = setting("", "tokens for other daemons, as URL=TOKEN[,URL=TOKEN...]")
+    port_range: str = setting("20000-29999",
+                              "ports for Flows, Pods and Peas, as LOW-HIGH (the last fifth for the ones Jina picks itself)")
+    start_timeout_s: float = setting(120.0, "default seconds an object may take to become ready")
+    stop_grace_s: float = setting(10.0, "seconds between SIGTERM and SIGKILL of a process group")
+    restart_max_retries: int = setting(5, "restarts in a row before a restart policy gives up")
+    resource_interval_s: float = setting(2.0, "seconds between resource samples of running objects")
+    log_ring_lines: int = setting(10000, "lines of each object's log kept in memory")
+    log_ring_bytes: int = setting(4 * 1024 * 1024, "bytes of each object's log kept in memory")
+    log_max_line_bytes: int = setting(16 * 1024, "longer output lines are split at this size")
+    log_file_max_bytes: int = setting(50 * 1024 * 1024, "a log file past this size is rotated")
+    log_file_backups: int = setting(5, "rotated log files kept per object")
+    log_level: str = setting("INFO", "the daemon's own log level")
 
     def __post_init__(self) -> None:
         """Refuse values the daemon cannot work with, by name, rather than failing later."""
@@ -105,34 +112,15 @@ class Config:
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
 
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
 
-HELP = {
-    "host": "address to listen on",
-    "port_expose": "port of the REST API",
-    "workspace": "the daemon's home: its state, workspaces and logs",
-    "token": "bearer token clients must send (empty on a non-loopback address: one is made and kept)",
-    "no_auth": "serve without a token even on a non-loopback address",
-    "max_upload_bytes": "largest upload body accepted (unpacked archives count too)",
-    "max_upload_files": "most files one upload may hold",
-    "max_workspace_bytes": "largest total size of one workspace",
-    "max_json_bytes": "largest JSON request body",
-    "max_yaml_bytes": "largest Flow YAML accepted",
-    "max_yaml_depth": "deepest nesting of a Flow YAML accepted",
-    "max_json_depth": "deepest nesting of a JSON body or form field accepted",
-    "max_running_objects": "most Flows, Pods and Peas starting or running at once",
-    "remote_tokens": "tokens for other daemons, as URL=TOKEN[,URL=TOKEN...]",
-    "port_range": "ports for Flows, Pods and Peas, as LOW-HIGH (the last fifth for the ones Jina picks itself)",
-    "start_timeout_s": "default seconds an object may take to become ready",
-    "stop_grace_s": "seconds between SIGTERM and SIGKILL of a process group",
-    "restart_max_retries": "restarts in a row before a restart policy gives up",
-    "resource_interval_s": "seconds between resource samples of running objects",
-    "log_ring_lines": "lines of each object's log kept in memory",
-    "log_ring_bytes": "bytes of each object's log kept in memory",
-    "log_max_line_bytes": "longer output lines are split at this size",
-    "log_file_max_bytes": "a log file past this size is rotated",
-    "log_file_backups": "rotated log files kept per object",
-    "log_level": "the daemon's own log level",
-}
+
+def truth(text: str | None, default: bool) -> bool:
+    """A true/false setting or query value as people write them; `default` when absent or
+    neither (the one parser for all of them)."""
+    word = (text or "").lower()
+    return True if word in TRUE_WORDS else False if word in FALSE_WORDS else default
 
 
 def _coerce(field: dataclasses.Field, value: Any) -> Any:
@@ -140,7 +128,7 @@ def _coerce(field: dataclasses.Field, value: Any) -> Any:
     if isinstance(value, kind):
         return value
     if kind is bool:
-        return str(value).lower() in ("1", "true", "yes", "on")
+        return truth(str(value), False)
     return kind(value)
 
 
@@ -172,9 +160,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for field in dataclasses.fields(Config):
         flag = "--" + field.name.replace("_", "-")
         if isinstance(field.default, bool):
-            parser.add_argument(flag, dest=field.name, action="store_const", const=True, default=None, help=HELP[field.name])
+            parser.add_argument(flag, dest=field.name, action="store_const", const=True, default=None, help=field.metadata["help"])
         else:
-            parser.add_argument(flag, dest=field.name, default=None, help=f"{HELP[field.name]} (default: {field.default})")
+            parser.add_argument(flag, dest=field.name, default=None, help=f"{field.metadata['help']} (default: {field.default})")
 
 
 def load(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> Config:

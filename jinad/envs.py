@@ -32,8 +32,9 @@ def requirements_hash(path: Path) -> str:
 
 
 class Environments:
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, max_line: int) -> None:
         self.home = str(home)
+        self.max_line = max_line  # pip's output lines are split as children's are
         self.root = home / "envs"
         self.pip_cache = home / "cache" / "pip"
         self._locks: dict[str, asyncio.Lock] = {}
@@ -74,7 +75,7 @@ class Environments:
         for index, argv in enumerate(steps):
             log.append("stdout", ["jinad: " + " ".join(argv)])
             log.flush()
-            child = await spawn(argv, requirements.parent, env, log, 16384, object_id=owner, home=self.home)
+            child = await spawn(argv, requirements.parent, env, log, self.max_line, object_id=owner, home=self.home)
             try:
                 code, _ = await child.wait(grace=5.0)
             except asyncio.CancelledError:  # the workspace was deleted or re-uploaded meanwhile

@@ -36,16 +36,15 @@ class FailedToStart(JinadError):
     code = "failed_to_start"
 
 
-def plain_text(value: str, what: str) -> str:
-    """A string that can go into a path, a command line or an environment: no NUL character
-    and no lone surrogate (JSON allows both; the OS takes neither)."""
+def check_plain_text(value: str, what: str) -> None:
+    """BadRequest unless the string can go into a path, a command line or an environment: no
+    NUL character and no lone surrogate (JSON allows both; the OS takes neither)."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise BadRequest(f"{what} is not valid Unicode text") from None
     if "\0" in value:
         raise BadRequest(f"{what} must not contain a NUL character")
-    return value
 
 
 def nesting_depth(value: Any, limit: int) -> int:

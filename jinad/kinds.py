@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
-from .errors import BadRequest, plain_text, shallow
+from .errors import BadRequest, check_plain_text, shallow
 from .ports import PortAllocator
+from .states import Protocol, RestartPolicy
 
-PROTOCOLS = ("grpc", "http", "websocket")
+if TYPE_CHECKING:
+    from .remotes import RemotePart
 
 
 @dataclasses.dataclass
@@ -50,8 +53,8 @@ class Context:
     jina: str
     max_yaml_bytes: int
     max_yaml_depth: int
-    # Executors already running on other daemons: name -> {"host", "ports"} (see remotes.py).
-    remotes: dict[str, dict] = dataclasses.field(default_factory=dict)
+    # Executors already running on other daemons, by name.
+    remotes: dict[str, RemotePart] = dataclasses.field(default_factory=dict)
 
     def port(self, name: str, fixed: Any) -> int:
         """The port named `name`: kept from an earlier run, fixed by the user, or taken from the range."""
@@ -106,7 +109,7 @@ class PathResolver:
     def file(self, name: Any, what: str) -> str:
         if not isinstance(name, str) or not name:
             raise BadRequest(f"{what} must be a file name")
-        plain_text(name, what)
+        check_plain_text(name, what)
         for base in self.bases:
             candidate = (base / name).resolve()
             if candidate.is_file():
@@ -130,9 +133,9 @@ class PathResolver:
 
 def _protocol(value: Any) -> str:
     if value is None:
-        return "grpc"
-    if not isinstance(value, str) or value.lower() not in PROTOCOLS:
-        raise BadRequest(f"protocol must be one of {', '.join(PROTOCOLS)}, not {value!r}")
+        return Protocol.GRPC.value
+    if not isinstance(value, str) or value.lower() not in Protocol.values():
+        raise BadRequest(f"protocol must be one of {', '.join(Protocol)}, not {value!r}")
     return value.lower()
 
 
@@ -250,7 +253,7 @@ def prepare_flow(spec: dict, ctx: Context) -> Launch:
         name = executor.setdefault("name", f"executor{index}")
         if not isinstance(name, str) or not name:
             raise BadRequest(f"{filename}: the name of executor {index} must be a non-empty string, not {name!r}")
-        plain_text(name, f"{filename}: the name of executor {index}")
+        check_plain_text(name, f"{filename}: the name of executor {index}")
         if name in gateway_names:
             raise BadRequest(f"{filename}: an executor cannot be named {name!r}, the name of a gateway port")
         if name in names:  # Jina would rename one and give both the same port
@@ -277,7 +280,7 @@ def prepare_flow(spec: dict, ctx: Context) -> Launch:
     target.write_text(yaml.safe_dump(flow, sort_keys=False))
     # Readiness: the Flow says it serves, then each gateway port answers (an HTTP one with a
     # real /dry_run: Jina's HTTP servers open their port a little before they can serve).
-    probes = [(port, "dry_run" if protocol == "http" else "tcp") for protocol, port in zip(protocols, gateway_ports)]
+    probes = [(port, "dry_run" if protocol == Protocol.HTTP else "tcp") for protocol, port in zip(protocols, gateway_ports)]
     return Launch([ctx.jina, "flow", "--uses", str(target)], ctx.ports, gateway_ports[0], protocols[0],
                   probes, remote_needed, ready_line=FLOW_READY_LINE)
 
@@ -305,7 +308,7 @@ def _remote_request(executor: dict, name: str, paths: PathResolver, ws_root: Pat
     def relative(path: str) -> str:
         return Path(path).relative_to(root).as_posix()
 
-    pod: dict[str, Any] = {"uses": executor.get("uses", "BaseExecutor"), "protocol": "grpc"}
+    pod: dict[str, Any] = {"uses": executor.get("uses", "BaseExecutor"), "protocol": Protocol.GRPC.value}
     if isinstance(pod["uses"], str) and pod["uses"].endswith((".yml", ".yaml")):
         pod["uses"] = relative(paths.uses(pod["uses"], f"uses of {name}"))
     if "py_modules" in executor:
@@ -318,10 +321,10 @@ def _remote_request(executor: dict, name: str, paths: PathResolver, ws_root: Pat
     return {"name": name, "jinad": url.rstrip("/"), "pod": pod}
 
 
-def _external_entry(executor: dict, remote: dict) -> dict:
-    ports = remote["ports"]
+def _external_entry(executor: dict, remote: RemotePart) -> dict:
+    ports = remote.ports
     entry = {k: v for k, v in executor.items() if k not in RUN_KEYS}
-    return {**entry, "external": True, "host": remote["host"], "port": ports[0] if len(ports) == 1 else ports}
+    return {**entry, "external": True, "host": remote.host, "port": ports[0] if len(ports) == 1 else ports}
 
 
 def given(spec: dict, name: str, default: Any) -> Any:
@@ -338,7 +341,7 @@ def _executor_fields(spec: dict, ws_root: Path) -> dict:
         raise BadRequest("'uses' is required: an Executor class name or a YAML file in the workspace")
     if uses.startswith("-"):  # it goes on a command line, where it would be read as an option
         raise BadRequest(f"'uses' must name an Executor class or a YAML file, not {uses[:40]!r}")
-    plain_text(uses, "uses")
+    check_plain_text(uses, "uses")
     uses_with = given(spec, "uses_with", {})
     if not isinstance(uses_with, dict):
         raise BadRequest("'uses_with' must be a JSON object")
@@ -413,8 +416,44 @@ KINDS = {
 }
 
 
-def check_fields(kind: Kind, spec: dict) -> None:
-    unknown = sorted(set(spec) - COMMON_FIELDS - kind.fields)
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """A create request, checked: the fields every kind takes, and the kind's own (`spec`)."""
+
+    workspace_id: str
+    spec: dict
+    envs: dict[str, str]
+    restart: str
+    timeout_s: float | None
+
+
+def parse_request(kind: Kind, body: dict) -> Request:
+    """The request's fields, or BadRequest; the kind's own fields are checked as it is prepared."""
+    unknown = sorted(set(body) - COMMON_FIELDS - kind.fields)
     if unknown:
         raise BadRequest(f"unknown field(s) for a {kind.name}: {', '.join(unknown)}")
-
+    workspace_id = body.get("workspace_id")
+    if workspace_id is None:
+        raise BadRequest("'workspace_id' is required: upload files with POST /workspaces first")
+    if not isinstance(workspace_id, str):
+        raise BadRequest(f"'workspace_id' must be a workspace's id (a string), not {workspace_id!r}")
+    envs = given(body, "envs", {})
+    if not isinstance(envs, dict) or not all(isinstance(k, str) and k and "=" not in k for k in envs):
+        raise BadRequest("'envs' must be an object of names (without '=') to values")
+    for name, value in envs.items():
+        check_plain_text(name, "a name in 'envs'")
+        check_plain_text(str(value), f"envs {name}")
+    restart = given(body, "restart", RestartPolicy.NO.value)
+    if not isinstance(restart, str) or restart not in RestartPolicy.values():
+        raise BadRequest(f"'restart' must be one of {', '.join(RestartPolicy)}")
+    timeout = body.get("timeout_s")
+    if timeout is not None:
+        try:  # an int past float's range (10**400) would fail later, in the supervisor
+            seconds = float(timeout) if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) else math.nan
+        except OverflowError:
+            seconds = math.inf
+        if not 0 < seconds < math.inf:  # NaN fails this too
+            raise BadRequest("'timeout_s' must be a positive, finite number of seconds")
+        timeout = seconds
+    spec = {k: v for k, v in body.items() if k in kind.fields}
+    return Request(workspace_id, spec, {k: str(v) for k, v in envs.items()}, restart, timeout)

@@ -54,9 +54,6 @@ class Batch:
     stream: str
     lines: list[str]
     size: int
-    # Its encoding for senders, made by the first one that sends it whole and shared by all
-    # others: a hundred followers of a fast log would otherwise encode each line a hundred times.
-    wire: bytes | None = None
 
     @property
     def last(self) -> int:

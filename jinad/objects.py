@@ -1,11 +1,20 @@
 """Flows, Pods and Peas: one manager for the three kinds, their state machine and restart policy.
 
-States (as supervisord's, in the contract's words):
-    starting -> ready -> stopping -> stopped
-    starting -> failed                      (never got ready; nothing left running)
-    ready -> exited -> starting             (ended by itself; a restart policy takes it back)
-    exited -> failed                        (the policy gave up after too many restarts in a row)
-    stopped -> failed                       (it cannot be started again after a daemon restart)
+States (as supervisord's, in the contract's words), every transition TRANSITIONS allows:
+    starting -> ready       it serves (Jina's ready line, then every port answers)
+    starting -> failed      it never got ready; nothing is left running
+    starting -> stopping    stopped (delete, restart, shutdown) before it was ready
+    ready    -> exited      it ended by itself (or part of it died)
+    ready    -> stopping    stopped while serving
+    stopping -> stopped     its whole process tree is gone
+    stopped  -> starting    restarted, or started again after a daemon restart
+    stopped  -> stopping    deleted or restarted again (a stop of what is stopped ends stray processes)
+    stopped  -> failed      it cannot be started again after a daemon restart
+    exited   -> starting    its restart policy takes it back (after a growing back-off)
+    exited   -> failed      the policy gave up after too many restarts in a row
+    exited   -> stopping    deleted or restarted
+    failed   -> starting    restarted
+    failed   -> stopping    deleted or restarted
 `_set_state` is the one place that makes a transition: it checks it, stores the record and
 tells subscribers. Records survive daemon restarts; `recover` ends what a previous run left
 and starts again every object that should be running, with its old id and ports.
@@ -14,7 +23,6 @@ and starts again every object that should be running, with its old id and ports.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import math
@@ -26,30 +34,31 @@ import time
 from typing import AsyncIterator
 
 from .config import Config
-from .errors import BadRequest, Conflict, FailedToStart, JinadError, NotFound, plain_text
+from .events import Broadcast
+from .errors import Conflict, FailedToStart, JinadError, NotFound
 from .ids import new_id, utc_now
-from .kinds import KINDS, Context, Launch, check_fields, given
+from .kinds import KINDS, Context, Launch, parse_request
 from .logs import Log
 from .ports import PortAllocator, is_free
-from .remotes import Remotes
+from .remotes import RemotePart, Remotes
+from .states import LIVE, TERMINAL, RestartPolicy, State
 from .store import Store, from_record
-from .supervision import Child, end_processes, find_marked, group_members, spawn, tree, wait_ready
+from .supervision import Child, end_processes, find_marked, sample_children, spawn, tree, wait_ready
 from .workspaces import WorkspaceManager
 
 log = logging.getLogger(__name__)
 COLLECTION = "objects"
-RESTART_POLICIES = ("no", "on-failure", "always")
-LIVE_STATES = frozenset({"starting", "ready", "stopping"})
 TRANSITIONS = {
-    "starting": {"ready", "failed", "stopping"},
-    "ready": {"exited", "stopping"},
-    "stopping": {"stopped"},
-    "stopped": {"starting", "stopping", "failed"},
-    "failed": {"starting", "stopping"},
-    "exited": {"starting", "failed", "stopping"},
+    State.STARTING: {State.READY, State.FAILED, State.STOPPING},
+    State.READY: {State.EXITED, State.STOPPING},
+    State.STOPPING: {State.STOPPED},
+    State.STOPPED: {State.STARTING, State.STOPPING, State.FAILED},
+    State.FAILED: {State.STARTING, State.STOPPING},
+    State.EXITED: {State.STARTING, State.FAILED, State.STOPPING},
 }
-STATES = tuple(TRANSITIONS)  # every state, in the order of the contract
 BACKOFF_RESET_S = 30.0  # ready this long, and earlier failures no longer count toward giving up
+BACKOFF_MAX_S = 30.0
+backoff = asyncio.sleep  # the wait between restarts: a name of its own, so tests can skip it
 LOG_TAIL_LINES = 30
 CANCEL_ATTEMPTS = 10
 NO_RESOURCES = {"cpu_percent": 0.0, "memory_rss": 0, "processes": 0}
@@ -65,7 +74,7 @@ class JObject:
     restart: str
     timeout_s: float
     created_at: str
-    state: str = "starting"
+    state: str = State.STARTING
     pid: int | None = None
     address: str | None = None
     protocol: str | None = None
@@ -74,23 +83,15 @@ class JObject:
     exit_code: int | None = None
     restarts: int = 0
     error: str | None = None
-    remote: list = dataclasses.field(default_factory=list)
-
-    # Not a field (never stored): its JSON for senders, with the resource sample it shows
-    # (see api/objects.py); setting any field drops it.
-    wire = None
-
-    def __setattr__(self, name: str, value) -> None:
-        object.__setattr__(self, name, value)
-        if name != "wire":
-            object.__setattr__(self, "wire", None)
+    remote: list[RemotePart] = dataclasses.field(default_factory=list)  # stored as dicts of its fields
 
     def to_json(self, resources: dict) -> dict:
         # Plain getattr, not dataclasses.asdict: this is on GET's hot path, asdict deep-copies.
-        return {**{name: getattr(self, name) for name in PUBLIC_FIELDS}, "resources": resources}
+        return {**{name: getattr(self, name) for name in PUBLIC_FIELDS}, "resources": resources,
+                "remote": [dataclasses.asdict(part) for part in self.remote]}
 
 
-PUBLIC_FIELDS = [f.name for f in dataclasses.fields(JObject) if f.name not in ("spec", "envs", "timeout_s")]
+PUBLIC_FIELDS = [f.name for f in dataclasses.fields(JObject) if f.name not in ("spec", "envs", "timeout_s", "remote")]
 
 
 @dataclasses.dataclass
@@ -106,6 +107,9 @@ class Runner:
     followers: list[asyncio.Task] = dataclasses.field(default_factory=list)  # remote parts' logs
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     resources: dict = dataclasses.field(default_factory=lambda: dict(NO_RESOURCES))
+    # Bumped at every change of the object or of its resource sample: senders that keep its
+    # JSON (api/objects.py) know from it when to encode again.
+    revision: int = 0
 
     def settle(self, reason: str | None) -> None:
         if self.start_result and not self.start_result.done():
@@ -131,13 +135,13 @@ def jina_executable() -> str:
     return shutil.which("jina", path=os.path.dirname(sys.executable)) or shutil.which("jina") or "jina"
 
 
-REMOTE_PART_KEYS = ("name", "jinad", "content", "workspace_id", "pod_id")
-
-
 def _object_from_record(record: dict) -> JObject:
     """An object from its stored record; ValueError/TypeError for one of the wrong shape."""
-    obj = from_record(JObject, record)
-    if obj.kind not in KINDS or obj.state not in TRANSITIONS or obj.restart not in RESTART_POLICIES:
+    obj = from_record(JObject, {**record, "remote": []})
+    if not isinstance(record.get("remote", []), list):
+        raise ValueError("remote is not a list")
+    obj.remote = [RemotePart.from_record(part) for part in record.get("remote", [])]
+    if obj.kind not in KINDS or obj.state not in State.values() or obj.restart not in RestartPolicy.values():
         raise ValueError(f"kind {obj.kind!r}, state {obj.state!r} or restart {obj.restart!r} is unknown")
     if not obj.id.startswith(f"j{obj.kind}-"):
         raise ValueError(f"id {obj.id!r} is not a {obj.kind}'s")
@@ -145,8 +149,6 @@ def _object_from_record(record: dict) -> JObject:
         raise ValueError(f"ports {obj.ports!r} are not all port numbers")
     if not 0 < obj.timeout_s < math.inf:
         raise ValueError(f"timeout_s {obj.timeout_s!r} is not a positive, finite number")
-    if not all(isinstance(part, dict) and all(isinstance(part.get(k), str) for k in REMOTE_PART_KEYS) for part in obj.remote):
-        raise ValueError("a remote part lacks one of " + ", ".join(REMOTE_PART_KEYS))
     return obj
 
 
@@ -162,15 +164,12 @@ class ObjectManager:
         self.jina = jina_executable()
         self.objects: dict[str, JObject] = {}
         self.runners: dict[str, Runner] = {}
-        self._subscribers: set[asyncio.Queue] = set()
+        self._events = Broadcast()
         self._unsaved: set[str] = set()
         self.remotes = Remotes(config.tokens_by_remote)
-        # (daemon URL, content hash) -> workspace id there, so the same files go up once.
-        self._remote_workspaces: dict[tuple[str, str], str] = {}
         # The host in objects' addresses: the one the daemon listens on, or its name when it
         # listens on every address.
         self._advertised_host = config.host if config.host not in ("0.0.0.0", "::", "") else socket.gethostname()
-        workspaces.in_use = self.has_live_objects
 
     # ---- reading ------------------------------------------------------------------------------
 
@@ -193,6 +192,10 @@ class ObjectManager:
         """The object's latest resource sample (a new dict at each sample)."""
         return self.runners[obj.id].resources
 
+    def revision_of(self, obj: JObject) -> int:
+        """A number that changes whenever `to_json(obj)` would."""
+        return self.runners[obj.id].revision
+
     def to_json(self, obj: JObject) -> dict:
         return obj.to_json(self.resources_of(obj))
 
@@ -206,10 +209,10 @@ class ObjectManager:
         if obj is None:
             return True
         task = self.runners[obj.id].task
-        return obj.state in ("stopped", "failed", "exited") and (task is None or task.done())
+        return obj.state in TERMINAL and (task is None or task.done())
 
     def has_live_objects(self, workspace_id: str) -> bool:
-        return any(o.workspace_id == workspace_id and o.state in LIVE_STATES for o in self.objects.values())
+        return any(o.workspace_id == workspace_id and o.state in LIVE for o in self.objects.values())
 
     def state_counts(self) -> dict:
         counts: dict[str, dict[str, int]] = {kind.plural: {} for kind in KINDS.values()}
@@ -218,21 +221,18 @@ class ObjectManager:
             states[obj.state] = states.get(obj.state, 0) + 1
         return counts
 
-    async def events(self) -> AsyncIterator[dict]:
+    def events(self) -> AsyncIterator[dict]:
         """Every state change of every object from now on."""
-        queue: asyncio.Queue = asyncio.Queue(maxsize=10000)
-        self._subscribers.add(queue)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._subscribers.discard(queue)
+        return self._events.subscribe()
 
     # ---- state ------------------------------------------------------------------------------
 
     def _save(self, obj: JObject) -> None:
         """Store the record; on a full disk keep going and retry later (`save_pending`), so a
-        supervisor never dies of it and the record catches up once space is back."""
+        supervisor never dies of it and the record catches up once space is back. Every change
+        of an object is stored, so this is also where its revision is bumped."""
+        if obj.id in self.runners:
+            self.runners[obj.id].revision += 1
         try:
             self.store.save(COLLECTION, dataclasses.asdict(obj))
             self._unsaved.discard(obj.id)
@@ -254,15 +254,13 @@ class ObjectManager:
         obj.state = state
         for name, value in fields.items():
             setattr(obj, name, value)
-        if state not in LIVE_STATES:  # no process left: its last sample would be shown as if it ran
-            self.runners[obj.id].resources = dict(NO_RESOURCES)
+        if state not in LIVE:  # no process left: its last sample would be shown as if it ran
+            self.runners[obj.id].resources = dict(NO_RESOURCES)  # (_save bumps the revision)
         self._save(obj)
         self.runners[obj.id].log.note_state(state, obj.exit_code)
-        log.info("%s %s: %s%s", obj.kind, obj.id, state, f" ({obj.error})" if state == "failed" else "")
-        event = {"id": obj.id, "kind": obj.kind, "state": state, "exit_code": obj.exit_code, "error": obj.error, "ts": utc_now()}
-        for queue in self._subscribers:
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(event)
+        log.info("%s %s: %s%s", obj.kind, obj.id, state, f" ({obj.error})" if state == State.FAILED else "")
+        self._events.publish({"id": obj.id, "kind": obj.kind, "state": state, "exit_code": obj.exit_code,
+                              "error": obj.error, "ts": utc_now()})
 
     # ---- making and starting ----------------------------------------------------------------
 
@@ -273,11 +271,12 @@ class ObjectManager:
         c = self.config
         ctx = Context(self.workspaces.files_dir(obj.workspace_id), run_dir, obj.ports, self.alloc,
                       self.workspaces.jina(obj.workspace_id, self.jina), c.max_yaml_bytes, c.max_yaml_depth,
-                      remotes={part["name"]: part for part in obj.remote})
-        obj.wire = None  # preparing fills obj.ports in place, which __setattr__ does not see
+                      remotes={part.name: part for part in obj.remote})
         launch = KINDS[obj.kind].prepare(obj.spec, ctx)
         obj.protocol = launch.protocol
         obj.address = f"{self._advertised_host}:{launch.port}"
+        if obj.id in self.runners:  # ports, protocol and address changed (stored as it starts)
+            self.runners[obj.id].revision += 1
         return launch
 
     async def _prepare_with_remotes(self, obj: JObject) -> Launch:
@@ -288,9 +287,8 @@ class ObjectManager:
         launch = self._prepare(obj)
         if not launch.remote_needed:
             return launch
-        parts = await self.remotes.deploy(launch.remote_needed, self.workspaces.files_dir(obj.workspace_id),
-                                          obj.timeout_s, self._remote_workspaces)
-        obj.remote = obj.remote + parts
+        obj.remote = obj.remote + await self.remotes.deploy(launch.remote_needed, self.workspaces.files_dir(obj.workspace_id),
+                                                            obj.timeout_s)
         try:
             return self._prepare(obj)
         except BaseException:
@@ -299,76 +297,30 @@ class ObjectManager:
 
     def _follow_remotes(self, obj: JObject, runner: Runner) -> None:
         def ended(reason: str) -> None:
-            if obj.id in self.objects and obj.state in LIVE_STATES:
+            if obj.id in self.objects and obj.state in LIVE:
                 obj.error = reason
                 self._save(obj)
 
-        runner.followers = [asyncio.create_task(self.remotes.follow(part, runner.log, ended)) for part in obj.remote]
+        runner.followers = self.remotes.follow_all(obj.remote, runner.log, ended)
 
     async def _drop_remotes(self, obj: JObject) -> None:
         """Delete the object's parts on other daemons (their workspaces too, unless in use)."""
         runner = self.runners.get(obj.id)
         for task in runner.followers if runner else []:
             task.cancel()
-        in_use = {(p["jinad"], p["workspace_id"]) for o in self.objects.values() if o is not obj for p in o.remote}
-        await self.remotes.remove(obj.remote, keep_workspaces=in_use)
-        for part in obj.remote:
-            if (part["jinad"], part["workspace_id"]) not in in_use:
-                self._remote_workspaces.pop((part["jinad"], part["content"]), None)
+        await self.remotes.drop(obj.remote, in_use={p.placed for o in self.objects.values() if o is not obj for p in o.remote})
         obj.remote = []
         if obj.id in self.objects:  # not for a Flow being refused before it had a record
             self._save(obj)
 
-    def _child_env(self, obj: JObject) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("JINAD_")}  # no token leaks to user code
-        env.update(
-            PYTHONUNBUFFERED="1",  # executors' print() reaches the log at once
-            JINA_LOG_NO_COLOR="1",
-            COLUMNS="200",
-            HOME=str(self.workspaces.home_dir(obj.workspace_id)),
-            # Jina picks the ports of replicas, heads and monitoring in its own part of the range.
-            JINA_RANDOM_PORT_MIN=str(self.config.jina_ports.start),
-            JINA_RANDOM_PORT_MAX=str(self.config.jina_ports.stop - 1),
-        )
-        env.update(obj.envs)
-        return self.workspaces.child_env(obj.workspace_id, env)
-
-    @staticmethod
-    def _parse_common(body: dict) -> tuple[str, dict, str, float | None]:
-        workspace_id = body.get("workspace_id")
-        if workspace_id is None:
-            raise BadRequest("'workspace_id' is required: upload files with POST /workspaces first")
-        if not isinstance(workspace_id, str):
-            raise BadRequest(f"'workspace_id' must be a workspace's id (a string), not {workspace_id!r}")
-        envs = given(body, "envs", {})
-        if not isinstance(envs, dict) or not all(isinstance(k, str) and k and "=" not in k for k in envs):
-            raise BadRequest("'envs' must be an object of names (without '=') to values")
-        for name, value in envs.items():
-            plain_text(name, "a name in 'envs'")
-            plain_text(str(value), f"envs {name}")
-        restart = given(body, "restart", "no")
-        if not isinstance(restart, str) or restart not in RESTART_POLICIES:
-            raise BadRequest(f"'restart' must be one of {', '.join(RESTART_POLICIES)}")
-        timeout = body.get("timeout_s")
-        if timeout is not None:
-            try:  # an int past float's range (10**400) would fail later, in the supervisor
-                seconds = float(timeout) if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) else math.nan
-            except OverflowError:
-                seconds = math.inf
-            if not 0 < seconds < math.inf:  # NaN fails this too
-                raise BadRequest("'timeout_s' must be a positive, finite number of seconds")
-            timeout = seconds
-        return workspace_id, {k: str(v) for k, v in envs.items()}, restart, timeout
-
     async def create(self, kind_name: str, body: dict, wait: bool = True) -> JObject:
         kind = KINDS[kind_name]
-        check_fields(kind, body)
-        workspace_id, envs, restart, timeout = self._parse_common(body)
-        await self.workspaces.ready_for_objects(workspace_id, wait)
-        spec = {k: v for k, v in body.items() if k in kind.fields}
+        request = parse_request(kind, body)
+        await self.workspaces.ready_for_objects(request.workspace_id, wait)
         obj = JObject(
-            id=new_id(kind.name), kind=kind.name, workspace_id=workspace_id, spec=spec, envs=envs,
-            restart=restart, timeout_s=timeout or self.config.start_timeout_s, created_at=utc_now(),
+            id=new_id(kind.name), kind=kind.name, workspace_id=request.workspace_id, spec=request.spec,
+            envs=request.envs, restart=request.restart, timeout_s=request.timeout_s or self.config.start_timeout_s,
+            created_at=utc_now(),
         )
         self._check_capacity(obj)
         try:
@@ -393,7 +345,7 @@ class ObjectManager:
         return Log(self.log_root / f"{object_id}.log", c.log_ring_lines, c.log_ring_bytes, c.log_file_max_bytes, c.log_file_backups)
 
     def _check_capacity(self, starting: JObject) -> None:
-        running = sum(1 for o in self.objects.values() if o.state in LIVE_STATES and o is not starting)
+        running = sum(1 for o in self.objects.values() if o.state in LIVE and o is not starting)
         if running >= self.config.max_running_objects:
             raise Conflict(f"this daemon already runs {running} objects, its limit; delete some first")
 
@@ -425,7 +377,7 @@ class ObjectManager:
             return f"port(s) {', '.join(map(str, taken))} already in use", None
         try:
             runner.child = await spawn(
-                launch.argv, self.workspaces.files_dir(obj.workspace_id), self._child_env(obj), runner.log,
+                launch.argv, self.workspaces.files_dir(obj.workspace_id), self.workspaces.child_env(obj.workspace_id, obj.envs), runner.log,
                 self.config.log_max_line_bytes, obj.id, self.home, launch.ready_line,
             )
         except (OSError, ValueError) as exc:  # ValueError: an argument the OS cannot take
@@ -441,7 +393,7 @@ class ObjectManager:
         return reason, code
 
     def _should_restart(self, obj: JObject, failed: bool) -> bool:
-        return obj.restart == "always" or (obj.restart == "on-failure" and failed)
+        return obj.restart == RestartPolicy.ALWAYS or (obj.restart == RestartPolicy.ON_FAILURE and failed)
 
     async def _supervise(self, obj: JObject, runner: Runner) -> None:
         """Run `_live`; should it raise (a fault of the daemon's, or of the OS), the object is
@@ -465,10 +417,10 @@ class ObjectManager:
         failures = 0
         first = True
         while True:
-            self._set_state(obj, "starting", pid=None, exit_code=None, error=None)
+            self._set_state(obj, State.STARTING, pid=None, exit_code=None, error=None)
             reason, code = await self._start_once(obj, runner)
             if reason is None:
-                self._set_state(obj, "ready", started_at=utc_now())
+                self._set_state(obj, State.READY, started_at=utc_now())
                 runner.settle(None)
                 first = False
                 ready_at = time.monotonic()
@@ -476,7 +428,7 @@ class ObjectManager:
                 # An object that ended by itself always says why, with the last errors it printed.
                 error = runner.child.explain(reason or runner.child.ended())
                 runner.child = None
-                self._set_state(obj, "exited", exit_code=code, pid=None, error=error)
+                self._set_state(obj, State.EXITED, exit_code=code, pid=None, error=error)
                 if time.monotonic() - ready_at > BACKOFF_RESET_S:
                     failures = 0
                 # Ended by the daemon because part of it died: a failure, whatever the exit code.
@@ -484,15 +436,15 @@ class ObjectManager:
                     return
                 reason = error
             elif first or not self._should_restart(obj, failed=True):
-                self._set_state(obj, "failed", error=reason, exit_code=code, pid=None)
+                self._set_state(obj, State.FAILED, error=reason, exit_code=code, pid=None)
                 await self._drop_remotes(obj)  # a Flow that cannot start takes its remote parts along
                 runner.settle(reason)
                 return
             if failures >= self.config.restart_max_retries:
-                self._set_state(obj, "failed", pid=None, error=f"gave up after {failures} restarts in a row; the last: {reason}")
+                self._set_state(obj, State.FAILED, pid=None, error=f"gave up after {failures} restarts in a row; the last: {reason}")
                 return
             failures += 1
-            await asyncio.sleep(min(2 ** (failures - 1), 30))
+            await backoff(min(2 ** (failures - 1), BACKOFF_MAX_S))
             obj.restarts += 1
 
     # ---- stopping -----------------------------------------------------------------------------
@@ -501,16 +453,16 @@ class ObjectManager:
         """Stop the supervising task and end the whole process tree; the state ends `stopped`."""
         await _cancel([task for task in [runner.task, *runner.followers] if task])
         runner.settle("it was stopped before it was ready")
-        live = obj.state in LIVE_STATES or runner.child is not None
+        live = obj.state in LIVE or runner.child is not None
         if live:
-            self._set_state(obj, "stopping")
+            self._set_state(obj, State.STOPPING)
         code = await runner.child.stop(self.config.stop_grace_s) if runner.child else obj.exit_code
         runner.child = None
         # Whatever the state: a process spawned just as the task was cancelled, or one that left
         # the group with setsid() and outlived its parent, is found by its markers.
         await end_processes(await asyncio.to_thread(tree, -1, obj.id, self.home), self.config.stop_grace_s)
         if live:
-            self._set_state(obj, "stopped", exit_code=code, pid=None)
+            self._set_state(obj, State.STOPPED, exit_code=code, pid=None)
 
     async def restart(self, kind: str, object_id: str, wait: bool = True) -> JObject:
         """Stop and start again; a restart asked for while another one runs joins it (as
@@ -577,16 +529,15 @@ class ObjectManager:
             self.objects[obj.id] = obj
             self.runners[obj.id] = Runner(log=self._open_log(obj.id))
             self.alloc.held.update(obj.ports.values())
-            for part in obj.remote:
-                self._remote_workspaces[(part["jinad"], part["content"])] = part["workspace_id"]
+            self.remotes.remember(obj.remote)
         for obj in list(self.objects.values()):
-            should_run = obj.state in LIVE_STATES | {"stopped"} or (
-                obj.state == "exited" and self._should_restart(obj, failed=obj.exit_code != 0 or obj.error is not None)
+            should_run = obj.state in LIVE | {State.STOPPED} or (
+                obj.state == State.EXITED and self._should_restart(obj, failed=obj.exit_code != 0 or obj.error is not None)
             )
-            if obj.state == "ready" or obj.state == "starting":
-                self._set_state(obj, "stopping")
-            if obj.state == "stopping":
-                self._set_state(obj, "stopped", pid=None)
+            if obj.state in (State.READY, State.STARTING):
+                self._set_state(obj, State.STOPPING)
+            if obj.state == State.STOPPING:
+                self._set_state(obj, State.STOPPED, pid=None)
             if should_run:
                 await self._recover_one(obj)
 
@@ -597,22 +548,18 @@ class ObjectManager:
             runner.launch = await self._prepare_with_remotes(obj)
         except Exception as exc:  # whatever it is, the daemon starts, with this object failed
             reason = exc.message if isinstance(exc, JinadError) else f"{type(exc).__name__}: {exc}"
-            self._set_state(obj, "failed", error=f"could not start it again after a daemon restart: {reason}")
+            self._set_state(obj, State.FAILED, error=f"could not start it again after a daemon restart: {reason}")
             return
         await self._begin(obj, wait=False)
 
     async def sample_resources(self) -> None:
         """Refresh `resources` of every running object, one scan of the process table for all."""
-        running = {runner.child.pid: runner for runner in self.runners.values() if runner.child}
-        if not running:
-            return
-        members = await asyncio.to_thread(group_members, set(running))
-        for pgid, runner in running.items():
-            child = runner.child
-            if child and child.pid == pgid:
-                sample = await asyncio.to_thread(child.resources, members.get(pgid, []))
-                if runner.child is child:  # not a sample of a child that ended meanwhile
-                    runner.resources = sample
+        running = [runner for runner in self.runners.values() if runner.child]
+        samples = await sample_children([runner.child for runner in running])
+        for runner in running:
+            if runner.child in samples:  # not a sample of a child that ended meanwhile
+                runner.resources = samples[runner.child]
+                runner.revision += 1
 
     def tend_logs(self) -> None:
         for runner in self.runners.values():

@@ -71,12 +71,12 @@ class _PipeToLog(asyncio.Protocol):
         if cut == 0 and len(data) > self.max_line:  # a line without end in sight is cut, not hoarded
             cut = len(data) - len(data) % self.max_line
         if cut:
-            self._keep(data[:cut])
+            self._append(data[:cut])
         self.pending = data[cut:]
 
     def eof_received(self) -> bool:
         if self.pending:
-            self._keep(self.pending)
+            self._append(self.pending)
             self.pending = b""
         return False  # close the transport
 
@@ -86,13 +86,13 @@ class _PipeToLog(asyncio.Protocol):
         except OSError:  # above pipe-max-size, or the user's pipe budget spent: as it is
             self.capacity = PIPE_BYTES
 
-    def _keep(self, raw: bytes) -> None:
+    def _append(self, raw: bytes) -> None:
         if self.watch is not None and self.watch in raw:  # whole lines: a line is never split here
             self.watch = None
             self.seen.set_result(None)
         # An error here would make the loop close the pipe, and the child die of SIGPIPE.
         try:
-            self.sink.append(self.name, _texts(raw, self.max_line))
+            self.sink.append(self.name, split_lines(raw, self.max_line))
             self.sink.flush()
         except Exception:
             log.exception("could not keep %d bytes of output of %s", len(raw), self.sink.path.name)
@@ -102,7 +102,7 @@ class _PipeToLog(asyncio.Protocol):
             self.closed.set_result(None)
 
 
-def _texts(raw: bytes, max_line: int) -> list[str]:
+def split_lines(raw: bytes, max_line: int) -> list[str]:
     """The lines of a run of output: bad UTF-8 becomes U+FFFD, colour codes and CRs before the
     newline go, lines longer than max_line are split."""
     text = raw.decode("utf-8", "replace")
@@ -235,6 +235,14 @@ async def _gone_or_alive(procs: list[psutil.Process], timeout: float) -> list[ps
         if not alive or time.monotonic() > deadline:
             return alive
         await asyncio.sleep(0.02)
+
+
+async def sample_children(children: list[Child]) -> dict[Child, dict]:
+    """Resources of each child's group (see Child.resources), from one scan of the process table."""
+    if not children:
+        return {}
+    members = await asyncio.to_thread(group_members, {child.pid for child in children})
+    return {child: await asyncio.to_thread(child.resources, members.get(child.pid, [])) for child in children}
 
 
 class Child:

@@ -14,7 +14,7 @@ import stat
 from pathlib import Path, PurePosixPath
 from typing import AsyncIterable, BinaryIO, Protocol
 
-from .errors import BadRequest, TooLarge, plain_text
+from .errors import BadRequest, TooLarge, check_plain_text
 from .store import fsync_path
 
 CHUNK = 256 * 1024
@@ -41,7 +41,8 @@ def safe_relpath(name: str | None, what: str = "upload path") -> PurePosixPath:
     `what` says whose path it is in the message (an upload's, a download's, ...)."""
     if not name:
         raise BadRequest(f"every {what} needs a file name")
-    path = PurePosixPath(plain_text(name, f"{what} {name[:100]!r}").replace("\\", "/"))
+    check_plain_text(name, f"{what} {name[:100]!r}")
+    path = PurePosixPath(name.replace("\\", "/"))
     if path.is_absolute() or (path.parts and ":" in path.parts[0]):
         raise BadRequest(f"{what} {name!r} is absolute; give a path relative to the workspace")
     parts = [p for p in path.parts if p not in ("", ".")]

@@ -17,19 +17,19 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import AsyncIterable, Callable
+from typing import AsyncIterable
 
 from .config import Config
 from .envs import Environments, requirements_hash
 from .errors import BadRequest, Conflict, NotFound, TooLarge
 from .ids import new_id, utc_now
 from .logs import Log
+from .states import WorkspaceState
 from .store import Store, from_record, fsync_path
 from .uploads import FilePart, receive, safe_relpath, sync_tree
 
 log = logging.getLogger(__name__)
 COLLECTION = "workspaces"
-STATES = ("ready", "installing", "failed")
 
 
 @dataclasses.dataclass
@@ -37,7 +37,7 @@ class Workspace:
     id: str
     created_at: str
     updated_at: str
-    state: str = "ready"  # "installing" while its requirements go into an environment, or "failed"
+    state: str = WorkspaceState.READY
     error: str | None = None
     requirements: str | None = None  # the requirements file, when not requirements.txt at the root
     env: str | None = None  # hash of the requirements its environment was built from
@@ -57,9 +57,14 @@ class Workspace:
 
 def _workspace_from_record(record: dict) -> Workspace:
     ws = from_record(Workspace, record)
-    if not ws.id.startswith("jworkspace-") or ws.state not in ("ready", "installing", "failed") or ws.files:
+    if not ws.id.startswith("jworkspace-") or ws.state not in WorkspaceState.values() or ws.files:
         raise ValueError(f"id {ws.id!r} or state {ws.state!r} is not a workspace's, or it lists files (the folder is the truth)")
     return ws
+
+
+def daemon_free_environ() -> dict[str, str]:
+    """The daemon's environment without its own JINAD_* settings (the token among them)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("JINAD_")}
 
 
 def _list_files(root: Path) -> list[dict]:
@@ -97,15 +102,13 @@ class WorkspaceManager:
         self.staging = config.home / "staging"
         self.store = store
         self.config = config
-        self.envs = Environments(config.home)
+        self.envs = Environments(config.home, config.log_max_line_bytes)
         self._workspaces: dict[str, Workspace] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._logs: dict[str, Log] = {}
         self._installs: dict[str, asyncio.Task] = {}
         self._building: dict[str, str] = {}  # workspace id -> hash of the environment being built
         self._settled: dict[str, asyncio.Event] = {}
-        # Set by the object manager: does any object still run in this workspace?
-        self.in_use: Callable[[str], bool] = lambda workspace_id: False
 
     def load(self) -> None:
         """Read the records back and remove what interrupted uploads left."""
@@ -164,23 +167,35 @@ class WorkspaceManager:
 
     def is_settled(self, workspace_id: str) -> bool:
         ws = self._workspaces.get(workspace_id)
-        return ws is None or ws.state != "installing"
+        return ws is None or ws.state != WorkspaceState.INSTALLING
 
     async def ready_for_objects(self, workspace_id: str, wait: bool) -> Workspace:
         """The workspace once its environment is ready; 409 when it failed, or is still
         installing and the caller does not wait."""
         ws = self.get(workspace_id)
-        if ws.state == "installing":
+        if ws.state == WorkspaceState.INSTALLING:
             if not wait:
                 raise Conflict(f"workspace {workspace_id} is still installing its requirements; see GET /logs/{workspace_id}")
             await self._settled.setdefault(workspace_id, asyncio.Event()).wait()
             ws = self.get(workspace_id)
-        if ws.state == "failed":
+        if ws.state == WorkspaceState.FAILED:
             raise Conflict(f"workspace {workspace_id} failed to install its requirements: {ws.error}")
         return ws
 
-    def child_env(self, workspace_id: str, env: dict[str, str]) -> dict[str, str]:
-        """A child's environment, changed to use the workspace's own Python environment if any."""
+    def child_env(self, workspace_id: str, envs: dict[str, str]) -> dict[str, str]:
+        """The environment of a child in this workspace, with the user's `envs`, in the
+        workspace's own Python environment if it has one."""
+        env = daemon_free_environ()  # no token leaks to user code
+        env.update(
+            PYTHONUNBUFFERED="1",  # executors' print() reaches the log at once
+            JINA_LOG_NO_COLOR="1",
+            COLUMNS="200",
+            HOME=str(self.home_dir(workspace_id)),
+            # Jina picks the ports of replicas, heads and monitoring in its own part of the range.
+            JINA_RANDOM_PORT_MIN=str(self.config.jina_ports.start),
+            JINA_RANDOM_PORT_MAX=str(self.config.jina_ports.stop - 1),
+        )
+        env.update(envs)
         ws = self.get(workspace_id)
         return self.envs.child_env(ws.env, env) if ws.env else env
 
@@ -196,29 +211,28 @@ class WorkspaceManager:
         """Build the environment in the background when the requirements are new or changed."""
         requirements = self._requirements_file(ws)
         env_hash = requirements_hash(requirements) if requirements else None
-        if env_hash == ws.env and ws.state != "installing":
+        if env_hash == ws.env and ws.state != WorkspaceState.INSTALLING:
             return
         if env_hash is None:
             self._set_env(ws, None)
             return
         if (task := self._installs.get(ws.id)) is not None:
             task.cancel()
-        ws.state, ws.error = "installing", None
+        ws.state, ws.error = WorkspaceState.INSTALLING, None
         self._settled[ws.id] = asyncio.Event()
         self.store.save(COLLECTION, ws.record())
         self._building[ws.id] = env_hash
         self._installs[ws.id] = asyncio.create_task(self._install(ws, env_hash, requirements))
 
     async def _install(self, ws: Workspace, env_hash: str, requirements: Path) -> None:
-        base_env = {k: v for k, v in os.environ.items() if not k.startswith("JINAD_")}
         try:
-            reason = await self.envs.build(env_hash, requirements, self.log_of(ws.id), base_env, owner=ws.id)
+            reason = await self.envs.build(env_hash, requirements, self.log_of(ws.id), daemon_free_environ(), owner=ws.id)
         finally:
             self._building.pop(ws.id, None)
         if reason is None:
             self._set_env(ws, env_hash)
         else:
-            ws.state, ws.error = "failed", reason
+            ws.state, ws.error = WorkspaceState.FAILED, reason
             self.store.save(COLLECTION, ws.record())
         self._installs.pop(ws.id, None)
         self._settled[ws.id].set()
@@ -227,7 +241,7 @@ class WorkspaceManager:
 
     def _set_env(self, ws: Workspace, env_hash: str | None) -> None:
         previous = ws.env
-        ws.env, ws.state, ws.error = env_hash, "ready", None
+        ws.env, ws.state, ws.error = env_hash, WorkspaceState.READY, None
         self.store.save(COLLECTION, ws.record())
         self._drop_env_if_unused(previous)
 
@@ -239,7 +253,7 @@ class WorkspaceManager:
     def resume_installs(self) -> None:
         """At start: builds a previous run did not finish start again."""
         for ws in self._workspaces.values():
-            if ws.state == "installing":
+            if ws.state == WorkspaceState.INSTALLING:
                 self._install_if_changed(ws)
 
     async def _stage(self, parts: AsyncIterable[FilePart]) -> Path:
@@ -316,9 +330,8 @@ class WorkspaceManager:
         return path
 
     async def delete(self, workspace_id: str) -> Workspace:
+        """Delete it with its files (whether objects still run in it is the coordinator's to check)."""
         ws = self.get(workspace_id)
-        if self.in_use(workspace_id):
-            raise Conflict(f"objects still run in workspace {workspace_id}; delete them first, or force the delete")
         async with self._lock(ws.id):
             if (task := self._installs.pop(ws.id, None)) is not None:
                 task.cancel()

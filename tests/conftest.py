@@ -23,6 +23,16 @@ JINAD = Path(sys.executable).parent / "jinad"
 _port_blocks = itertools.count(int(os.environ.get("JINAD_TEST_PORT_BLOCK", "0")))
 
 
+E2E = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Every test under tests/e2e is `e2e`: they start real daemons; the rest runs in seconds."""
+    for item in items:
+        if E2E in Path(item.path).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

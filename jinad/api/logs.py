@@ -13,16 +13,18 @@ from typing import AsyncIterator, Iterable
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
+from ..config import truth
 from ..errors import BadRequest
 from ..logs import Batch, Log, Piece, StateNote, follow
-from .keys import OBJECTS, STREAMS, WORKSPACES
+from .keys import BATCH_FRAMES, COORDINATOR, OBJECTS, STREAMS
+from .wire import BatchFrames
 
 routes = web.RouteTableDef()
 DEFAULT_TAIL = 100
 PING_INTERVAL_S = 15
 
 
-def _whole(name: str, raw: str) -> int:
+def _whole_number(name: str, raw: str) -> int:
     # ASCII digits only (str.isdigit takes '²' and '①', which int() refuses), and few enough
     # that int() takes them (it refuses more than 4300).
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
@@ -74,16 +76,11 @@ def _start_after(request: web.Request, log: Log, since: str | None) -> int:
     first = log.seq_before(since) if since is not None else 0
     resume = request.headers.get("Last-Event-ID") or request.query.get("since")
     if resume is not None:
-        return max(first, _whole("Last-Event-ID" if "Last-Event-ID" in request.headers else "since", resume))
+        return max(first, _whole_number("Last-Event-ID" if "Last-Event-ID" in request.headers else "since", resume))
     tail = request.query.get("tail", str(DEFAULT_TAIL) if since is None else "all")
     if tail == "all":
         return first
-    return max(first, log.last_seq - _whole("tail", tail))
-
-
-def _flag(request: web.Request, name: str, default: bool) -> bool:
-    raw = request.query.get(name)
-    return default if raw is None else raw.lower() not in ("0", "false", "no")
+    return max(first, log.last_seq - _whole_number("tail", tail))
 
 
 def _sse_frame(event: str, data: dict, event_id: int | None = None) -> str:
@@ -102,18 +99,20 @@ def _log_frames(batch: Batch, start: int, stop: int) -> bytes:
     ).encode()
 
 
-def _piece_frames(piece: Piece) -> bytes:
-    """A whole batch is encoded once for every follower (and kept on it)."""
+def _whole_batch_frames(batch: Batch) -> bytes:
+    return _log_frames(batch, 0, len(batch.lines))
+
+
+def _piece_frames(piece: Piece, kept: BatchFrames) -> bytes:
+    """A whole batch is encoded once for every follower (and kept)."""
     if not piece.whole:
         return _log_frames(piece.batch, piece.start, piece.stop)
-    if piece.batch.wire is None:
-        piece.batch.wire = _log_frames(piece.batch, 0, piece.stop)
-    return piece.batch.wire
+    return kept.frames(piece.batch, _whole_batch_frames)
 
 
-def _sse_frames(items: Iterable[Piece | StateNote]) -> bytes:
+def _sse_frames(items: Iterable[Piece | StateNote], kept: BatchFrames) -> bytes:
     return b"".join(
-        _piece_frames(item) if isinstance(item, Piece)
+        _piece_frames(item, kept) if isinstance(item, Piece)
         else _sse_frame("state", {"state": item.state, "exit_code": item.exit_code}).encode()
         for item in items
     )
@@ -144,19 +143,13 @@ async def end_streams(app: web.Application) -> None:
 @routes.get("/logs/{id}")
 async def object_log(request: web.Request) -> web.StreamResponse:
     _register_stream(request)
-    owner_id = request.match_info["id"]
-    if owner_id.startswith("jworkspace-"):  # its requirements install
-        owner = request.app[WORKSPACES]
-        log, finished = owner.log_of(owner_id), lambda: owner.is_settled(owner_id)
-    else:
-        owner = request.app[OBJECTS]
-        log, finished = owner.log_of(owner_id), lambda: owner.is_finished(owner_id)
+    log, finished = request.app[COORDINATOR].log_of(request.match_info["id"])
     since, until = _time(request, "since_time"), _time(request, "until_time")
     since_ts, until_ts = _stamp(since, round_up=True), _stamp(until, round_up=False)
     after = _start_after(request, log, since_ts)
     sse = "text/event-stream" in request.headers.get("Accept", "")
     resuming = "Last-Event-ID" in request.headers or "since" in request.query
-    following, stop_at = _flag(request, "follow", default=sse), None
+    following, stop_at = truth(request.query.get("follow"), sse), None
     if until is not None:  # a follow ends when `until` comes: no later line can be in the window
         left = (until - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
         following, stop_at = following and left > 0, asyncio.get_running_loop().time() + left
@@ -164,8 +157,9 @@ async def object_log(request: web.Request) -> web.StreamResponse:
     async with contextlib.aclosing(follow(log, after, following, finished, resuming, since_ts, until_ts, stop_at)) as items:
         if sse:
             async with _event_stream(request) as resp:
+                kept = request.app[BATCH_FRAMES]
                 async for batch in items:
-                    await resp.write(_sse_frames(batch))
+                    await resp.write(_sse_frames(batch, kept))
                 await resp.write(_sse_frame("end", {}).encode())
             return resp
         resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})

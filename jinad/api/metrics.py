@@ -21,8 +21,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..kinds import KINDS
-from ..objects import STATES
-from ..workspaces import STATES as WORKSPACE_STATES
+from ..states import State, WorkspaceState
 from .health import jina_version
 from .keys import HTTP_STATS, OBJECTS, STARTED_AT, WORKSPACES
 from .middleware import BUCKETS
@@ -66,11 +65,11 @@ def exposition(app: web.Application) -> str:
     counts = Counter((obj.kind, obj.state) for obj in objects.objects.values())
     sample = out.family("jinad_objects", "gauge", "Flows, Pods and Peas by kind and state.")
     for kind in KINDS:
-        for state in STATES:
+        for state in State:
             sample(f'kind="{kind}",state="{state}"', counts[kind, state])
     ws_counts = Counter(ws.state for ws in workspaces.list())
     sample = out.family("jinad_workspaces", "gauge", "Workspaces by state.")
-    for state in WORKSPACE_STATES:
+    for state in WorkspaceState:
         sample(f'state="{state}"', ws_counts[state])
 
     listed = [(f'id="{escape(obj.id)}",kind="{obj.kind}"', obj, objects.resources_of(obj)) for obj in objects.objects.values()]
@@ -84,7 +83,7 @@ def exposition(app: web.Application) -> str:
         ("jinad_object_restarts_total", "counter", "Restarts by the object's restart policy.",
          lambda obj, used: obj.restarts),
         ("jinad_object_up", "gauge", "1 while the object is ready, else 0.",
-         lambda obj, used: int(obj.state == "ready")),
+         lambda obj, used: int(obj.state == State.READY)),
     )
     for name, kind, text, value in per_object:
         sample = out.family(name, kind, text)

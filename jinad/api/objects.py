@@ -6,11 +6,12 @@ import json
 
 from aiohttp import web
 
-from ..errors import BadRequest, JinadError
+from ..config import truth
+from ..errors import BadRequest
 from ..kinds import KINDS
-from ..objects import NO_RESOURCES, JObject
+from ..objects import NO_RESOURCES
 from .errors import parse_json, read_json
-from .keys import CONFIG, OBJECTS, WORKSPACES
+from .keys import CONFIG, COORDINATOR, OBJECT_BODIES, OBJECTS
 from .uploads import RenamedPart, check_size, form_parts
 
 routes = web.RouteTableDef()
@@ -23,7 +24,7 @@ def _kind(request: web.Request) -> str:
 
 
 def _wait(request: web.Request) -> bool:
-    return request.query.get("wait", "true").lower() not in ("0", "false", "no")
+    return truth(request.query.get("wait"), True)
 
 
 def _answer(request: web.Request, obj, created: bool) -> web.Response:
@@ -38,8 +39,7 @@ def _form_option(name: str, text: str, max_depth: int):
 
 
 async def _create_flow_from_upload(request: web.Request):
-    """A Flow YAML part (and its files) in one request: the workspace is made on the fly and
-    removed again when the Flow is refused."""
+    """A Flow YAML part (and its files) in one request: the workspace is made on the fly."""
     check_size(request, request.app[CONFIG].max_upload_bytes)
     options: dict = {}
     flow_names: list[str] = []
@@ -58,17 +58,12 @@ async def _create_flow_from_upload(request: web.Request):
                     raise BadRequest(f"form field {part.name!r} is not text in its charset") from None
                 options[part.name] = _form_option(part.name, text, request.app[CONFIG].max_json_depth)
 
-    workspaces = request.app[WORKSPACES]
-    ws = await workspaces.create(files())
-    try:
+    def body_of(workspace_id: str) -> dict:
         if len(flow_names) != 1:
             raise BadRequest("send exactly one 'flow' part holding the Flow YAML")
-        return await request.app[OBJECTS].create("flow", {**options, "workspace_id": ws.id, "filename": flow_names[0]}, _wait(request))
-    except Exception as exc:
-        # Whatever refused it; but a Flow that exists and failed keeps its workspace, for its logs.
-        if not (isinstance(exc, JinadError) and "id" in exc.details):
-            await workspaces.delete(ws.id)
-        raise
+        return {**options, "workspace_id": workspace_id, "filename": flow_names[0]}
+
+    return await request.app[COORDINATOR].create_flow_from_upload(files(), body_of, _wait(request))
 
 
 async def create(request: web.Request) -> web.Response:
@@ -88,15 +83,10 @@ async def list_objects(request: web.Request) -> web.Response:
 async def get_object(request: web.Request) -> web.Response:
     objects = request.app[OBJECTS]
     obj = objects.get(_kind(request), request.match_info["id"])
-    return web.Response(body=_body(obj, objects.resources_of(obj)), content_type="application/json")
-
-
-def _body(obj: JObject, resources: dict) -> bytes:
-    """The object as JSON, kept on it until it or its resource sample changes: the most
-    frequent request of dashboards and scripts that poll."""
-    if obj.wire is None or obj.wire[0] is not resources:
-        obj.wire = (resources, json.dumps(obj.to_json(resources)).encode())
-    return obj.wire[1]
+    # Kept encoded until it or its resource sample changes: the most frequent request of
+    # dashboards and scripts that poll.
+    body = request.app[OBJECT_BODIES].body(objects, obj, lambda o: json.dumps(objects.to_json(o)).encode())
+    return web.Response(body=body, content_type="application/json")
 
 
 async def restart_object(request: web.Request) -> web.Response:

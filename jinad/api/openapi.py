@@ -9,9 +9,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import __version__
-from ..kinds import KINDS, PROTOCOLS
-from ..objects import RESTART_POLICIES, STATES
-from ..workspaces import STATES as WORKSPACE_STATES
+from ..kinds import KINDS
+from ..states import LIVE, TERMINAL, Protocol, RestartPolicy, State, WorkspaceState
 
 routes = web.RouteTableDef()
 
@@ -33,7 +32,7 @@ def _errors(*statuses: int) -> dict:
 ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 WAIT = {"name": "wait", "in": "query", "schema": {"type": "boolean", "default": True},
         "description": "false: answer 202 at once, state `starting`"}
-RESTART = {"enum": list(RESTART_POLICIES)}
+RESTART = {"enum": RestartPolicy.values()}
 NULLABLE_STRING = {"type": ["string", "null"]}
 NULLABLE_INT = {"type": ["integer", "null"]}
 UPLOAD = {
@@ -53,7 +52,7 @@ SCHEMAS = {
     "Workspace": {
         "type": "object", "required": ["id", "state", "files", "size", "created_at", "updated_at", "error"],
         "properties": {
-            "id": {"type": "string"}, "state": {"enum": list(WORKSPACE_STATES)},
+            "id": {"type": "string"}, "state": {"enum": WorkspaceState.values()},
             "files": {"type": "array", "items": {"type": "object", "required": ["path", "size"],
                                                  "properties": {"path": {"type": "string"}, "size": {"type": "integer"}}}},
             "size": {"type": "integer"}, "created_at": {"type": "string"}, "updated_at": {"type": "string"},
@@ -66,7 +65,9 @@ SCHEMAS = {
                      "started_at", "exit_code", "restarts", "error", "resources", "remote"],
         "properties": {
             "id": {"type": "string"}, "kind": {"enum": list(KINDS)}, "workspace_id": {"type": "string"},
-            "state": {"enum": list(STATES)},
+            # x-live / x-terminal: the groups of states, which the dashboard reads from here.
+            "state": {"enum": State.values(), "x-live": [s.value for s in State if s in LIVE],
+                      "x-terminal": [s.value for s in State if s in TERMINAL]},
             "pid": NULLABLE_INT, "address": NULLABLE_STRING,
             "protocol": {**NULLABLE_STRING, "description": "the protocol at `address` (a Flow's first gateway protocol)"},
             "ports": {"type": "object", "additionalProperties": {"type": "integer"}, "description": (
@@ -93,7 +94,7 @@ SCHEMAS = {
         "properties": {"workspace_id": {"type": "string"}, "uses": {"type": "string"},
                        "py_modules": {"type": "array", "items": {"type": "string"}}, "uses_with": {"type": "object"},
                        "replicas": {"type": "integer", "minimum": 1}, "shards": {"type": "integer", "minimum": 1},
-                       "protocol": {"enum": list(PROTOCOLS)}, "port": NULLABLE_INT,
+                       "protocol": {"enum": Protocol.values()}, "port": NULLABLE_INT,
                        "envs": {"type": "object"}, "restart": RESTART,
                        "timeout_s": {"type": "number"}},
     },

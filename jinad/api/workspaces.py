@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .keys import CONFIG, OBJECTS, WORKSPACES
+from ..config import truth
+from .keys import CONFIG, COORDINATOR, WORKSPACES
 from .uploads import check_size, form_parts
 
 routes = web.RouteTableDef()
@@ -43,9 +44,6 @@ async def download_file(request: web.Request) -> web.FileResponse:
 
 @routes.delete("/workspaces/{id}")
 async def delete_workspace(request: web.Request) -> web.Response:
-    workspace_id = request.match_info["id"]
-    request.app[WORKSPACES].get(workspace_id)
-    if request.query.get("force", "").lower() in ("1", "true", "yes"):
-        await request.app[OBJECTS].delete_in_workspace(workspace_id)
-    ws = await request.app[WORKSPACES].delete(workspace_id)
+    force = truth(request.query.get("force"), False)
+    ws = await request.app[COORDINATOR].delete_workspace(request.match_info["id"], force)
     return web.json_response(ws.to_json())

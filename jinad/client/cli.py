@@ -54,13 +54,13 @@ from urllib.parse import quote
 import aiohttp
 
 from .. import local
+from ..states import RestartPolicy
 from . import contexts
 from .api import PLURAL, Client, JinadError, kind_of
 from .contexts import ContextError, Contexts, Target
 
 KINDS = tuple(PLURAL)
 ALL_KINDS = (*KINDS, "workspace")
-RESTART_POLICIES = ("no", "on-failure", "always")
 OBJECT_COLUMNS = ("ID", "KIND", "STATE", "ADDRESS", "RESTARTS", "CPU", "RSS", "AGE")
 WORKSPACE_COLUMNS = ("ID", "STATE", "FILES", "SIZE", "AGE")
 # Request-body fields a create command may set; None (not given) leaves the daemon's default.
@@ -410,7 +410,7 @@ def add_no_wait(parser: argparse.ArgumentParser) -> None:
 
 
 def add_start_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--restart", choices=RESTART_POLICIES, help="restart policy (default: no)")
+    parser.add_argument("--restart", choices=RestartPolicy.values(), help="restart policy (default: no)")
     add_no_wait(parser)
 
 

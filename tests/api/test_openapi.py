@@ -1,20 +1,12 @@
 import re
 
-from jinad.api.objects import KIND_OF_PLURAL
 from jinad.app import create_app
 
 
 def served_routes(app) -> set[tuple[str, str]]:
-    """(METHOD, /path/{param}) for every route, the kinds' pattern expanded to each plural."""
-    found = set()
-    for route in app.router.routes():
-        if route.method in ("HEAD", "*"):
-            continue
-        path = route.resource.canonical
-        paths = [path.replace("{plural}", plural) for plural in KIND_OF_PLURAL] if "{plural}" in path else [path]
-        for each in paths:
-            found.add((route.method, re.sub(r"\{(\w+):[^}]+\}", r"{\1}", each)))
-    return found
+    """(METHOD, /path/{param}) for every route (each kind's routes are literal paths)."""
+    return {(route.method, re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.resource.canonical))
+            for route in app.router.routes() if route.method not in ("HEAD", "*")}
 
 
 def documented_routes(doc) -> set[tuple[str, str]]:

@@ -162,36 +162,6 @@ async def test_crash_at_start_is_422_with_the_traceback_and_nothing_left(http, d
     assert flow["state"] == "failed" and flow["error"]
 
 
-@pytest.mark.parametrize(
-    "body, status, word",
-    [
-        ({"workspace_id": "jworkspace-none", "filename": "flow.yml"}, 404, "jworkspace-none"),
-        ({"filename": "flow.yml"}, 400, "workspace_id"),
-        ({"WS": "", "filename": "missing.yml"}, 400, "missing.yml"),
-        ({"WS": "", "filename": "bad.yml"}, 400, "YAML"),
-        ({"WS": "", "filename": "nomod.yml"}, 400, "nowhere.py"),
-        ({"WS": "", "filename": "flow.yml", "restart": "sometimes"}, 400, "restart"),
-        ({"WS": "", "filename": "flow.yml", "colour": "red"}, 400, "colour"),
-        ({"WS": "", "filename": "python.yml"}, 400, "YAML"),
-    ],
-)
-async def test_bad_flow_requests_are_refused_before_anything_runs(http, daemon, body, status, word):
-    ws = await make_workspace(
-        http, daemon,
-        ("files", "flow.yml", EXECUTORS / "flow_http.yml"),
-        ("files", "bad.yml", b"jtype: Flow\nexecutors: [\n"),
-        ("files", "nomod.yml", b"jtype: Flow\nexecutors:\n  - uses: Upper\n    py_modules: nowhere.py\n"),
-        ("files", "python.yml", b"!!python/object/apply:os.system ['true']\n"),
-    )
-    if "WS" in body:
-        body = {"workspace_id": ws, **{k: v for k, v in body.items() if k != "WS"}}
-    answer = await create(http, daemon, "flows", body, expect=status)
-    assert word in answer["message"]
-    async with http.get(daemon.url + "/flows") as resp:
-        assert await resp.json() == []
-    assert children_of_home(daemon.home) == []
-
-
 async def test_taken_port_is_409_and_creates_nothing(http, daemon):
     ws = await make_workspace(http, daemon)
     with socket.socket() as holder:

@@ -1,6 +1,8 @@
 import argparse
+import dataclasses
 
 import pytest
+import yaml
 
 from jinad import config as settings
 from jinad.config import Config
@@ -70,3 +72,11 @@ def test_default_ports_lie_below_the_kernels_ephemeral_range():
 def test_values_the_daemon_cannot_work_with_are_refused_by_name(changes, word):
     with pytest.raises(ValueError, match=word):
         Config(**changes)
+
+
+def test_the_shipped_settings_file_lists_every_setting_with_its_default():
+    shipped = yaml.safe_load((REPO / "configs" / "jinad.yml").read_text())
+    fields = dataclasses.fields(Config)
+    assert list(shipped) == [f.name for f in fields]
+    assert {name: str(value) for name, value in shipped.items()} == {f.name: str(f.default) for f in fields}
+    assert all(f.metadata["help"] for f in fields)

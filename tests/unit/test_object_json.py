@@ -1,17 +1,50 @@
 import json
 
-from jinad.api.objects import _body
+from jinad.api.wire import BatchFrames, ObjectBodies
+from jinad.logs import Batch
 from jinad.objects import JObject
 
 
-def test_an_objects_kept_json_follows_its_changes_and_samples():
+class FakeObjects:
+    """What ObjectBodies reads of the manager: its objects and each one's revision."""
+
+    def __init__(self, obj: JObject) -> None:
+        self.objects = {obj.id: obj}
+        self.revision = 0
+        self.resources = {"cpu_percent": 0.0, "memory_rss": 0, "processes": 0}
+
+    def revision_of(self, obj: JObject) -> int:
+        return self.revision
+
+    def encode(self, obj: JObject) -> bytes:
+        return json.dumps(obj.to_json(self.resources)).encode()
+
+
+def test_an_objects_kept_json_follows_its_revisions():
     obj = JObject(id="jflow-x", kind="flow", workspace_id="jworkspace-y", spec={}, envs={}, restart="no",
                   timeout_s=1.0, created_at="2026-11-28T00:00:00.000Z")
-    sample = {"cpu_percent": 0.0, "memory_rss": 0, "processes": 0}
-    first = _body(obj, sample)
-    assert _body(obj, sample) is first  # kept
+    objects, bodies = FakeObjects(obj), ObjectBodies()
+    first = bodies.body(objects, obj, objects.encode)
+    assert bodies.body(objects, obj, objects.encode) is first  # kept
     obj.state = "ready"
-    assert json.loads(_body(obj, sample))["state"] == "ready"
-    newer = {"cpu_percent": 5.0, "memory_rss": 10, "processes": 2}
-    assert json.loads(_body(obj, newer))["resources"] == newer
-    assert "wire" not in json.loads(_body(obj, newer))
+    objects.revision += 1
+    assert json.loads(bodies.body(objects, obj, objects.encode))["state"] == "ready"
+    objects.resources = {"cpu_percent": 5.0, "memory_rss": 10, "processes": 2}
+    objects.revision += 1
+    assert json.loads(bodies.body(objects, obj, objects.encode))["resources"] == objects.resources
+
+
+def test_batch_frames_are_kept_per_batch_within_their_budget():
+    frames = BatchFrames(max_bytes=10)
+    a, b = Batch(1, "t", "stdout", ["a"], 1), Batch(2, "t", "stdout", ["b"], 1)
+    encoded = []
+
+    def encode(batch: Batch) -> bytes:
+        encoded.append(batch.first)
+        return b"x" * 6
+
+    frames.frames(a, encode)
+    frames.frames(a, encode)
+    frames.frames(b, encode)  # over budget: a goes
+    frames.frames(a, encode)
+    assert encoded == [1, 2, 1]

@@ -1,0 +1,97 @@
+"""Remote parts without other daemons: records, deploy with roll-back, and the workspace cache."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from jinad.client.api import JinadError
+from jinad.errors import FailedToStart
+from jinad.objects import _object_from_record
+from jinad.remotes import RemotePart, Remotes
+
+PART = {"name": "e", "jinad": "http://b:8000", "workspace_id": "jworkspace-b", "content": "c0ffee",
+        "pod_id": "jpod-1", "host": "b", "ports": [21000], "address": "b:21000"}
+RECORD = {"id": "jflow-x", "kind": "flow", "workspace_id": "jworkspace-a", "spec": {"filename": "f.yml"}, "envs": {},
+          "restart": "no", "timeout_s": 60.0, "created_at": "2026-11-30T00:00:00.000Z", "state": "ready",
+          "pid": None, "address": None, "protocol": None, "ports": {}, "started_at": None, "exit_code": None,
+          "restarts": 0, "error": None, "remote": [PART]}
+
+
+def test_a_record_with_remote_parts_loads_and_stores_the_same_shape():
+    obj = _object_from_record(RECORD)
+    assert obj.remote == [RemotePart(**PART)]
+    assert dataclasses.asdict(obj)["remote"] == [PART]
+    assert obj.to_json({})["remote"] == [PART]
+
+
+@pytest.mark.parametrize("part", [{k: v for k, v in PART.items() if k != "pod_id"}, {**PART, "ports": ["x"]},
+                                  {**PART, "name": 1}, "e"])
+def test_a_remote_part_of_the_wrong_shape_is_refused(part):
+    with pytest.raises((ValueError, TypeError)):
+        _object_from_record({**RECORD, "remote": [part]})
+
+
+class FakeDaemon:
+    """What Remotes asks of a daemon's Client, recorded; `refuse` names executors it fails."""
+
+    def __init__(self, url: str, refuse: set[str] = frozenset()) -> None:
+        self.url, self.refuse = url, refuse
+        self.calls: list[tuple] = []
+        self.pods = 0
+
+    async def upload(self, files):
+        self.calls.append(("upload",))
+        return {"id": f"jworkspace-{len(self.calls)}"}
+
+    async def workspace(self, workspace_id):
+        return {"state": "ready"}
+
+    async def create(self, kind, workspace_id, timeout_s, **pod):
+        self.calls.append(("create", pod["uses"]))
+        if pod["uses"] in self.refuse:
+            raise JinadError(422, "failed_to_start", "it crashed", {"log_tail": ["boom"]})
+        self.pods += 1
+        return {"id": f"jpod-{self.pods}", "ports": {"executor": 21000 + self.pods}, "address": "h:1"}
+
+    async def delete(self, object_id):
+        self.calls.append(("delete", object_id))
+
+    async def delete_workspace(self, workspace_id, force):
+        self.calls.append(("delete_workspace", workspace_id))
+
+
+def remotes_with(*daemons: FakeDaemon) -> Remotes:
+    remotes = Remotes({})
+    by_url = {d.url: d for d in daemons}
+    remotes.client = by_url.__getitem__
+    return remotes
+
+
+def needed(name: str, url: str, uses: str = "A") -> dict:
+    return {"name": name, "jinad": url, "pod": {"uses": uses}}
+
+
+async def test_the_same_files_go_up_once_and_dropping_keeps_a_workspace_in_use(tmp_path):
+    (tmp_path / "a.py").write_text("")
+    b = FakeDaemon("http://b:1")
+    remotes = remotes_with(b)
+    first = await remotes.deploy([needed("x", b.url), needed("y", b.url)], tmp_path, 5.0)
+    assert [call[0] for call in b.calls] == ["upload", "create", "create"]
+    assert first[0].workspace_id == first[1].workspace_id and first[0].ports == [21001]
+    await remotes.drop(first[:1], in_use={first[1].placed})
+    assert b.calls[-1] == ("delete", first[0].pod_id)  # its workspace still serves y
+    await remotes.drop(first[1:], in_use=set())
+    assert b.calls[-1] == ("delete_workspace", first[1].workspace_id)
+    await remotes.deploy([needed("x", b.url)], tmp_path, 5.0)
+    assert b.calls[-2][0] == "upload"  # forgotten with its workspace: up again
+
+
+async def test_a_part_that_fails_rolls_back_every_part_made_before_it(tmp_path):
+    b, c = FakeDaemon("http://b:1"), FakeDaemon("http://c:1", refuse={"Bad"})
+    remotes = remotes_with(b, c)
+    with pytest.raises(FailedToStart, match="remote executor 'y' on http://c:1 failed: it crashed") as raised:
+        await remotes.deploy([needed("x", b.url), needed("y", c.url, uses="Bad")], tmp_path, 5.0)
+    assert raised.value.details == {"remote": "y", "log_tail": ["boom"]}
+    assert b.calls[-2:] == [("delete", "jpod-1"), ("delete_workspace", "jworkspace-1")]
