@@ -159,7 +159,6 @@ class ObjectManager:
         self.workspaces = workspaces
         self.home = str(config.home)
         self.run_root = config.home / "run"
-        self.log_root = config.home / "logs"
         self.alloc = PortAllocator(config.ports)
         self.jina = jina_executable()
         self.objects: dict[str, JObject] = {}
@@ -337,12 +336,8 @@ class ObjectManager:
             shutil.rmtree(self.run_root / obj.id, ignore_errors=True)
             raise
         self.objects[obj.id] = obj
-        self.runners[obj.id] = Runner(log=self._open_log(obj.id), launch=launch)
+        self.runners[obj.id] = Runner(log=Log.from_config(self.config, obj.id), launch=launch)
         return await self._begin(obj, wait)
-
-    def _open_log(self, object_id: str) -> Log:
-        c = self.config
-        return Log(self.log_root / f"{object_id}.log", c.log_ring_lines, c.log_ring_bytes, c.log_file_max_bytes, c.log_file_backups)
 
     def _check_capacity(self, starting: JObject) -> None:
         running = sum(1 for o in self.objects.values() if o.state in LIVE and o is not starting)
@@ -527,7 +522,7 @@ class ObjectManager:
 
         for obj in self.store.load_all(COLLECTION, build):
             self.objects[obj.id] = obj
-            self.runners[obj.id] = Runner(log=self._open_log(obj.id))
+            self.runners[obj.id] = Runner(log=Log.from_config(self.config, obj.id))
             self.alloc.held.update(obj.ports.values())
             self.remotes.remember(obj.remote)
         for obj in list(self.objects.values()):
