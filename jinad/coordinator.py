@@ -11,7 +11,8 @@ from typing import AsyncIterable, Callable
 
 from .errors import Conflict, JinadError
 from .logs import Log
-from .objects import JObject, ObjectManager
+from .objects import ObjectManager
+from .records import JObject
 from .uploads import FilePart
 from .workspaces import Workspace, WorkspaceManager
 
