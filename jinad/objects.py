@@ -32,18 +32,19 @@ from typing import AsyncIterator
 
 from .config import Config
 from .events import Broadcast
-from .errors import Conflict, FailedToStart, JinadError, NotFound
+from .errors import Conflict, FailedToStart, NotFound
 from .ids import utc_now
 from .kinds import KINDS
 from .launching import Launching
 from .logs import Log
 from .ports import PortAllocator, is_free
-from .records import COLLECTION, JObject, object_from_record
+from .records import COLLECTION, JObject
+from .recovery import Recovery
 from .remotes import Remotes
 from .runner import NO_RESOURCES, Runner, cancel_tasks, jina_executable
 from .states import LIVE, TERMINAL, RestartPolicy, State
 from .store import Store
-from .supervision import end_processes, find_marked, sample_children, spawn, tree, wait_ready
+from .supervision import end_processes, sample_children, spawn, tree, wait_ready
 from .workspaces import WorkspaceManager
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ backoff = asyncio.sleep  # the wait between restarts: a name of its own, so test
 LOG_TAIL_LINES = 30
 
 
-class ObjectManager(Launching):
+class ObjectManager(Launching, Recovery):
     def __init__(self, config: Config, store: Store, workspaces: WorkspaceManager) -> None:
         self.config = config
         self.store = store
@@ -337,48 +338,6 @@ class ObjectManager(Launching):
         await asyncio.gather(*(self._remove(obj) for obj in doomed))
 
     # ---- daemon life --------------------------------------------------------------------------
-
-    async def recover(self) -> None:
-        """End processes a previous run left, then start again what should be running."""
-        leftovers = await asyncio.to_thread(find_marked, self.home)
-        if leftovers:
-            log.warning("ending %d object(s) left running by a previous run", len(leftovers))
-        await asyncio.gather(*(end_processes(procs, self.config.stop_grace_s) for procs in leftovers.values()))
-        taken: set[int] = set()
-
-        def build(record: dict) -> JObject:
-            obj = object_from_record(record)
-            if clash := taken & set(obj.ports.values()):  # two records cannot both own a port
-                raise ValueError(f"port(s) {sorted(clash)} belong to another object's record")
-            taken.update(obj.ports.values())
-            return obj
-
-        for obj in self.store.load_all(COLLECTION, build):
-            self.objects[obj.id] = obj
-            self.runners[obj.id] = Runner(log=Log.from_config(self.config, obj.id))
-            self.alloc.held.update(obj.ports.values())
-            self.remotes.remember(obj.remote)
-        for obj in list(self.objects.values()):
-            should_run = obj.state in LIVE | {State.STOPPED} or (
-                obj.state == State.EXITED and self._should_restart(obj, failed=obj.exit_code != 0 or obj.error is not None)
-            )
-            if obj.state in (State.READY, State.STARTING):
-                self._set_state(obj, State.STOPPING)
-            if obj.state == State.STOPPING:
-                self._set_state(obj, State.STOPPED, pid=None)
-            if should_run:
-                await self._recover_one(obj)
-
-    async def _recover_one(self, obj: JObject) -> None:
-        runner = self.runners[obj.id]
-        try:
-            self.workspaces.get(obj.workspace_id)
-            runner.launch = await self._prepare_with_remotes(obj)
-        except Exception as exc:  # whatever it is, the daemon starts, with this object failed
-            reason = exc.message if isinstance(exc, JinadError) else f"{type(exc).__name__}: {exc}"
-            self._set_state(obj, State.FAILED, error=f"could not start it again after a daemon restart: {reason}")
-            return
-        await self._begin(obj, wait=False)
 
     async def sample_resources(self) -> None:
         """Refresh `resources` of every running object, one scan of the process table for all."""
