@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .config import Config
 from .ids import new_id, utc_now
-from .kinds import KINDS, Context, Launch, parse_request
+from .kinds import KINDS, Launch, Preparation, parse_request
 from .logs import Log
 from .ports import PortAllocator
 from .records import COLLECTION, JObject
@@ -39,7 +39,7 @@ class Launching:
         run_dir = self.run_root / obj.id
         run_dir.mkdir(parents=True, exist_ok=True)
         c = self.config
-        ctx = Context(self.workspaces.files_dir(obj.workspace_id), run_dir, obj.ports, self.alloc,
+        ctx = Preparation(self.workspaces.files_dir(obj.workspace_id), run_dir, obj.ports, self.alloc,
                       self.workspaces.jina(obj.workspace_id, self.jina), c.max_yaml_bytes, c.max_yaml_depth,
                       remotes={part.name: part for part in obj.remote})
         launch = KINDS[obj.kind].prepare(obj.spec, ctx)

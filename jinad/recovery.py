@@ -7,7 +7,7 @@ import asyncio
 import logging
 
 from .config import Config
-from .errors import JinadError
+from .errors import ContractError
 from .logs import Log
 from .ports import PortAllocator
 from .records import COLLECTION, JObject, object_from_record
@@ -70,7 +70,7 @@ class Recovery:
             self.workspaces.get(obj.workspace_id)
             runner.launch = await self._prepare_with_remotes(obj)
         except Exception as exc:  # whatever it is, the daemon starts, with this object failed
-            reason = exc.message if isinstance(exc, JinadError) else f"{type(exc).__name__}: {exc}"
+            reason = exc.message if isinstance(exc, ContractError) else f"{type(exc).__name__}: {exc}"
             self._set_state(obj, State.FAILED, error=f"could not start it again after a daemon restart: {reason}")
             return
         await self._begin(obj, wait=False)

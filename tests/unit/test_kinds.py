@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from jinad.errors import BadRequest, Conflict
-from jinad.kinds import FLOW_READY_LINE, Context, prepare_flow
+from jinad.kinds import FLOW_READY_LINE, Preparation, prepare_flow
 from jinad.ports import PortAllocator
 
 
@@ -31,7 +31,7 @@ def prepare(tmp_path, flow_yaml: str):
     (ws / "flow.yml").write_text(flow_yaml)
     run = tmp_path / "run"
     run.mkdir(exist_ok=True)
-    ctx = Context(ws, run, {}, PortAllocator(range(31000, 31100)), "jina", 1 << 20, 50)
+    ctx = Preparation(ws, run, {}, PortAllocator(range(31000, 31100)), "jina", 1 << 20, 50)
     launch = prepare_flow({"filename": "flow.yml"}, ctx)
     return launch, yaml.safe_load((run / "flow.yml").read_text())
 
