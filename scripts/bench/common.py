@@ -3,7 +3,7 @@ RSS sampling, process clean-up and small statistics.
 
 Every process a benchmark starts is started in its own process group and ended by that id
 (SIGTERM, wait, SIGKILL) in a `finally`; children a daemon left are found by the
-JINAD_HOME marker jinad puts in their environment, and ended too.
+JINAD_HOME marker jinad puts in their environment (the scan the tests use), and ended too.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ from typing import Callable, Iterator, Sequence
 
 import psutil
 
-from jinad.ports import is_free  # noqa: F401  (re-exported: the daemon's own bind check)
-
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent.parent
+sys.path.insert(0, str(REPO))  # the tests' harness, shared with them
+
+from jinad.ports import is_free  # noqa: E402, F401  (re-exported: the daemon's own bind check)
+from tests.conftest import children_of_home  # noqa: E402
 EXECUTORS = BENCH / "executors"
 TESTS_EXECUTORS = REPO / "tests" / "executors"
 VENV_BIN = Path(sys.executable).parent
@@ -110,18 +112,6 @@ def end_group(proc: subprocess.Popen | None, grace: float = 10.0) -> bool:
 def spawn(argv: Sequence[str], **kwargs) -> subprocess.Popen:
     """Start a process as the leader of its own group (so `end_group` takes all of it)."""
     return subprocess.Popen(list(map(str, argv)), start_new_session=True, **kwargs)
-
-
-def processes_marked(home: Path) -> list[psutil.Process]:
-    """Processes a daemon with this home started (jinad marks their environment)."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get("JINAD_HOME") == str(home):
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
 
 
 def kill_all(procs: list[psutil.Process]) -> None:
@@ -210,14 +200,14 @@ class Daemon:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.profiler.wait(30)
             end_group(self.profiler)
-        left = processes_marked(self.home)
+        left = children_of_home(self.home)
         if left:
             print(f"  [cleanup] ending {len(left)} process(es) left by {self.home.name}", file=sys.stderr)
             kill_all(left)
 
     def _report_hang(self) -> None:
         print(f"  [hang] jinad {self.pid} did not exit {STOP_GRACE_S:.0f} s after SIGTERM; "
-              f"{len(processes_marked(self.home))} child process(es) still up", file=sys.stderr)
+              f"{len(children_of_home(self.home))} child process(es) still up", file=sys.stderr)
         if PY_SPY.exists():
             HANG_DIR.mkdir(parents=True, exist_ok=True)
             dump = HANG_DIR / f"{self.home.name}-{self.pid}-stacks.txt"
@@ -231,7 +221,7 @@ class Daemon:
                 obj = json.loads(record.read_text())
                 states.setdefault(obj["state"], []).append(f"{obj['id']} pid {obj.get('pid')}")
         print(f"  [hang] object states on disk: {states}", file=sys.stderr)
-        for proc in processes_marked(self.home):
+        for proc in children_of_home(self.home):
             with contextlib.suppress(psutil.Error):
                 print(f"  [hang] left: {proc.pid} {proc.status()} {proc.environ().get('JINAD_OBJECT_ID')} "
                       f"{' '.join(proc.cmdline())[:100]}", file=sys.stderr)
