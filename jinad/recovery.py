@@ -6,31 +6,20 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .config import Config
 from .errors import ContractError
 from .logs import Log
-from .ports import PortAllocator
 from .records import COLLECTION, JObject, object_from_record
-from .remotes import Remotes
 from .runner import Runner
 from .states import LIVE, State
-from .store import Store
 from .supervision import end_processes, find_marked
-from .workspaces import WorkspaceManager
 
 log = logging.getLogger(__name__)
 
 
 class Recovery:
-    """ObjectManager's `recover`; it uses the manager's records, runners and transitions."""
+    """ObjectManager's `recover`; it uses the manager's records, runners and transitions (the
+    attributes Launching lists, and `home`)."""
 
-    config: Config
-    store: Store
-    workspaces: WorkspaceManager
-    alloc: PortAllocator
-    remotes: Remotes
-    objects: dict[str, JObject]
-    runners: dict[str, Runner]
     home: str
 
     async def recover(self) -> None:
