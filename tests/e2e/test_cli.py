@@ -14,7 +14,7 @@ import signal
 import pytest
 
 from tests.conftest import EXECUTORS, free_port, wait_until
-from tests.e2e.helpers import CHATTY, ask_http, cli, make_folder, ok, run_cli, start_chatty
+from tests.e2e.helpers import CHATTY, TIMEOUT, Run, ask_http, cli, make_folder, ok, run_cli, start_chatty
 
 
 async def run_cli_on_a_tty(host: str, *argv: str) -> Run:
