@@ -30,11 +30,10 @@ REPO = BENCH.parent.parent
 sys.path.insert(0, str(REPO))  # the tests' harness, shared with them
 
 from jinad.ports import is_free  # noqa: E402, F401  (re-exported: the daemon's own bind check)
-from tests.conftest import children_of_home  # noqa: E402
+from tests.conftest import Daemon as HarnessDaemon, children_of_home  # noqa: E402
 EXECUTORS = BENCH / "executors"
 TESTS_EXECUTORS = REPO / "tests" / "executors"
 VENV_BIN = Path(sys.executable).parent
-JINAD = VENV_BIN / "jinad"
 JINA = VENV_BIN / "jina"
 PYTHON = sys.executable
 
@@ -121,25 +120,25 @@ def kill_all(procs: list[psutil.Process]) -> None:
     psutil.wait_procs(procs, 5)
 
 
-class Daemon:
-    """A real `jinad` on loopback with a temporary home, a private API port and child range."""
+class Daemon(HarnessDaemon):
+    """A real `jinad` (the tests' harness) on loopback with a temporary home, a private API port
+    and child range, in a process group of its own, logging warnings only."""
+
+    settings = {"stop-grace-s": "5"}  # the default resource interval, as a user's daemon samples
+    own_session = True  # stopped with its group by `end_group`
 
     def __init__(self, root: Path, name: str, *extra: str, token: str = "", port_range: range | None = None) -> None:
+        super().__init__(root / f"{name}-home", "--log-level", "WARNING", *extra, *(["--token", token] if token else []))
         self.root = root
-        self.home = root / f"{name}-home"
+        self.cwd = root  # a folder without configs/jinad.yml, so only these flags and the defaults count
         self.log_path = root / f"{name}-daemon.log"
         self.port = PORTS.api()
         self.block = port_range or PORTS.block()
+        self.port_range = f"{self.block.start}-{self.block.stop - 1}"
         self.token = token
-        self.extra = list(extra)
-        self.proc: subprocess.Popen | None = None
         self.profiler: subprocess.Popen | None = None
         self.exit_s: float | None = None
         self.killed = False
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def headers(self) -> dict[str, str]:
@@ -150,27 +149,18 @@ class Daemon:
         assert self.proc is not None
         return self.proc.pid
 
+    def answers(self) -> bool:
+        """Does it answer `GET /` yet?"""
+        try:
+            with urllib.request.urlopen(self.url + "/", timeout=1) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
     def start(self, timeout: float = 60.0) -> "Daemon":
-        argv = [JINAD, "--workspace", self.home, "--host", "127.0.0.1", "--port-expose", self.port,
-                "--port-range", f"{self.block.start}-{self.block.stop - 1}", "--stop-grace-s", "5",
-                "--log-level", "WARNING", *self.extra]
-        if self.token:
-            argv += ["--token", self.token]
-        with open(self.log_path, "ab") as out:
-            # cwd: a folder without configs/jinad.yml, so only these flags and the defaults count.
-            self.proc = spawn(argv, cwd=self.root, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"jinad exited with {self.proc.returncode}: {self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/", timeout=1) as resp:
-                    if resp.status == 200:
-                        self._profile()
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"jinad did not answer within {timeout}s: {self.log_tail()}")
+        super().start(timeout)
+        self._profile()
+        return self
 
     def _profile(self) -> None:
         """With --profile: py-spy samples the daemon (on-CPU only) until it exits."""
