@@ -18,6 +18,10 @@ States (as supervisord's, in the contract's words), every transition TRANSITIONS
 `_set_state` is the one place that makes a transition: it checks it, stores the record and
 tells subscribers. Records survive daemon restarts; `recover` ends what a previous run left
 and starts again every object that should be running, with its old id and ports.
+
+Beside the state machine, in modules of their own: the record (records.py), what lives in
+memory per object (runner.py), making launches with their remote parts and `create`
+(launching.py) and `recover` (recovery.py); the last two are parts of ObjectManager.
 """
 
 from __future__ import annotations
