@@ -40,8 +40,8 @@ class Launching:
         run_dir.mkdir(parents=True, exist_ok=True)
         c = self.config
         ctx = Preparation(self.workspaces.files_dir(obj.workspace_id), run_dir, obj.ports, self.alloc,
-                      self.workspaces.jina(obj.workspace_id, self.jina), c.max_yaml_bytes, c.max_yaml_depth,
-                      remotes={part.name: part for part in obj.remote})
+                          self.workspaces.jina(obj.workspace_id, self.jina), c.max_yaml_bytes, c.max_yaml_depth,
+                          remotes={part.name: part for part in obj.remote})
         launch = KINDS[obj.kind].prepare(obj.spec, ctx)
         obj.protocol = launch.protocol
         obj.address = f"{self._advertised_host}:{launch.port}"
