@@ -215,8 +215,6 @@ async def a_flow_and_a_failed_pea(http, daemon) -> tuple[dict, str]:
     async with http.post(daemon.url + "/flows", data=body) as resp:
         assert resp.status == 201, await resp.text()
         flow = await resp.json()
-    async with http.post(daemon.url + "/workspaces", data=form(("files", "crash.py", EXECUTORS / "crash.py"))) as resp:
-        crash_ws = (await resp.json())["id"]
-    async with http.post(daemon.url + "/peas", json={"workspace_id": crash_ws, "uses": "Crash", "py_modules": ["crash.py"]}) as resp:
-        assert resp.status == 422
-        return flow, (await resp.json())["id"]
+    failed = await start_pea(http, daemon, ("files", "crash.py", EXECUTORS / "crash.py"), {"uses": "Crash", "py_modules": ["crash.py"]},
+                             expect=422)
+    return flow, failed["id"]
