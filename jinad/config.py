@@ -1,7 +1,9 @@
 """The daemon's settings: defaults here, then a YAML file, then JINAD_* variables, then flags.
 
 Every field is one setting under one name: `port_expose` in YAML, `JINAD_PORT_EXPOSE` in the
-environment, `--port-expose` on the command line.
+environment, `--port-expose` on the command line. One field has an outside name of its own:
+`home`, the daemon's folder, is `workspace` there (the original JinaD's `--workspace`), while
+inside a workspace is always an uploaded folder.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import yaml
 
@@ -25,17 +27,23 @@ DEFAULT_CONFIG_FILE = Path("configs/jinad.yml")
 AT_LEAST_ZERO = frozenset({"port_expose", "stop_grace_s", "log_file_backups", "restart_max_retries"})
 
 
-def setting(default: Any, help: str) -> Any:
+def setting(default: Any, help: str, name: str | None = None) -> Any:
     """A field of Config with its help text, the one place a setting is described (flags'
-    --help shows it; configs/jinad.yml is checked against the fields by a test)."""
-    return dataclasses.field(default=default, metadata={"help": help})
+    --help shows it; configs/jinad.yml is checked against the fields by a test); `name` is the
+    setting's name outside when it is not the field's."""
+    return dataclasses.field(default=default, metadata={"help": help, **({"name": name} if name else {})})
+
+
+def outside_name(field: dataclasses.Field) -> str:
+    """The setting's name in YAML, in JINAD_* variables (upper case) and flags (with dashes)."""
+    return field.metadata.get("name", field.name)
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     host: str = setting("0.0.0.0", "address to listen on")
     port_expose: int = setting(DEFAULT_PORT, "port of the REST API")
-    workspace: str = setting(DEFAULT_HOME, "the daemon's home: its state, workspaces and logs")
+    home: Path = setting(Path(DEFAULT_HOME), "the daemon's home: its state, workspaces and logs", name="workspace")
     token: str = setting("", "bearer token clients must send (empty on a non-loopback address: one is made and kept)")
     no_auth: bool = setting(False, "serve without a token even on a non-loopback address")
     max_upload_bytes: int = setting(1024 * 1024 * 1024, "largest upload body accepted (unpacked archives count too)")
@@ -62,6 +70,7 @@ class Config:
 
     def __post_init__(self) -> None:
         """Refuse values the daemon cannot work with, by name, rather than failing later."""
+        object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
         span = self._port_span if re.fullmatch(r"\d+-\d+", self.port_range) else range(0)
         if len(span) < 10 or span.start < 1 or span.stop > 65536:
             raise ValueError(f"port_range must be LOW-HIGH within 1-65535 with at least 10 ports, not {self.port_range!r}")
@@ -80,11 +89,6 @@ class Config:
                 raise ValueError(f"{field.name} must be a finite number {'of at least 0' if zero_ok else 'above 0'}, not {value}")
         if any("=" not in item for item in self.remote_tokens.split(",") if item.strip()):
             raise ValueError("remote_tokens must be URL=TOKEN[,URL=TOKEN...]")
-
-    @property
-    def home(self) -> Path:
-        """The daemon's own folder: state, workspaces and logs."""
-        return Path(self.workspace).expanduser().resolve()
 
     @property
     def _port_span(self) -> range:
@@ -129,16 +133,16 @@ def _coerce(field: dataclasses.Field, value: Any) -> Any:
         return value
     if kind is bool:
         return truth(str(value), False)
-    return kind(value)
+    return kind(str(value)) if issubclass(kind, Path) else kind(value)
 
 
 def _known(values: Mapping[str, Any], origin: str) -> dict[str, Any]:
-    fields = {f.name: f for f in dataclasses.fields(Config)}
+    fields = {outside_name(f): f for f in dataclasses.fields(Config)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ValueError(f"{origin}: unknown setting(s) {', '.join(unknown)}")
     try:
-        return {name: _coerce(fields[name], value) for name, value in values.items()}
+        return {fields[name].name: _coerce(fields[name], value) for name, value in values.items()}
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{origin}: {exc}") from None
 
@@ -151,18 +155,19 @@ def read_file(path: Path) -> dict[str, Any]:
 
 
 def read_environ(environ: Mapping[str, str]) -> dict[str, Any]:
-    names = {f"JINAD_{f.name.upper()}": f.name for f in dataclasses.fields(Config)}
+    names = {f"JINAD_{outside_name(f).upper()}": outside_name(f) for f in dataclasses.fields(Config)}
     return _known({names[k]: v for k, v in environ.items() if k in names}, "environment")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help=f"settings file (default: {DEFAULT_CONFIG_FILE} if present)")
     for field in dataclasses.fields(Config):
-        flag = "--" + field.name.replace("_", "-")
+        flag = "--" + outside_name(field).replace("_", "-")
         if isinstance(field.default, bool):
             parser.add_argument(flag, dest=field.name, action="store_const", const=True, default=None, help=field.metadata["help"])
         else:
-            parser.add_argument(flag, dest=field.name, default=None, help=f"{field.metadata['help']} (default: {field.default})")
+            parser.add_argument(flag, dest=field.name, metavar=outside_name(field).upper(), default=None,
+                                help=f"{field.metadata['help']} (default: {field.default})")
 
 
 def load(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> Config:
@@ -174,6 +179,6 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> C
     elif DEFAULT_CONFIG_FILE.is_file():
         values.update(read_file(DEFAULT_CONFIG_FILE))
     values.update(read_environ(environ))
-    flags: Sequence[str] = [f.name for f in dataclasses.fields(Config)]
-    values.update(_known({n: getattr(args, n) for n in flags if getattr(args, n) is not None}, "flags"))
+    flags = {outside_name(f): f.name for f in dataclasses.fields(Config)}
+    values.update(_known({n: getattr(args, dest) for n, dest in flags.items() if getattr(args, dest) is not None}, "flags"))
     return Config(**values)

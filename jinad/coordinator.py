@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import AsyncIterable, Callable
 
-from .errors import Conflict, JinadError
+from .errors import Conflict, ContractError
 from .logs import Log
-from .objects import JObject, ObjectManager
+from .objects import ObjectManager
+from .records import JObject
 from .uploads import FilePart
 from .workspaces import Workspace, WorkspaceManager
 
@@ -39,7 +40,7 @@ class Coordinator:
         try:
             return await self.objects.create("flow", body_of(ws.id), wait)
         except Exception as exc:
-            if not (isinstance(exc, JinadError) and "id" in exc.details):
+            if not (isinstance(exc, ContractError) and "id" in exc.details):
                 await self.workspaces.delete(ws.id)
             raise
 

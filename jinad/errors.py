@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-class JinadError(Exception):
+class ContractError(Exception):
     """An error a client can act on: a contract code, one sentence, and optional details."""
 
     code = "internal"
@@ -16,23 +16,23 @@ class JinadError(Exception):
         self.details = details
 
 
-class BadRequest(JinadError):
+class BadRequest(ContractError):
     code = "bad_request"
 
 
-class NotFound(JinadError):
+class NotFound(ContractError):
     code = "not_found"
 
 
-class Conflict(JinadError):
+class Conflict(ContractError):
     code = "conflict"
 
 
-class TooLarge(JinadError):
+class TooLarge(ContractError):
     code = "too_large"
 
 
-class FailedToStart(JinadError):
+class FailedToStart(ContractError):
     code = "failed_to_start"
 
 

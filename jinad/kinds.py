@@ -36,14 +36,14 @@ class Launch:
     protocol: str
     probes: list[tuple[int, str]]  # (port, "tcp" | "dry_run"): all must answer
     # Executors to start on other daemons first ({"name", "jinad", "pod": request body}); a
-    # Launch that has any is prepared again once they run and `Context.remotes` has them.
+    # Launch that has any is prepared again once they run and `Preparation.remotes` has them.
     remote_needed: list[dict] = dataclasses.field(default_factory=list)
     # Text of a line the child prints on stdout only once it serves; probes start after it.
     ready_line: str | None = None
 
 
 @dataclasses.dataclass
-class Context:
+class Preparation:
     """What preparing one object needs: its workspace, its run folder, its ports so far."""
 
     ws_root: Path
@@ -171,7 +171,7 @@ def gateway_port_names(protocols: list[str]) -> list[str]:
     return ["gateway"] + [f"gateway-{protocol}" for protocol in protocols[1:]]
 
 
-def _gateway(flow: dict, filename: str, ctx: Context) -> tuple[list[str], list[int]]:
+def _gateway(flow: dict, filename: str, ctx: Preparation) -> tuple[list[str], list[int]]:
     """Protocols and ports of the Flow's gateway, written into its `with:`. Jina reads them
     from `with:` and lets a top-level `gateway:` mapping override them; jinad takes them from
     either (the same way) and writes them once, so the ports it reports are the ones used."""
@@ -232,7 +232,7 @@ def _executor_list(flow: dict, filename: str) -> list[dict]:
     return executors
 
 
-def prepare_flow(spec: dict, ctx: Context) -> Launch:
+def prepare_flow(spec: dict, ctx: Preparation) -> Launch:
     filename = spec.get("filename")
     if not isinstance(filename, str) or not filename:
         raise BadRequest("a Flow needs 'filename': the Flow YAML's path in the workspace")
@@ -353,7 +353,7 @@ def _executor_fields(spec: dict, ws_root: Path) -> dict:
     }
 
 
-def prepare_pod(spec: dict, ctx: Context) -> Launch:
+def prepare_pod(spec: dict, ctx: Preparation) -> Launch:
     """A Deployment always brings its own gateway, which a Flow cannot use as an external
     executor; the Pod's address is therefore its head (with shards) or its worker(s), whose
     ports are all fixed here. `executor` is the head or first worker, `executor-N` the other
@@ -383,7 +383,7 @@ def prepare_pod(spec: dict, ctx: Context) -> Launch:
                   [(p, "tcp") for p in serving] + [(gateway, "tcp")])
 
 
-def prepare_pea(spec: dict, ctx: Context) -> Launch:
+def prepare_pea(spec: dict, ctx: Preparation) -> Launch:
     fields = _executor_fields(spec, ctx.ws_root)
     protocol = _protocol(spec.get("protocol"))
     port = ctx.port("executor", spec.get("port"))

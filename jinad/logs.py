@@ -24,9 +24,12 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, BinaryIO, Callable
+from typing import TYPE_CHECKING, AsyncIterator, BinaryIO, Callable
 
 from .ids import utc_now
+
+if TYPE_CHECKING:
+    from .config import Config
 
 log = logging.getLogger(__name__)
 READ_BATCH = 2000  # lines handed to a follower at a time (whole batches: it may be a little more)
@@ -179,6 +182,12 @@ class Log:
         self._reread_used = 0.0
         self.notes: list[StateNote] = []
         self.followers = 0  # streams reading it now (`follow`), for the daemon's metrics
+
+    @classmethod
+    def from_config(cls, config: Config, name: str) -> Log:
+        """The log `name` in the daemon's logs folder, kept as the settings say."""
+        c = config
+        return cls(c.home / "logs" / f"{name}.log", c.log_ring_lines, c.log_ring_bytes, c.log_file_max_bytes, c.log_file_backups)
 
     def files(self) -> list[Path]:
         """The log's files, oldest first."""

@@ -18,6 +18,10 @@ States (as supervisord's, in the contract's words), every transition TRANSITIONS
 `_set_state` is the one place that makes a transition: it checks it, stores the record and
 tells subscribers. Records survive daemon restarts; `recover` ends what a previous run left
 and starts again every object that should be running, with its old id and ports.
+
+Beside the state machine, in modules of their own: the record (records.py), what lives in
+memory per object (runner.py), making launches with their remote parts and `create`
+(launching.py) and `recover` (recovery.py); the last two are parts of ObjectManager.
 """
 
 from __future__ import annotations
@@ -25,29 +29,29 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import math
-import os
 import shutil
 import socket
-import sys
 import time
 from typing import AsyncIterator
 
 from .config import Config
 from .events import Broadcast
-from .errors import Conflict, FailedToStart, JinadError, NotFound
-from .ids import new_id, utc_now
-from .kinds import KINDS, Context, Launch, parse_request
+from .errors import Conflict, FailedToStart, NotFound
+from .ids import utc_now
+from .kinds import KINDS
+from .launching import Launching
 from .logs import Log
 from .ports import PortAllocator, is_free
-from .remotes import RemotePart, Remotes
+from .records import COLLECTION, JObject
+from .recovery import Recovery
+from .remotes import Remotes
+from .runner import NO_RESOURCES, Runner, cancel_tasks, jina_executable
 from .states import LIVE, TERMINAL, RestartPolicy, State
-from .store import Store, from_record
-from .supervision import Child, end_processes, find_marked, sample_children, spawn, tree, wait_ready
+from .store import Store
+from .supervision import end_processes, sample_children, spawn, tree, wait_ready
 from .workspaces import WorkspaceManager
 
 log = logging.getLogger(__name__)
-COLLECTION = "objects"
 TRANSITIONS = {
     State.STARTING: {State.READY, State.FAILED, State.STOPPING},
     State.READY: {State.EXITED, State.STOPPING},
@@ -60,106 +64,15 @@ BACKOFF_RESET_S = 30.0  # ready this long, and earlier failures no longer count 
 BACKOFF_MAX_S = 30.0
 backoff = asyncio.sleep  # the wait between restarts: a name of its own, so tests can skip it
 LOG_TAIL_LINES = 30
-CANCEL_ATTEMPTS = 10
-NO_RESOURCES = {"cpu_percent": 0.0, "memory_rss": 0, "processes": 0}
 
 
-@dataclasses.dataclass
-class JObject:
-    id: str
-    kind: str
-    workspace_id: str
-    spec: dict  # the kind's request fields, kept to start it again
-    envs: dict
-    restart: str
-    timeout_s: float
-    created_at: str
-    state: str = State.STARTING
-    pid: int | None = None
-    address: str | None = None
-    protocol: str | None = None
-    ports: dict = dataclasses.field(default_factory=dict)
-    started_at: str | None = None
-    exit_code: int | None = None
-    restarts: int = 0
-    error: str | None = None
-    remote: list[RemotePart] = dataclasses.field(default_factory=list)  # stored as dicts of its fields
-
-    def to_json(self, resources: dict) -> dict:
-        # Plain getattr, not dataclasses.asdict: this is on GET's hot path, asdict deep-copies.
-        return {**{name: getattr(self, name) for name in PUBLIC_FIELDS}, "resources": resources,
-                "remote": [dataclasses.asdict(part) for part in self.remote]}
-
-
-PUBLIC_FIELDS = [f.name for f in dataclasses.fields(JObject) if f.name not in ("spec", "envs", "timeout_s", "remote")]
-
-
-@dataclasses.dataclass
-class Runner:
-    """What lives only in memory for one object: its supervising task, child and log."""
-
-    log: Log
-    launch: Launch | None = None
-    task: asyncio.Task | None = None
-    child: Child | None = None
-    start_result: asyncio.Future | None = None  # the reason the current start failed, or None
-    starts: int = 0  # starts begun, so a restart asked for during another one can join it
-    followers: list[asyncio.Task] = dataclasses.field(default_factory=list)  # remote parts' logs
-    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
-    resources: dict = dataclasses.field(default_factory=lambda: dict(NO_RESOURCES))
-    # Bumped at every change of the object or of its resource sample: senders that keep its
-    # JSON (api/objects.py) know from it when to encode again.
-    revision: int = 0
-
-    def settle(self, reason: str | None) -> None:
-        if self.start_result and not self.start_result.done():
-            self.start_result.set_result(reason)
-
-
-async def _cancel(tasks: list[asyncio.Task]) -> None:
-    """Cancel tasks and wait until they are done. A cancel can be lost (a library catching
-    CancelledError, or asyncio.wait_for on Python 3.11 when its wait ends at that moment), so it
-    is repeated rather than awaited once forever."""
-    for _ in range(CANCEL_ATTEMPTS):
-        pending = [task for task in tasks if not task.done()]
-        if not pending:
-            return
-        for task in pending:
-            task.cancel()
-        await asyncio.wait(pending, timeout=1.0)
-    log.error("tasks did not stop after %d cancels: %s", CANCEL_ATTEMPTS, [t.get_name() for t in tasks if not t.done()])
-
-
-def jina_executable() -> str:
-    """The `jina` beside this Python (the daemon's own environment), else the one on PATH."""
-    return shutil.which("jina", path=os.path.dirname(sys.executable)) or shutil.which("jina") or "jina"
-
-
-def _object_from_record(record: dict) -> JObject:
-    """An object from its stored record; ValueError/TypeError for one of the wrong shape."""
-    obj = from_record(JObject, {**record, "remote": []})
-    if not isinstance(record.get("remote", []), list):
-        raise ValueError("remote is not a list")
-    obj.remote = [RemotePart.from_record(part) for part in record.get("remote", [])]
-    if obj.kind not in KINDS or obj.state not in State.values() or obj.restart not in RestartPolicy.values():
-        raise ValueError(f"kind {obj.kind!r}, state {obj.state!r} or restart {obj.restart!r} is unknown")
-    if not obj.id.startswith(f"j{obj.kind}-"):
-        raise ValueError(f"id {obj.id!r} is not a {obj.kind}'s")
-    if not all(isinstance(port, int) and 0 < port < 65536 for port in obj.ports.values()):
-        raise ValueError(f"ports {obj.ports!r} are not all port numbers")
-    if not 0 < obj.timeout_s < math.inf:
-        raise ValueError(f"timeout_s {obj.timeout_s!r} is not a positive, finite number")
-    return obj
-
-
-class ObjectManager:
+class ObjectManager(Launching, Recovery):
     def __init__(self, config: Config, store: Store, workspaces: WorkspaceManager) -> None:
         self.config = config
         self.store = store
         self.workspaces = workspaces
         self.home = str(config.home)
         self.run_root = config.home / "run"
-        self.log_root = config.home / "logs"
         self.alloc = PortAllocator(config.ports)
         self.jina = jina_executable()
         self.objects: dict[str, JObject] = {}
@@ -263,86 +176,6 @@ class ObjectManager:
                               "error": obj.error, "ts": utc_now()})
 
     # ---- making and starting ----------------------------------------------------------------
-
-    def _prepare(self, obj: JObject) -> Launch:
-        """Validate the object's definition and write its launch files; raises on bad input."""
-        run_dir = self.run_root / obj.id
-        run_dir.mkdir(parents=True, exist_ok=True)
-        c = self.config
-        ctx = Context(self.workspaces.files_dir(obj.workspace_id), run_dir, obj.ports, self.alloc,
-                      self.workspaces.jina(obj.workspace_id, self.jina), c.max_yaml_bytes, c.max_yaml_depth,
-                      remotes={part.name: part for part in obj.remote})
-        launch = KINDS[obj.kind].prepare(obj.spec, ctx)
-        obj.protocol = launch.protocol
-        obj.address = f"{self._advertised_host}:{launch.port}"
-        if obj.id in self.runners:  # ports, protocol and address changed (stored as it starts)
-            self.runners[obj.id].revision += 1
-        return launch
-
-    async def _prepare_with_remotes(self, obj: JObject) -> Launch:
-        """Prepare, first starting on other daemons the executors that run there (again, for
-        parts that no longer run there: a restart or recovery brings the whole Flow back)."""
-        if obj.remote:
-            obj.remote = await self.remotes.still_running(obj.remote)
-        launch = self._prepare(obj)
-        if not launch.remote_needed:
-            return launch
-        obj.remote = obj.remote + await self.remotes.deploy(launch.remote_needed, self.workspaces.files_dir(obj.workspace_id),
-                                                            obj.timeout_s)
-        try:
-            return self._prepare(obj)
-        except BaseException:
-            await self._drop_remotes(obj)
-            raise
-
-    def _follow_remotes(self, obj: JObject, runner: Runner) -> None:
-        def ended(reason: str) -> None:
-            if obj.id in self.objects and obj.state in LIVE:
-                obj.error = reason
-                self._save(obj)
-
-        runner.followers = self.remotes.follow_all(obj.remote, runner.log, ended)
-
-    async def _drop_remotes(self, obj: JObject) -> None:
-        """Delete the object's parts on other daemons (their workspaces too, unless in use)."""
-        runner = self.runners.get(obj.id)
-        for task in runner.followers if runner else []:
-            task.cancel()
-        await self.remotes.drop(obj.remote, in_use={p.placed for o in self.objects.values() if o is not obj for p in o.remote})
-        obj.remote = []
-        if obj.id in self.objects:  # not for a Flow being refused before it had a record
-            self._save(obj)
-
-    async def create(self, kind_name: str, body: dict, wait: bool = True) -> JObject:
-        kind = KINDS[kind_name]
-        request = parse_request(kind, body)
-        await self.workspaces.ready_for_objects(request.workspace_id, wait)
-        obj = JObject(
-            id=new_id(kind.name), kind=kind.name, workspace_id=request.workspace_id, spec=request.spec,
-            envs=request.envs, restart=request.restart, timeout_s=request.timeout_s or self.config.start_timeout_s,
-            created_at=utc_now(),
-        )
-        self._check_capacity(obj)
-        try:
-            launch = await self._prepare_with_remotes(obj)
-            try:
-                # Stored before it is known: what cannot be stored (or a full disk) refuses the
-                # object here, and a known object always has a record.
-                self.store.save(COLLECTION, dataclasses.asdict(obj))
-            except BaseException:
-                await self._drop_remotes(obj)
-                raise
-        except BaseException:
-            self.alloc.release(list(obj.ports.values()))
-            shutil.rmtree(self.run_root / obj.id, ignore_errors=True)
-            raise
-        self.objects[obj.id] = obj
-        self.runners[obj.id] = Runner(log=self._open_log(obj.id), launch=launch)
-        return await self._begin(obj, wait)
-
-    def _open_log(self, object_id: str) -> Log:
-        c = self.config
-        return Log(self.log_root / f"{object_id}.log", c.log_ring_lines, c.log_ring_bytes, c.log_file_max_bytes, c.log_file_backups)
 
     def _check_capacity(self, starting: JObject) -> None:
         running = sum(1 for o in self.objects.values() if o.state in LIVE and o is not starting)
@@ -451,7 +284,7 @@ class ObjectManager:
 
     async def _halt(self, obj: JObject, runner: Runner) -> None:
         """Stop the supervising task and end the whole process tree; the state ends `stopped`."""
-        await _cancel([task for task in [runner.task, *runner.followers] if task])
+        await cancel_tasks([task for task in [runner.task, *runner.followers] if task])
         runner.settle("it was stopped before it was ready")
         live = obj.state in LIVE or runner.child is not None
         if live:
@@ -509,48 +342,6 @@ class ObjectManager:
         await asyncio.gather(*(self._remove(obj) for obj in doomed))
 
     # ---- daemon life --------------------------------------------------------------------------
-
-    async def recover(self) -> None:
-        """End processes a previous run left, then start again what should be running."""
-        leftovers = await asyncio.to_thread(find_marked, self.home)
-        if leftovers:
-            log.warning("ending %d object(s) left running by a previous run", len(leftovers))
-        await asyncio.gather(*(end_processes(procs, self.config.stop_grace_s) for procs in leftovers.values()))
-        taken: set[int] = set()
-
-        def build(record: dict) -> JObject:
-            obj = _object_from_record(record)
-            if clash := taken & set(obj.ports.values()):  # two records cannot both own a port
-                raise ValueError(f"port(s) {sorted(clash)} belong to another object's record")
-            taken.update(obj.ports.values())
-            return obj
-
-        for obj in self.store.load_all(COLLECTION, build):
-            self.objects[obj.id] = obj
-            self.runners[obj.id] = Runner(log=self._open_log(obj.id))
-            self.alloc.held.update(obj.ports.values())
-            self.remotes.remember(obj.remote)
-        for obj in list(self.objects.values()):
-            should_run = obj.state in LIVE | {State.STOPPED} or (
-                obj.state == State.EXITED and self._should_restart(obj, failed=obj.exit_code != 0 or obj.error is not None)
-            )
-            if obj.state in (State.READY, State.STARTING):
-                self._set_state(obj, State.STOPPING)
-            if obj.state == State.STOPPING:
-                self._set_state(obj, State.STOPPED, pid=None)
-            if should_run:
-                await self._recover_one(obj)
-
-    async def _recover_one(self, obj: JObject) -> None:
-        runner = self.runners[obj.id]
-        try:
-            self.workspaces.get(obj.workspace_id)
-            runner.launch = await self._prepare_with_remotes(obj)
-        except Exception as exc:  # whatever it is, the daemon starts, with this object failed
-            reason = exc.message if isinstance(exc, JinadError) else f"{type(exc).__name__}: {exc}"
-            self._set_state(obj, State.FAILED, error=f"could not start it again after a daemon restart: {reason}")
-            return
-        await self._begin(obj, wait=False)
 
     async def sample_resources(self) -> None:
         """Refresh `resources` of every running object, one scan of the process table for all."""

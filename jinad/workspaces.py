@@ -152,9 +152,7 @@ class WorkspaceManager:
         """The workspace's install log."""
         self.get(workspace_id)
         if workspace_id not in self._logs:
-            c = self.config
-            self._logs[workspace_id] = Log(c.home / "logs" / f"{workspace_id}.log", c.log_ring_lines,
-                                           c.log_ring_bytes, c.log_file_max_bytes, c.log_file_backups)
+            self._logs[workspace_id] = Log.from_config(self.config, workspace_id)
         return self._logs[workspace_id]
 
     def tend_logs(self) -> None:

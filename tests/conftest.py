@@ -16,6 +16,8 @@ import aiohttp
 import psutil
 import pytest
 
+from jinad.supervision import find_marked
+
 REPO = Path(__file__).resolve().parent.parent
 EXECUTORS = Path(__file__).resolve().parent / "executors"
 JINAD = Path(sys.executable).parent / "jinad"
@@ -40,15 +42,9 @@ def free_port() -> int:
 
 
 def children_of_home(home: Path) -> list[psutil.Process]:
-    """Processes a daemon with this home started (they carry its JINAD_HOME marker)."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get("JINAD_HOME") == str(home) and proc.pid != os.getpid():
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
+    """Processes a daemon with this home started, found by the daemon's own marker scan (the
+    tests' leak check and the benchmarks' clean-up both use this)."""
+    return [proc for procs in find_marked(str(home)).values() for proc in procs if proc.pid != os.getpid()]
 
 
 async def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
@@ -68,7 +64,13 @@ async def wait_until(predicate, timeout: float, what: str, interval: float = 0.0
 class Daemon:
     """A real `jinad` process on loopback, with its own home and port range. With `env`, it is
     started as a user would, plain `jinad` with settings in that environment (JINAD_*) instead
-    of flags, and its home left to its default (~/.jinad, so `env` sets HOME to home's parent)."""
+    of flags, and its home left to its default (~/.jinad, so `env` sets HOME to home's parent).
+    The benchmarks' daemons (scripts/bench/common.py) are these too, with the class attributes
+    and `answers` of their own."""
+
+    settings = {"stop-grace-s": "5", "resource-interval-s": "0.5"}  # beside host, port and port range
+    cwd = REPO  # where it runs, so configs/jinad.yml is (or is not) read
+    own_session = False  # True: the leader of a process group of its own
 
     def __init__(self, home: Path, *extra: str, host: str = "127.0.0.1", env: dict[str, str] | None = None) -> None:
         self.home = home
@@ -87,9 +89,8 @@ class Daemon:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> "Daemon":
-        settings = {"host": self.host, "port-expose": str(self.port), "port-range": self.port_range, "stop-grace-s": "5",
-                    "resource-interval-s": "0.5"}
+    def start(self, timeout: float = 60) -> "Daemon":
+        settings = {"host": self.host, "port-expose": str(self.port), "port-range": self.port_range, **self.settings}
         if self.env is None:
             argv, env = [str(JINAD), "--workspace", str(self.home), *(f for k, v in settings.items() for f in (f"--{k}", v))], None
         else:
@@ -97,18 +98,24 @@ class Daemon:
             env = {**{k: v for k, v in os.environ.items() if not k.startswith("JINAD_")}, **self.env,
                    **{"JINAD_" + k.replace("-", "_").upper(): v for k, v in settings.items()}, "HOME": str(self.home.parent)}
         with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen([*argv, *self.extra], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + 60
+            self.proc = subprocess.Popen([*argv, *self.extra], cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env, start_new_session=self.own_session)
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"jinad exited with {self.proc.returncode}:\n{self.log_text()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError(f"jinad did not listen within 60s:\n{self.log_text()}")
+            if self.answers():
+                return self
+            time.sleep(0.05)
+        raise AssertionError(f"jinad did not listen within {timeout}s:\n{self.log_text()}")
+
+    def answers(self) -> bool:
+        """Does it serve yet (it listens)?"""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         if self.proc and self.proc.poll() is None:

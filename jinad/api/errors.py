@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from ..errors import BadRequest, JinadError, shallow
+from ..errors import BadRequest, ContractError, shallow
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def error_response(code: str, message: str, **details: Any) -> web.Response:
 def error_answer(request: web.Request, exc: Exception) -> web.Response:
     """The JSON answer for an exception a handler raised; HTTP redirects and the like are
     raised again (they are answers already)."""
-    if isinstance(exc, JinadError):
+    if isinstance(exc, ContractError):
         return error_response(exc.code, exc.message, **exc.details)
     if isinstance(exc, (HttpProcessingError, RequestPayloadError)):  # a malformed part, header, chunk or encoding
         detail = exc.message if isinstance(exc, HttpProcessingError) else " ".join(str(exc).split())

@@ -9,7 +9,7 @@ from aiohttp import web
 from ..config import truth
 from ..errors import BadRequest
 from ..kinds import KINDS
-from ..objects import NO_RESOURCES
+from ..runner import NO_RESOURCES
 from .errors import parse_json, read_json
 from .keys import CONFIG, COORDINATOR, OBJECT_BODIES, OBJECTS
 from .uploads import RenamedPart, check_size, form_parts

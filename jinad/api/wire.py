@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Callable
 
 from ..logs import Batch
-from ..objects import JObject, ObjectManager
+from ..objects import ObjectManager
+from ..records import JObject
 
 FRAMES_MAX_BYTES = 16 * 1024 * 1024  # about four rings' worth: followers of a log are near its end
 

@@ -15,7 +15,7 @@ import shutil
 import urllib.request
 
 from jinad.ids import new_id, utc_now
-from jinad.objects import COLLECTION, JObject
+from jinad.records import COLLECTION, JObject
 from jinad.store import Store
 
 from bench_rest import wrk

@@ -3,7 +3,7 @@ RSS sampling, process clean-up and small statistics.
 
 Every process a benchmark starts is started in its own process group and ended by that id
 (SIGTERM, wait, SIGKILL) in a `finally`; children a daemon left are found by the
-JINAD_HOME marker jinad puts in their environment, and ended too.
+JINAD_HOME marker jinad puts in their environment (the scan the tests use), and ended too.
 """
 
 from __future__ import annotations
@@ -25,14 +25,15 @@ from typing import Callable, Iterator, Sequence
 
 import psutil
 
-from jinad.ports import is_free  # noqa: F401  (re-exported: the daemon's own bind check)
-
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent.parent
+sys.path.insert(0, str(REPO))  # the tests' harness, shared with them
+
+from jinad.ports import is_free  # noqa: E402, F401  (re-exported: the daemon's own bind check)
+from tests.conftest import Daemon as HarnessDaemon, children_of_home  # noqa: E402
 EXECUTORS = BENCH / "executors"
 TESTS_EXECUTORS = REPO / "tests" / "executors"
 VENV_BIN = Path(sys.executable).parent
-JINAD = VENV_BIN / "jinad"
 JINA = VENV_BIN / "jina"
 PYTHON = sys.executable
 
@@ -112,18 +113,6 @@ def spawn(argv: Sequence[str], **kwargs) -> subprocess.Popen:
     return subprocess.Popen(list(map(str, argv)), start_new_session=True, **kwargs)
 
 
-def processes_marked(home: Path) -> list[psutil.Process]:
-    """Processes a daemon with this home started (jinad marks their environment)."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get("JINAD_HOME") == str(home):
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
-
-
 def kill_all(procs: list[psutil.Process]) -> None:
     for proc in procs:
         with contextlib.suppress(psutil.Error):
@@ -131,25 +120,25 @@ def kill_all(procs: list[psutil.Process]) -> None:
     psutil.wait_procs(procs, 5)
 
 
-class Daemon:
-    """A real `jinad` on loopback with a temporary home, a private API port and child range."""
+class Daemon(HarnessDaemon):
+    """A real `jinad` (the tests' harness) on loopback with a temporary home, a private API port
+    and child range, in a process group of its own, logging warnings only."""
+
+    settings = {"stop-grace-s": "5"}  # the default resource interval, as a user's daemon samples
+    own_session = True  # stopped with its group by `end_group`
 
     def __init__(self, root: Path, name: str, *extra: str, token: str = "", port_range: range | None = None) -> None:
+        super().__init__(root / f"{name}-home", "--log-level", "WARNING", *extra, *(["--token", token] if token else []))
         self.root = root
-        self.home = root / f"{name}-home"
+        self.cwd = root  # a folder without configs/jinad.yml, so only these flags and the defaults count
         self.log_path = root / f"{name}-daemon.log"
         self.port = PORTS.api()
         self.block = port_range or PORTS.block()
+        self.port_range = f"{self.block.start}-{self.block.stop - 1}"
         self.token = token
-        self.extra = list(extra)
-        self.proc: subprocess.Popen | None = None
         self.profiler: subprocess.Popen | None = None
         self.exit_s: float | None = None
         self.killed = False
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def headers(self) -> dict[str, str]:
@@ -160,27 +149,18 @@ class Daemon:
         assert self.proc is not None
         return self.proc.pid
 
+    def answers(self) -> bool:
+        """Does it answer `GET /` yet?"""
+        try:
+            with urllib.request.urlopen(self.url + "/", timeout=1) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
     def start(self, timeout: float = 60.0) -> "Daemon":
-        argv = [JINAD, "--workspace", self.home, "--host", "127.0.0.1", "--port-expose", self.port,
-                "--port-range", f"{self.block.start}-{self.block.stop - 1}", "--stop-grace-s", "5",
-                "--log-level", "WARNING", *self.extra]
-        if self.token:
-            argv += ["--token", self.token]
-        with open(self.log_path, "ab") as out:
-            # cwd: a folder without configs/jinad.yml, so only these flags and the defaults count.
-            self.proc = spawn(argv, cwd=self.root, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"jinad exited with {self.proc.returncode}: {self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/", timeout=1) as resp:
-                    if resp.status == 200:
-                        self._profile()
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"jinad did not answer within {timeout}s: {self.log_tail()}")
+        super().start(timeout)
+        self._profile()
+        return self
 
     def _profile(self) -> None:
         """With --profile: py-spy samples the daemon (on-CPU only) until it exits."""
@@ -210,14 +190,14 @@ class Daemon:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.profiler.wait(30)
             end_group(self.profiler)
-        left = processes_marked(self.home)
+        left = children_of_home(self.home)
         if left:
             print(f"  [cleanup] ending {len(left)} process(es) left by {self.home.name}", file=sys.stderr)
             kill_all(left)
 
     def _report_hang(self) -> None:
         print(f"  [hang] jinad {self.pid} did not exit {STOP_GRACE_S:.0f} s after SIGTERM; "
-              f"{len(processes_marked(self.home))} child process(es) still up", file=sys.stderr)
+              f"{len(children_of_home(self.home))} child process(es) still up", file=sys.stderr)
         if PY_SPY.exists():
             HANG_DIR.mkdir(parents=True, exist_ok=True)
             dump = HANG_DIR / f"{self.home.name}-{self.pid}-stacks.txt"
@@ -231,7 +211,7 @@ class Daemon:
                 obj = json.loads(record.read_text())
                 states.setdefault(obj["state"], []).append(f"{obj['id']} pid {obj.get('pid')}")
         print(f"  [hang] object states on disk: {states}", file=sys.stderr)
-        for proc in processes_marked(self.home):
+        for proc in children_of_home(self.home):
             with contextlib.suppress(psutil.Error):
                 print(f"  [hang] left: {proc.pid} {proc.status()} {proc.environ().get('JINAD_OBJECT_ID')} "
                       f"{' '.join(proc.cmdline())[:100]}", file=sys.stderr)

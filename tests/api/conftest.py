@@ -6,7 +6,7 @@ from jinad.config import Config
 
 @pytest.fixture
 def config(tmp_path) -> Config:
-    return Config(workspace=str(tmp_path / "home"), host="127.0.0.1", port_range="32000-32099", max_upload_bytes=64 * 1024)
+    return Config(home=str(tmp_path / "home"), host="127.0.0.1", port_range="32000-32099", max_upload_bytes=64 * 1024)
 
 
 @pytest.fixture

@@ -4,68 +4,17 @@ real daemon running real Jina."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import importlib.metadata
 import json
 import os
 import pty
-import shutil
 import signal
-from asyncio.subprocess import PIPE, Process
-from pathlib import Path
-from typing import AsyncIterator
 
 import pytest
 
-from tests.conftest import EXECUTORS, JINAD, free_port, wait_until
-from tests.e2e.test_logs import CHATTY, start_chatty
-from tests.e2e.test_objects import ask_http
-
-TIMEOUT = 180  # seconds any one CLI run may take (a Flow start is the slowest)
-
-
-@dataclasses.dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-def cli_env(host: str | None, token: str | None = None, **extra: str) -> dict[str, str]:
-    """This environment without JINAD_* settings (a context or home of the machine's user must
-    not leak in), and with no contexts file; then the daemon to talk to and `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JINAD_")}
-    env.update(XDG_CONFIG_HOME="/nonexistent/jinad-tests", JINAD_WORKSPACE="/nonexistent/jinad-tests/home")
-    return {**env, **({"JINAD_HOST": host} if host else {}), **({"JINAD_TOKEN": token} if token else {}), **extra}
-
-
-@contextlib.asynccontextmanager
-async def cli(host: str | None, *argv: str, token: str | None = None, stderr: int = PIPE,
-              env: dict[str, str] | None = None) -> AsyncIterator[Process]:
-    """The CLI as a running process; killed on the way out if it still runs."""
-    proc = await asyncio.create_subprocess_exec(str(JINAD), *argv, stdout=PIPE, stderr=stderr,
-                                                env=cli_env(host, token, **(env or {})))
-    try:
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-
-
-async def run_cli(host: str | None, *argv: str, token: str | None = None, stderr: int = PIPE,
-                  env: dict[str, str] | None = None) -> Run:
-    async with cli(host, *argv, token=token, stderr=stderr, env=env) as proc:
-        out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
-    return Run(proc.returncode, out.decode(), (err or b"").decode())
-
-
-async def ok(host: str | None, *argv: str, env: dict[str, str] | None = None) -> str:
-    """stdout of a CLI run that must succeed."""
-    result = await run_cli(host, *argv, env=env)
-    assert result.code == 0, result
-    return result.out
+from tests.conftest import EXECUTORS, free_port, wait_until
+from tests.e2e.helpers import CHATTY, TIMEOUT, Run, ask_http, cli, make_folder, ok, run_cli, start_chatty
 
 
 async def run_cli_on_a_tty(host: str, *argv: str) -> Run:
@@ -140,13 +89,6 @@ class CuttingProxy:
             sink.write(data)
             await sink.drain()
         return False
-
-
-def make_folder(path: Path, *names: str) -> Path:
-    path.mkdir()
-    for name in names:
-        shutil.copy(EXECUTORS / name, path / name)
-    return path
 
 
 async def test_workspace_upload_ls_and_rm(daemon, tmp_path):
@@ -250,6 +192,8 @@ async def test_an_unreachable_daemon_exits_3():
     ["restart", "jworkspace-1"],
     ["status", "--host", "ftp://somewhere"],
 ])
+
+
 async def test_usage_errors_exit_2(argv):
     result = await run_cli(f"http://127.0.0.1:{free_port()}", *argv)
     assert result.code == 2 and result.out == ""

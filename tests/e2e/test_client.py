@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import shutil
 import subprocess
 import sys
 import threading
@@ -14,15 +13,7 @@ import pytest
 
 from jinad.client.api import JinadError
 from jinad.client.sync import SyncClient
-from tests.conftest import EXECUTORS
-
-
-def folder_with(tmp_path, *names: str):
-    folder = tmp_path / "ws"
-    folder.mkdir()
-    for name in names:
-        shutil.copy(EXECUTORS / name, folder / name)
-    return folder
+from tests.e2e.helpers import make_folder
 
 
 def client_threads() -> list[threading.Thread]:
@@ -31,7 +22,7 @@ def client_threads() -> list[threading.Thread]:
 
 def test_upload_create_logs_and_delete_in_plain_code(daemon, tmp_path):
     with SyncClient(daemon.url) as jd:
-        ws = jd.upload(folder_with(tmp_path, "upper.py"))
+        ws = jd.upload(make_folder(tmp_path / "ws", "upper.py"))
         assert [f["path"] for f in ws["files"]] == ["upper.py"]
         pea = jd.create("pea", workspace_id=ws["id"], uses="Upper", py_modules=["upper.py"])
         assert pea["state"] == "ready"
@@ -50,7 +41,7 @@ async def test_calls_and_a_followed_log_from_inside_a_running_event_loop(daemon,
     assert asyncio.get_running_loop().is_running()  # as in a notebook cell
     with SyncClient(daemon.url) as jd:
         assert jd.status()["jina"]["version"] == importlib.metadata.version("jina")
-        ws = jd.upload(folder_with(tmp_path, "chatty.py"))
+        ws = jd.upload(make_folder(tmp_path / "ws", "chatty.py"))
         pea = jd.create("pea", workspace_id=ws["id"], uses="Chatty", py_modules=["chatty.py"], uses_with={"lines": 3})
         seen = []
         for entry in jd.logs(pea["id"], tail="all"):  # follows: it ends only because we leave

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import stat
 
-from tests.e2e.test_cli import ok, run_cli
+from tests.e2e.helpers import ok, run_cli
 
 
 async def test_two_daemons_with_different_tokens_by_name_without_flags(daemon_factory, tmp_path):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import signal
 
 from tests.conftest import EXECUTORS, form, wait_until
-from tests.e2e.test_logs import read_stream
-from tests.e2e.test_objects import ask_http
+from tests.e2e.helpers import ask_http, read_stream
 
 UPPER = ("files", "upper.py", EXECUTORS / "upper.py")
 

@@ -23,8 +23,7 @@ import psutil
 import pytest
 
 from tests.conftest import EXECUTORS, REPO, _port_blocks, form, free_port, wait_until
-from tests.e2e.test_logs import read_stream
-from tests.e2e.test_objects import ask_http
+from tests.e2e.helpers import ask_http, read_stream
 
 SCRIPT = REPO / "scripts" / "docker-image.sh"
 HOME = "/home/jinad/.jinad"  # the image's home volume (Dockerfile, VOLUME)

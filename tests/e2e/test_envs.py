@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import EXECUTORS, form, wait_until
-from tests.e2e.test_logs import read_stream
-from tests.e2e.test_objects import ask_http, external_flow
+from tests.e2e.helpers import ask_http, external_flow, read_stream
 
 JOKES = ("files", "jokes.py", EXECUTORS / "jokes.py")
 REQS = ("files", "requirements.txt", b"pyjokes==0.8.3\n")

@@ -5,18 +5,13 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import subprocess
 import time
-from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.conftest import EXECUTORS, children_of_home, form, wait_until
-from tests.e2e.test_logs import CHATTY, read_stream, start_chatty
-from tests.e2e.test_objects import alive, tree_pids
-
-UNRULY = ("files", "unruly.py", EXECUTORS / "unruly.py")
+from tests.conftest import children_of_home, form, wait_until
+from tests.e2e.helpers import CHATTY, UNRULY, UPPER, alive, fill, in_state, read_stream, start_chatty, start_pea, tree_pids
 
 
 async def get_json(http, url: str):
@@ -45,14 +40,11 @@ async def test_kill9_during_an_upload_keeps_nothing_of_it(http, daemon):
 
 
 async def test_kill9_while_an_object_starts_then_it_comes_back_alone(http, daemon):
-    async with http.post(daemon.url + "/workspaces", data=form(("files", "upper.py", EXECUTORS / "upper.py"))) as resp:
-        ws = (await resp.json())["id"]
-    async with http.post(daemon.url + "/peas?wait=false", json={"workspace_id": ws, "uses": "Upper", "py_modules": ["upper.py"]}) as resp:
-        pea = await resp.json()
+    pea = await start_pea(http, daemon, UPPER, {"uses": "Upper", "py_modules": ["upper.py"]}, query="?wait=false", expect=202)
     await wait_until(lambda: children_of_home(daemon.home), 30, "the child to exist")
     daemon.stop(signal.SIGKILL)
     daemon.start()
-    back = await wait_until(lambda: _in_state(http, daemon, pea["id"], "ready"), 90, "the pea to come back")
+    back = await wait_until(lambda: in_state(http, daemon, "peas", pea["id"], "ready"), 90, "the pea to come back")
     assert {p.pid for p in children_of_home(daemon.home)} == set(tree_pids(back["pid"]))
 
 
@@ -69,11 +61,7 @@ async def test_kill9_while_streaming_then_resume_loses_and_repeats_nothing(http,
 
 
 async def test_an_escaped_grandchild_is_ended_with_its_object(http, daemon):
-    async with http.post(daemon.url + "/workspaces", data=form(UNRULY)) as resp:
-        ws = (await resp.json())["id"]
-    async with http.post(daemon.url + "/peas", json={"workspace_id": ws, "uses": "Forker", "py_modules": ["unruly.py"]}) as resp:
-        assert resp.status == 201, await resp.text()
-        pea = await resp.json()
+    pea = await start_pea(http, daemon, UNRULY, {"uses": "Forker", "py_modules": ["unruly.py"]})
     async with http.get(f"{daemon.url}/logs/{pea['id']}?tail=all&follow=false") as resp:
         grandchild = int(re.search(r"forker grandchild (\d+)", await resp.text()).group(1))
     assert alive([grandchild]) and psutil.Process(grandchild).pid not in tree_pids(pea["pid"])
@@ -83,42 +71,13 @@ async def test_an_escaped_grandchild_is_ended_with_its_object(http, daemon):
 
 
 async def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(http, daemon):
-    async with http.post(daemon.url + "/workspaces", data=form(UNRULY)) as resp:
-        ws = (await resp.json())["id"]
-    async with http.post(daemon.url + "/peas", json={"workspace_id": ws, "uses": "Stubborn", "py_modules": ["unruly.py"], "protocol": "grpc"}) as resp:
-        assert resp.status == 201, await resp.text()
-        pea = await resp.json()
+    pea = await start_pea(http, daemon, UNRULY, {"uses": "Stubborn", "py_modules": ["unruly.py"], "protocol": "grpc"})
     pids = tree_pids(pea["pid"])
     began = time.monotonic()
     async with http.delete(f"{daemon.url}/peas/{pea['id']}") as resp:
         assert resp.status == 200
     assert alive(pids) == []
     assert time.monotonic() - began < 30
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(disk) -> Path:
-    """Fill the disk up with one file; removing that file gives the room back."""
-    filler = disk / "filler.bin"
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 1048576)
-                f.flush()
-        except OSError:
-            pass
-    return filler
 
 
 async def test_a_full_disk_answers_507_keeps_earlier_records_and_recovers(http, daemon_factory, small_disk):
@@ -142,13 +101,8 @@ async def test_a_full_disk_answers_507_keeps_earlier_records_and_recovers(http, 
 
 async def test_restart_policy_backs_off_then_gives_up(http, daemon_factory):
     daemon = daemon_factory("--restart-max-retries", "2")
-    async with http.post(daemon.url + "/workspaces", data=form(UNRULY)) as resp:
-        ws = (await resp.json())["id"]
-    async with http.post(daemon.url + "/peas", json={"workspace_id": ws, "uses": "Quitter", "py_modules": ["unruly.py"],
-                                                     "restart": "on-failure"}) as resp:
-        assert resp.status == 201, await resp.text()
-        pea = await resp.json()
-    failed = await wait_until(lambda: _in_state(http, daemon, pea["id"], "failed"), 120, "the policy to give up")
+    pea = await start_pea(http, daemon, UNRULY, {"uses": "Quitter", "py_modules": ["unruly.py"], "restart": "on-failure"})
+    failed = await wait_until(lambda: in_state(http, daemon, "peas", pea["id"], "failed"), 120, "the policy to give up")
     assert failed["restarts"] == 2
     assert "gave up after 2 restarts" in failed["error"]
     assert children_of_home(daemon.home) == []
@@ -157,21 +111,13 @@ async def test_restart_policy_backs_off_then_gives_up(http, daemon_factory):
     assert text.count('"state": "exited"') == 3 and text.count('"state": "ready"') == 3
 
 
-async def _in_state(http, daemon, pea_id, state):
-    pea = await get_json(http, f"{daemon.url}/peas/{pea_id}")
-    return pea if pea["state"] == state else None
-
-
 async def test_an_object_that_cannot_start_again_after_a_restart_is_failed_and_the_daemon_runs(http, daemon):
-    async with http.post(daemon.url + "/workspaces", data=form(("files", "upper.py", EXECUTORS / "upper.py"))) as resp:
-        ws = (await resp.json())["id"]
-    async with http.post(daemon.url + "/peas", json={"workspace_id": ws, "uses": "Upper", "py_modules": ["upper.py"]}) as resp:
-        assert resp.status == 201
-        pea = await resp.json()
+    pea = await start_pea(http, daemon, UPPER, {"uses": "Upper", "py_modules": ["upper.py"]})
+    ws = pea["workspace_id"]
     daemon.stop(signal.SIGTERM)  # the pea is `stopped`: to be started again
     (daemon.home / "state" / "workspaces" / f"{ws}.json").unlink()  # its workspace is lost meanwhile
     daemon.start()
-    failed = await wait_until(lambda: _in_state(http, daemon, pea["id"], "failed"), 30, "the pea to be failed")
+    failed = await wait_until(lambda: in_state(http, daemon, "peas", pea["id"], "failed"), 30, "the pea to be failed")
     assert "could not start it again" in failed["error"] and ws in failed["error"]
     async with http.get(daemon.url + "/status") as resp:
         assert resp.status == 200

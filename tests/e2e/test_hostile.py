@@ -12,10 +12,8 @@ import signal
 import psutil
 
 from tests.conftest import EXECUTORS, children_of_home, form, wait_until
-from tests.e2e.test_faults import UNRULY, fill, small_disk  # noqa: F401 - a fixture
+from tests.e2e.helpers import SSE, UNRULY, alive, create, fill, get, in_state, make_workspace, read_stream, start_chatty, start_pea
 from tests.hostile import folders_only_tar_gz, nested
-from tests.e2e.test_logs import SSE, read_stream, start_chatty
-from tests.e2e.test_objects import alive, create, get, make_workspace
 
 TOKEN = "hostile-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -96,21 +94,14 @@ async def test_a_daemon_that_went_through_the_attacks_serves_and_stops_cleanly(d
 
 
 async def test_delete_of_an_exited_object_ends_the_grandchild_it_left(http, daemon):
-    async with http.post(daemon.url + "/workspaces", data=form(UNRULY)) as resp:
-        ws = (await resp.json())["id"]
-    pea = await create(http, daemon, "peas", {"workspace_id": ws, "uses": "Deserter", "py_modules": ["unruly.py"]})
+    pea = await start_pea(http, daemon, UNRULY, {"uses": "Deserter", "py_modules": ["unruly.py"]})
     async with http.get(f"{daemon.url}/logs/{pea['id']}?tail=all&follow=false") as resp:
         grandchild = int(re.search(r"deserter grandchild (\d+)", await resp.text()).group(1))
-    await wait_until(lambda: _state(http, daemon, pea["id"], "exited"), 30, "the pea to exit")
+    await wait_until(lambda: in_state(http, daemon, "peas", pea["id"], "exited"), 30, "the pea to exit")
     async with http.delete(f"{daemon.url}/peas/{pea['id']}") as resp:
         assert resp.status == 200
     assert alive([grandchild]) == []
     assert children_of_home(daemon.home) == []
-
-
-async def _state(http, daemon, pea_id: str, state: str):
-    pea = await get(http, daemon, "peas", pea_id)
-    return pea if pea["state"] == state else None
 
 
 async def test_two_restarts_at_once_both_answer_the_one_start_that_serves(http, daemon):

@@ -3,49 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 import time
 
 import aiohttp
 
 from jinad.client.sse import iter_events
-from tests.conftest import EXECUTORS, form, wait_until
-
-CHATTY = re.compile(r"^chatty (\d{8}) ")
-SSE = {"Accept": "text/event-stream"}
-
-
-async def start_chatty(http, daemon, lines: int, start_delay: float = 0.5, restart: str = "no") -> dict:
-    async with http.post(daemon.url + "/workspaces", data=form(("files", "chatty.py", EXECUTORS / "chatty.py"))) as resp:
-        ws = (await resp.json())["id"]
-    body = {"workspace_id": ws, "uses": "Chatty", "py_modules": ["chatty.py"], "restart": restart,
-            "uses_with": {"lines": lines, "start_delay": start_delay}}
-    async with http.post(daemon.url + "/peas", json=body) as resp:
-        assert resp.status == 201, await resp.text()
-        return await resp.json()
-
-
-async def read_stream(http, url: str, headers=None, stop_after: int | None = None, until_line: str | None = None):
-    """(log events, other events) of one SSE connection, read until it ends or a condition."""
-    logs, others = [], []
-    async with http.get(url, headers={**SSE, **(headers or {})}) as resp:
-        assert resp.status == 200
-        assert resp.content_type == "text/event-stream"
-        async for event in iter_events(resp):
-            if event.event != "log":
-                others.append(event)
-                if event.event == "end":
-                    break
-                continue
-            entry = event.json()
-            assert int(event.id) == entry["seq"]
-            logs.append(entry)
-            if stop_after is not None and len(logs) >= stop_after:
-                break
-            if until_line is not None and entry["line"].startswith(until_line):
-                break
-    return logs, others
+from tests.conftest import wait_until
+from tests.e2e.helpers import CHATTY, SSE, read_stream, start_chatty
 
 
 def chatty_numbers(entries) -> list[int]:

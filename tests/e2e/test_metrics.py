@@ -9,47 +9,9 @@ import collections
 import importlib.metadata
 import json
 
-import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
-
 from jinad.client.sse import iter_events
-from tests.conftest import EXECUTORS, form, wait_until
-from tests.e2e.test_cli import ok
-
-TOKEN = "s3cret"
-
-
-def authorized() -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=aiohttp.ClientTimeout(total=180))
-
-
-async def scrape(http, daemon) -> dict[str, dict]:
-    """family -> {(sample name, *label values in label order): value}"""
-    async with http.get(daemon.url + "/metrics") as resp:
-        assert resp.status == 200
-        text = await resp.text()
-    return {family.name: {(s.name, *(v for _, v in sorted(s.labels.items()))): s.value for s in family.samples}
-            for family in text_string_to_metric_families(text)}
-
-
-def counted(metrics: dict) -> collections.Counter:
-    """(kind, state) -> how many, workspaces too, as the metrics say (zeros left out)."""
-    found = collections.Counter({(kind, state): int(n) for (_, kind, state), n in metrics["jinad_objects"].items() if n})
-    found.update({("workspace", state): int(n) for (_, state), n in metrics["jinad_workspaces"].items() if n})
-    return found
-
-
-async def a_flow_and_a_failed_pea(http, daemon) -> tuple[dict, str]:
-    """A running Flow (with its own workspace) and a Pea that failed to start (with another)."""
-    body = form(("flow", "flow.yml", EXECUTORS / "flow_http.yml"), ("files", "upper.py", EXECUTORS / "upper.py"))
-    async with http.post(daemon.url + "/flows", data=body) as resp:
-        assert resp.status == 201, await resp.text()
-        flow = await resp.json()
-    async with http.post(daemon.url + "/workspaces", data=form(("files", "crash.py", EXECUTORS / "crash.py"))) as resp:
-        crash_ws = (await resp.json())["id"]
-    async with http.post(daemon.url + "/peas", json={"workspace_id": crash_ws, "uses": "Crash", "py_modules": ["crash.py"]}) as resp:
-        assert resp.status == 422
-        return flow, (await resp.json())["id"]
+from tests.conftest import wait_until
+from tests.e2e.helpers import TOKEN, a_flow_and_a_failed_pea, authorized, counted, ok, scrape
 
 
 async def test_metrics_of_a_flow_a_failed_pea_and_workspaces_agree_with_cli_and_lists(daemon_factory):

@@ -7,37 +7,10 @@ import os
 import signal
 import socket
 
-import psutil
 import pytest
 
 from tests.conftest import EXECUTORS, children_of_home, form, wait_until
-
-UPPER = ("files", "upper.py", EXECUTORS / "upper.py")
-
-
-async def make_workspace(http, daemon, *parts) -> str:
-    async with http.post(daemon.url + "/workspaces", data=form(UPPER, *parts)) as resp:
-        assert resp.status == 201, await resp.text()
-        return (await resp.json())["id"]
-
-
-async def create(http, daemon, plural: str, body: dict, expect: int = 201, query: str = "") -> dict:
-    async with http.post(f"{daemon.url}/{plural}{query}", json=body) as resp:
-        answer = await resp.json()
-        assert resp.status == expect, answer
-        return answer
-
-
-async def get(http, daemon, plural: str, object_id: str) -> dict:
-    async with http.get(f"{daemon.url}/{plural}/{object_id}") as resp:
-        assert resp.status == 200
-        return await resp.json()
-
-
-async def ask_http(http, port: int, text: str) -> str:
-    async with http.post(f"http://127.0.0.1:{port}/default", json={"data": [{"text": text}]}) as resp:
-        assert resp.status == 200, await resp.text()
-        return (await resp.json())["data"][0]["text"]
+from tests.e2e.helpers import UPPER, alive, ask_http, create, external_flow, get, in_state, make_workspace, tree_pids
 
 
 def ask_grpc(port: int, text: str) -> str:
@@ -49,21 +22,6 @@ def ask_grpc(port: int, text: str) -> str:
         "/", inputs=DocList[TextDoc]([TextDoc(text=text)]), return_type=DocList[TextDoc]
     )
     return docs[0].text
-
-
-def alive(pids) -> list[int]:
-    return [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-
-
-def tree_pids(leader: int) -> list[int]:
-    return [p.pid for p in psutil.process_iter() if _pgid(p.pid) == leader]
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except ProcessLookupError:
-        return None
 
 
 async def test_http_flow_answers_and_delete_leaves_no_process(http, daemon):
@@ -110,20 +68,6 @@ async def test_grpc_flow_from_one_multipart_upload(http, daemon):
     assert answer == "HI!"
     async with http.get(f"{daemon.url}/workspaces/{flow['workspace_id']}") as resp:
         assert sorted(f["path"] for f in (await resp.json())["files"]) == ["flow.yml", "upper.py"]
-
-
-async def external_flow(http, daemon, port: int | list[int]) -> int:
-    """Start a local Flow whose one executor is external at `port`; its gateway port."""
-    async with http.post(daemon.url + "/flows", data=form(("flow", "ext.yml", external_flow_yaml(port)))) as resp:
-        assert resp.status == 201, await resp.text()
-        return (await resp.json())["ports"]["gateway"]
-
-
-def external_flow_yaml(port: int | list[int]) -> bytes:
-    return (
-        "jtype: Flow\nwith:\n  protocol: http\nexecutors:\n"
-        f"  - name: remote\n    external: true\n    host: 127.0.0.1\n    port: {port}\n"
-    ).encode()
 
 
 @pytest.mark.parametrize("plural", ["peas", "pods"])
@@ -179,7 +123,7 @@ async def test_no_wait_answers_202_then_restart_gives_a_new_process(http, daemon
     pea = await create(http, daemon, "peas", {"workspace_id": ws, "uses": "Upper", "py_modules": ["upper.py"], "protocol": "http"},
                        expect=202, query="?wait=false")
     assert pea["state"] == "starting"
-    ready = await wait_until(lambda: _in_state(http, daemon, "peas", pea["id"], "ready"), timeout=90, what="pea ready")
+    ready = await wait_until(lambda: in_state(http, daemon, "peas", pea["id"], "ready"), timeout=90, what="pea ready")
     async with http.post(f"{daemon.url}/peas/{pea['id']}/restart") as resp:
         assert resp.status == 200
         again = await resp.json()
@@ -189,18 +133,11 @@ async def test_no_wait_answers_202_then_restart_gives_a_new_process(http, daemon
     assert again["ports"] == ready["ports"]
 
 
-async def _in_state(http, daemon, plural, object_id, state, **expected):
-    obj = await get(http, daemon, plural, object_id)
-    if obj["state"] == state and all(obj[k] == v for k, v in expected.items()):
-        return obj
-    return None
-
-
 async def test_restart_policy_brings_back_a_child_killed_from_outside(http, daemon):
     ws = await make_workspace(http, daemon)
     pea = await create(http, daemon, "peas", {"workspace_id": ws, "uses": "Upper", "py_modules": ["upper.py"], "restart": "always"})
     os.kill(pea["pid"], signal.SIGKILL)
-    back = await wait_until(lambda: _in_state(http, daemon, "peas", pea["id"], "ready", restarts=1), timeout=90, what="restart by policy")
+    back = await wait_until(lambda: in_state(http, daemon, "peas", pea["id"], "ready", restarts=1), timeout=90, what="restart by policy")
     assert back["pid"] != pea["pid"]
     port = back["ports"]["executor"]
     gateway = await external_flow(http, daemon, port)
@@ -216,7 +153,7 @@ async def test_kill9_of_the_daemon_then_restart_brings_the_flow_back_without_orp
 
     daemon.start()
     assert alive(old_pids) == []  # ended during recovery, before the daemon serves
-    back = await wait_until(lambda: _in_state(http, daemon, "flows", flow["id"], "ready"), timeout=90, what="flow recovered")
+    back = await wait_until(lambda: in_state(http, daemon, "flows", flow["id"], "ready"), timeout=90, what="flow recovered")
     assert back["ports"] == flow["ports"]
     assert back["pid"] != flow["pid"]
     assert await ask_http(http, back["ports"]["gateway"], "again") == "AGAIN"

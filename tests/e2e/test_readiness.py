@@ -14,6 +14,7 @@ import contextlib
 import aiohttp
 
 from tests.conftest import EXECUTORS, form, wait_until
+from tests.e2e.helpers import in_state
 
 PROTOCOLS = ("grpc", "websocket", "http")
 TRIES = 20
@@ -61,13 +62,7 @@ async def test_an_object_that_ends_by_itself_says_why(http, daemon):
     with contextlib.suppress(aiohttp.ClientError):  # its answer may never come
         async with http.post(f"http://127.0.0.1:{flow['ports']['gateway']}/default", json={"data": []}) as resp:
             await resp.read()
-    exited = await wait_until(lambda: _in_state(http, daemon, flow["id"], "exited"), 30, "the Flow to end")
+    exited = await wait_until(lambda: in_state(http, daemon, "flows", flow["id"], "exited"), 30, "the Flow to end")
     assert exited["exit_code"] == -9
     assert exited["error"].startswith("it was ended by SIGKILL"), exited["error"]
     assert "the disk under /data is gone" in exited["error"]
-
-
-async def _in_state(http, daemon, flow_id: str, state: str) -> dict | None:
-    async with http.get(f"{daemon.url}/flows/{flow_id}") as resp:
-        flow = await resp.json()
-    return flow if flow["state"] == state else None

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import EXECUTORS, form
-from tests.e2e.test_logs import start_chatty
+from tests.e2e.helpers import start_chatty
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -217,8 +217,7 @@ async def test_dashboard_with_a_token_runs_a_flow_and_deletes_it_and_its_workspa
 async def test_dashboard_counts_agree_with_metrics_and_the_cli(daemon_factory, browser):
     from playwright.async_api import expect
 
-    from tests.e2e.test_cli import ok
-    from tests.e2e.test_metrics import TOKEN, a_flow_and_a_failed_pea, authorized, counted, scrape
+    from tests.e2e.helpers import TOKEN, a_flow_and_a_failed_pea, authorized, counted, ok, scrape
 
     daemon = daemon_factory("--token", TOKEN)
     async with authorized() as http:

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from jinad import config as settings
-from jinad.config import Config
+from jinad.config import Config, outside_name
 from tests.conftest import REPO
 
 
@@ -31,6 +31,17 @@ def test_flags_beat_environment_beat_file(tmp_path):
     env = {"JINAD_CONFIG": str(file), "JINAD_PORT_EXPOSE": "8002", "JINAD_STOP_GRACE_S": "4"}
     config = settings.load(parse("--port-expose", "8003"), environ=env)
     assert (config.port_expose, config.stop_grace_s, config.log_level) == (8003, 4.0, "DEBUG")
+
+
+def test_the_home_is_called_workspace_outside(tmp_path):
+    file = tmp_path / "j.yml"
+    file.write_text(f"workspace: {tmp_path / 'a'}\n")
+    assert settings.load(parse("--config", str(file)), environ={}).home == tmp_path / "a"
+    assert settings.load(parse(), environ={"JINAD_WORKSPACE": str(tmp_path / "b")}).home == tmp_path / "b"
+    assert settings.load(parse("--workspace", str(tmp_path / "c")), environ={}).home == tmp_path / "c"
+    file.write_text("home: x\n")
+    with pytest.raises(ValueError, match="unknown setting"):
+        settings.read_file(file)
 
 
 @pytest.mark.parametrize("text", ["nope: 1\n", "port_expose: eighty\n", "- a list\n"])
@@ -77,6 +88,6 @@ def test_values_the_daemon_cannot_work_with_are_refused_by_name(changes, word):
 def test_the_shipped_settings_file_lists_every_setting_with_its_default():
     shipped = yaml.safe_load((REPO / "configs" / "jinad.yml").read_text())
     fields = dataclasses.fields(Config)
-    assert list(shipped) == [f.name for f in fields]
-    assert {name: str(value) for name, value in shipped.items()} == {f.name: str(f.default) for f in fields}
+    assert list(shipped) == [outside_name(f) for f in fields]
+    assert {name: str(value) for name, value in shipped.items()} == {outside_name(f): str(f.default) for f in fields}
     assert all(f.metadata["help"] for f in fields)

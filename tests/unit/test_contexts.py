@@ -20,7 +20,7 @@ def env(tmp_path) -> Iterator[dict[str, str]]:
     contexts file."""
     home = tmp_path / "home"
     home.mkdir()
-    write_record(resolve_token(Config(host="0.0.0.0", port_expose=8123, workspace=str(home))), token_from_file=True)
+    write_record(resolve_token(Config(host="0.0.0.0", port_expose=8123, home=str(home))), token_from_file=True)
     with open(home / local.LOCK_FILE, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held as the daemon holds it
         yield {"JINAD_WORKSPACE": str(home), "XDG_CONFIG_HOME": str(tmp_path / "config")}

@@ -1,4 +1,5 @@
-"""The Flow YAML jinad writes from the user's: every port it reports is the one Jina uses."""
+"""The kind-table: the Flow YAML jinad writes from the user's (every port it reports is the one Jina
+uses), and the command lines of Pods and Peas with the requests they refuse."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import yaml
 
 from jinad.errors import BadRequest, Conflict
-from jinad.kinds import FLOW_READY_LINE, Context, prepare_flow
+from jinad.kinds import FLOW_READY_LINE, Preparation, prepare_flow, prepare_pea, prepare_pod
 from jinad.ports import PortAllocator
 
 
@@ -31,7 +32,7 @@ def prepare(tmp_path, flow_yaml: str):
     (ws / "flow.yml").write_text(flow_yaml)
     run = tmp_path / "run"
     run.mkdir(exist_ok=True)
-    ctx = Context(ws, run, {}, PortAllocator(range(31000, 31100)), "jina", 1 << 20, 50)
+    ctx = Preparation(ws, run, {}, PortAllocator(range(31000, 31100)), "jina", 1 << 20, 50)
     launch = prepare_flow({"filename": "flow.yml"}, ctx)
     return launch, yaml.safe_load((run / "flow.yml").read_text())
 
@@ -129,3 +130,63 @@ def test_a_fixed_port_in_use_is_a_conflict(tmp_path):
         holder.listen()
         with pytest.raises(Conflict):
             prepare(tmp_path, f"jtype: Flow\nexecutors:\n  - name: e\n    port_in: {holder.getsockname()[1]}\n")
+
+
+def executor_ctx(tmp_path) -> Preparation:
+    """What preparing a Pod or Pea needs, in a workspace holding exec.py and exec.yml."""
+    ws, run = tmp_path / "ws", tmp_path / "run"
+    for folder in (ws, run):
+        folder.mkdir(exist_ok=True)
+    (ws / "exec.py").write_text("")
+    (ws / "exec.yml").write_text("jtype: A\n")
+    (tmp_path / "outside.py").write_text("")
+    return Preparation(ws, run, {}, PortAllocator(range(31000, 31100)), "jina", 1 << 20, 50)
+
+
+@pytest.mark.parametrize("prepare_executor", [prepare_pod, prepare_pea])
+@pytest.mark.parametrize("spec, word", [
+    ({}, "'uses' is required"),
+    ({"uses": " "}, "'uses' is required"),
+    ({"uses": 7}, "'uses' is required"),
+    ({"uses": "--help"}, "must name an Executor"),
+    ({"uses": "A\0"}, "NUL"),
+    ({"uses": "missing.yml"}, "not a file in the workspace"),
+    ({"uses": "A", "uses_with": []}, "uses_with"),
+    ({"uses": "A", "py_modules": "../outside.py"}, "outside the workspace"),
+    ({"uses": "A", "py_modules": [7]}, "py_modules"),
+    ({"uses": "A", "protocol": "smtp"}, "protocol"),
+    ({"uses": "A", "port": 0}, "port of executor"),
+    ({"uses": "A", "port": "31001"}, "port of executor"),
+])
+def test_a_pod_or_pea_request_that_cannot_run_is_refused_by_the_kind(tmp_path, prepare_executor, spec, word):
+    with pytest.raises(BadRequest, match=word):
+        prepare_executor(spec, executor_ctx(tmp_path))
+
+
+@pytest.mark.parametrize("spec, word", [
+    ({"uses": "A", "replicas": 0}, "replicas"),
+    ({"uses": "A", "replicas": True}, "replicas"),
+    ({"uses": "A", "shards": 1.5}, "shards"),
+])
+def test_replicas_and_shards_of_a_pod_must_be_whole_numbers_of_at_least_one(tmp_path, spec, word):
+    with pytest.raises(BadRequest, match=word):
+        prepare_pod(spec, executor_ctx(tmp_path))
+
+
+def test_a_pea_runs_jina_executor_with_the_files_resolved_in_its_workspace(tmp_path):
+    ctx = executor_ctx(tmp_path)
+    launch = prepare_pea({"uses": "exec.yml", "py_modules": ["exec.py"], "uses_with": {"a": 1}, "protocol": "HTTP"}, ctx)
+    port = launch.ports["executor"]
+    assert launch.argv == ["jina", "executor", "--uses", str(ctx.ws_root / "exec.yml"), "--port", str(port), "--protocol", "http",
+                           "--py-modules", str(ctx.ws_root / "exec.py"), "--uses-with", '{"a": 1}']
+    assert (launch.port, launch.protocol, launch.probes) == (port, "http", [(port, "tcp")])
+
+
+def test_a_pod_with_replicas_fixes_every_replica_port_and_probes_them_and_its_gateway(tmp_path):
+    ctx = executor_ctx(tmp_path)
+    launch = prepare_pod({"uses": "A", "replicas": 2}, ctx)
+    written = yaml.safe_load((ctx.run_dir / "deployment.yml").read_text())["with"]
+    assert launch.argv == ["jina", "deployment", "--uses", str(ctx.run_dir / "deployment.yml")]
+    assert set(launch.ports) == {"executor", "gateway", "executor-1"} and launch.port == launch.ports["executor"]
+    assert written["peer_ports"] == [launch.ports["executor"], launch.ports["executor-1"]] and written["port"] == launch.ports["gateway"]
+    assert sorted(port for port, _ in launch.probes) == sorted(launch.ports.values())

@@ -11,12 +11,12 @@ from jinad.config import Config
 
 
 def test_loopback_needs_no_token(tmp_path):
-    assert resolve_token(Config(host="127.0.0.1", workspace=str(tmp_path))).token == ""
+    assert resolve_token(Config(host="127.0.0.1", home=str(tmp_path))).token == ""
     assert is_loopback("localhost") and is_loopback("127.0.0.9") and not is_loopback("0.0.0.0")
 
 
 def test_off_loopback_a_token_is_made_kept_private_and_reused(tmp_path):
-    config = Config(host="0.0.0.0", workspace=str(tmp_path))
+    config = Config(host="0.0.0.0", home=str(tmp_path))
     token = resolve_token(config).token
     assert len(token) >= 32
     path = tmp_path / "token"
@@ -25,13 +25,13 @@ def test_off_loopback_a_token_is_made_kept_private_and_reused(tmp_path):
 
 
 def test_given_token_or_no_auth_are_kept(tmp_path):
-    assert resolve_token(Config(host="0.0.0.0", workspace=str(tmp_path), token="mine")).token == "mine"
-    assert resolve_token(Config(host="0.0.0.0", workspace=str(tmp_path), no_auth=True)).token == ""
+    assert resolve_token(Config(host="0.0.0.0", home=str(tmp_path), token="mine")).token == "mine"
+    assert resolve_token(Config(host="0.0.0.0", home=str(tmp_path), no_auth=True)).token == ""
     assert not (tmp_path / "token").exists()
 
 
 def test_the_record_gives_the_url_and_the_token_only_to_that_url_while_the_daemon_runs(tmp_path):
-    config = resolve_token(Config(host="0.0.0.0", port_expose=8123, workspace=str(tmp_path)))
+    config = resolve_token(Config(host="0.0.0.0", port_expose=8123, home=str(tmp_path)))
     write_record(config, token_from_file=True)  # with this process's pid
     assert local.find(tmp_path).token is None, "a live pid that does not hold the home's lock is not its daemon"
     lock = open(tmp_path / local.LOCK_FILE, "w")
@@ -52,14 +52,14 @@ def test_the_record_gives_the_url_and_the_token_only_to_that_url_while_the_daemo
 @pytest.mark.parametrize("content", ["", "\n", "   \n"])
 def test_a_token_file_without_a_token_gets_a_new_one_never_no_auth(tmp_path, content):
     (tmp_path / "token").write_text(content)
-    config = resolve_token(Config(host="0.0.0.0", workspace=str(tmp_path)))
+    config = resolve_token(Config(host="0.0.0.0", home=str(tmp_path)))
     assert len(config.token) > 30 and (tmp_path / "token").read_text() == config.token
 
 
 def test_a_token_file_others_could_read_is_made_private_again(tmp_path):
     (tmp_path / "token").write_text("kept-token")
     os.chmod(tmp_path / "token", 0o644)
-    assert resolve_token(Config(host="0.0.0.0", workspace=str(tmp_path))).token == "kept-token"
+    assert resolve_token(Config(host="0.0.0.0", home=str(tmp_path))).token == "kept-token"
     assert stat.S_IMODE(os.stat(tmp_path / "token").st_mode) == 0o600
 
 

@@ -2,7 +2,7 @@ import json
 
 from jinad.api.wire import BatchFrames, ObjectBodies
 from jinad.logs import Batch
-from jinad.objects import JObject
+from jinad.records import JObject
 
 
 class FakeObjects:

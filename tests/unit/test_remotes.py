@@ -8,7 +8,7 @@ import pytest
 
 from jinad.client.api import JinadError
 from jinad.errors import FailedToStart
-from jinad.objects import _object_from_record
+from jinad.records import object_from_record
 from jinad.remotes import RemotePart, Remotes
 
 PART = {"name": "e", "jinad": "http://b:8000", "workspace_id": "jworkspace-b", "content": "c0ffee",
@@ -20,7 +20,7 @@ RECORD = {"id": "jflow-x", "kind": "flow", "workspace_id": "jworkspace-a", "spec
 
 
 def test_a_record_with_remote_parts_loads_and_stores_the_same_shape():
-    obj = _object_from_record(RECORD)
+    obj = object_from_record(RECORD)
     assert obj.remote == [RemotePart(**PART)]
     assert dataclasses.asdict(obj)["remote"] == [PART]
     assert obj.to_json({})["remote"] == [PART]
@@ -30,7 +30,7 @@ def test_a_record_with_remote_parts_loads_and_stores_the_same_shape():
                                   {**PART, "name": 1}, "e"])
 def test_a_remote_part_of_the_wrong_shape_is_refused(part):
     with pytest.raises((ValueError, TypeError)):
-        _object_from_record({**RECORD, "remote": [part]})
+        object_from_record({**RECORD, "remote": [part]})
 
 
 class FakeDaemon:

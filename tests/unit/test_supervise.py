@@ -37,7 +37,7 @@ class FakeChild:
 @pytest.fixture
 async def manager(tmp_path, monkeypatch):
     """An ObjectManager whose children are fakes following `plan` (ready?, exit code) per start."""
-    config = Config(workspace=str(tmp_path / "home"), host="127.0.0.1", port_range="32000-32099", restart_max_retries=2)
+    config = Config(home=str(tmp_path / "home"), host="127.0.0.1", port_range="32000-32099", restart_max_retries=2)
     store = Store(config.home / "state")
     workspaces = WorkspaceManager(config, store)
     workspaces.load()

@@ -6,7 +6,7 @@ import sys
 import psutil
 
 from jinad.logs import Log
-from jinad.objects import _cancel
+from jinad.runner import cancel_tasks
 from jinad.supervision import PIPE_BYTES, _connect, _PipeToLog, error_lines, spawn, tree, wait_ready
 
 
@@ -24,7 +24,7 @@ async def test_a_task_that_swallows_a_cancel_is_still_stopped():
 
     task = asyncio.create_task(stubborn())
     await asyncio.sleep(0)
-    await asyncio.wait_for(_cancel([task]), 5)
+    await asyncio.wait_for(cancel_tasks([task]), 5)
     assert swallowed and task.cancelled()
 
 

@@ -1,0 +1,111 @@
+"""Making an object's launch: its definition checked and its files written by the kind-table,
+its parts on other daemons started, followed and dropped (part of ObjectManager)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+from .config import Config
+from .ids import new_id, utc_now
+from .kinds import KINDS, Launch, Preparation, parse_request
+from .logs import Log
+from .ports import PortAllocator
+from .records import COLLECTION, JObject
+from .remotes import Remotes
+from .runner import Runner
+from .states import LIVE
+from .store import Store
+from .workspaces import WorkspaceManager
+
+
+class Launching:
+    """ObjectManager's methods that make launches; they use its objects, runners and records."""
+
+    config: Config
+    store: Store
+    workspaces: WorkspaceManager
+    alloc: PortAllocator
+    remotes: Remotes
+    objects: dict[str, JObject]
+    runners: dict[str, Runner]
+    run_root: Path
+    jina: str
+    _advertised_host: str
+
+    def _prepare(self, obj: JObject) -> Launch:
+        """Validate the object's definition and write its launch files; raises on bad input."""
+        run_dir = self.run_root / obj.id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        c = self.config
+        ctx = Preparation(self.workspaces.files_dir(obj.workspace_id), run_dir, obj.ports, self.alloc,
+                          self.workspaces.jina(obj.workspace_id, self.jina), c.max_yaml_bytes, c.max_yaml_depth,
+                          remotes={part.name: part for part in obj.remote})
+        launch = KINDS[obj.kind].prepare(obj.spec, ctx)
+        obj.protocol = launch.protocol
+        obj.address = f"{self._advertised_host}:{launch.port}"
+        if obj.id in self.runners:  # ports, protocol and address changed (stored as it starts)
+            self.runners[obj.id].revision += 1
+        return launch
+
+    async def _prepare_with_remotes(self, obj: JObject) -> Launch:
+        """Prepare, first starting on other daemons the executors that run there (again, for
+        parts that no longer run there: a restart or recovery brings the whole Flow back)."""
+        if obj.remote:
+            obj.remote = await self.remotes.still_running(obj.remote)
+        launch = self._prepare(obj)
+        if not launch.remote_needed:
+            return launch
+        obj.remote = obj.remote + await self.remotes.deploy(launch.remote_needed, self.workspaces.files_dir(obj.workspace_id),
+                                                            obj.timeout_s)
+        try:
+            return self._prepare(obj)
+        except BaseException:
+            await self._drop_remotes(obj)
+            raise
+
+    def _follow_remotes(self, obj: JObject, runner: Runner) -> None:
+        def ended(reason: str) -> None:
+            if obj.id in self.objects and obj.state in LIVE:
+                obj.error = reason
+                self._save(obj)
+
+        runner.followers = self.remotes.follow_all(obj.remote, runner.log, ended)
+
+    async def _drop_remotes(self, obj: JObject) -> None:
+        """Delete the object's parts on other daemons (their workspaces too, unless in use)."""
+        runner = self.runners.get(obj.id)
+        for task in runner.followers if runner else []:
+            task.cancel()
+        await self.remotes.drop(obj.remote, in_use={p.placed for o in self.objects.values() if o is not obj for p in o.remote})
+        obj.remote = []
+        if obj.id in self.objects:  # not for a Flow being refused before it had a record
+            self._save(obj)
+
+    async def create(self, kind_name: str, body: dict, wait: bool = True) -> JObject:
+        kind = KINDS[kind_name]
+        request = parse_request(kind, body)
+        await self.workspaces.ready_for_objects(request.workspace_id, wait)
+        obj = JObject(
+            id=new_id(kind.name), kind=kind.name, workspace_id=request.workspace_id, spec=request.spec,
+            envs=request.envs, restart=request.restart, timeout_s=request.timeout_s or self.config.start_timeout_s,
+            created_at=utc_now(),
+        )
+        self._check_capacity(obj)
+        try:
+            launch = await self._prepare_with_remotes(obj)
+            try:
+                # Stored before it is known: what cannot be stored (or a full disk) refuses the
+                # object here, and a known object always has a record.
+                self.store.save(COLLECTION, dataclasses.asdict(obj))
+            except BaseException:
+                await self._drop_remotes(obj)
+                raise
+        except BaseException:
+            self.alloc.release(list(obj.ports.values()))
+            shutil.rmtree(self.run_root / obj.id, ignore_errors=True)
+            raise
+        self.objects[obj.id] = obj
+        self.runners[obj.id] = Runner(log=Log.from_config(self.config, obj.id), launch=launch)
+        return await self._begin(obj, wait)
