@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import yaml
 
 from .errors import BadRequest, check_plain_text, shallow
+from .limits import parse_limits
 from .ports import PortAllocator
 from .states import Protocol, RestartPolicy
 
@@ -404,7 +405,7 @@ class Kind:
     fields: frozenset[str]  # request fields of this kind, beside the common ones
 
 
-COMMON_FIELDS = frozenset({"workspace_id", "envs", "restart", "timeout_s"})
+COMMON_FIELDS = frozenset({"workspace_id", "envs", "restart", "timeout_s", "limits"})
 EXECUTOR_FIELDS = frozenset({"uses", "py_modules", "uses_with", "protocol", "port"})
 KINDS = {
     kind.name: kind
@@ -425,6 +426,7 @@ class Request:
     envs: dict[str, str]
     restart: str
     timeout_s: float | None
+    limits: dict = dataclasses.field(default_factory=dict)  # normalised (see limits.py)
 
 
 def parse_request(kind: Kind, body: dict) -> Request:
@@ -456,4 +458,4 @@ def parse_request(kind: Kind, body: dict) -> Request:
             raise BadRequest("'timeout_s' must be a positive, finite number of seconds")
         timeout = seconds
     spec = {k: v for k, v in body.items() if k in kind.fields}
-    return Request(workspace_id, spec, {k: str(v) for k, v in envs.items()}, restart, timeout)
+    return Request(workspace_id, spec, {k: str(v) for k, v in envs.items()}, restart, timeout, parse_limits(body.get("limits")))

@@ -33,6 +33,7 @@ import sys
 import time
 from typing import AsyncIterator
 
+from .cgroups import Cgroups, Group
 from .config import Config
 from .events import Broadcast
 from .errors import Conflict, FailedToStart, JinadError, NotFound
@@ -83,6 +84,7 @@ class JObject:
     exit_code: int | None = None
     restarts: int = 0
     error: str | None = None
+    limits: dict = dataclasses.field(default_factory=dict)  # see limits.py; enforced with cgroups
     remote: list[RemotePart] = dataclasses.field(default_factory=list)  # stored as dicts of its fields
 
     def to_json(self, resources: dict) -> dict:
@@ -106,6 +108,7 @@ class Runner:
     starts: int = 0  # starts begun, so a restart asked for during another one can join it
     followers: list[asyncio.Task] = dataclasses.field(default_factory=list)  # remote parts' logs
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    cgroup: Group | None = None  # the child's cgroups, when the object has limits
     resources: dict = dataclasses.field(default_factory=lambda: dict(NO_RESOURCES))
     # Bumped at every change of the object or of its resource sample: senders that keep its
     # JSON (api/objects.py) know from it when to encode again.
@@ -167,6 +170,8 @@ class ObjectManager:
         self._events = Broadcast()
         self._unsaved: set[str] = set()
         self.remotes = Remotes(config.tokens_by_remote)
+        self.cgroups = Cgroups(self.home)
+        self.cgroups.remove_empty()
         # The host in objects' addresses: the one the daemon listens on, or its name when it
         # listens on every address.
         self._advertised_host = config.host if config.host not in ("0.0.0.0", "::", "") else socket.gethostname()
@@ -316,11 +321,12 @@ class ObjectManager:
     async def create(self, kind_name: str, body: dict, wait: bool = True) -> JObject:
         kind = KINDS[kind_name]
         request = parse_request(kind, body)
+        self.cgroups.check(request.limits)
         await self.workspaces.ready_for_objects(request.workspace_id, wait)
         obj = JObject(
             id=new_id(kind.name), kind=kind.name, workspace_id=request.workspace_id, spec=request.spec,
             envs=request.envs, restart=request.restart, timeout_s=request.timeout_s or self.config.start_timeout_s,
-            created_at=utc_now(),
+            created_at=utc_now(), limits=request.limits,
         )
         self._check_capacity(obj)
         try:
@@ -375,9 +381,16 @@ class ObjectManager:
         taken = [port for port in launch.ports.values() if not is_free(port)]
         if taken:
             return f"port(s) {', '.join(map(str, taken))} already in use", None
+        argv = launch.argv
+        if obj.limits:
+            try:
+                runner.cgroup = await asyncio.to_thread(self.cgroups.make, obj.id, obj.limits)
+            except OSError as exc:
+                return f"could not set its limits {obj.limits}: {exc}", None
+            argv = runner.cgroup.wrap(argv)
         try:
             runner.child = await spawn(
-                launch.argv, self.workspaces.files_dir(obj.workspace_id), self.workspaces.child_env(obj.workspace_id, obj.envs), runner.log,
+                argv, self.workspaces.files_dir(obj.workspace_id), self.workspaces.child_env(obj.workspace_id, obj.envs), runner.log,
                 self.config.log_max_line_bytes, obj.id, self.home, launch.ready_line,
             )
         except (OSError, ValueError) as exc:  # ValueError: an argument the OS cannot take
@@ -388,9 +401,17 @@ class ObjectManager:
         if reason is None:
             return None, None
         code = await runner.child.stop(self.config.stop_grace_s)
-        reason = runner.child.explain(reason)
+        reason = self._oom_said(obj, runner, runner.child.explain(reason))
         runner.child = None
         return reason, code
+
+    @staticmethod
+    def _oom_said(obj: JObject, runner: Runner, reason: str) -> str:
+        """The reason, led by the memory limit when the cgroup counted an OOM kill this run."""
+        if runner.cgroup and (killed := runner.cgroup.oom_killed()):
+            return (f"ended by its memory limit of {obj.limits.get('memory')} bytes (the kernel's OOM killer ended "
+                    f"{killed} of its processes, says its cgroup); {reason}")
+        return reason
 
     def _should_restart(self, obj: JObject, failed: bool) -> bool:
         return obj.restart == RestartPolicy.ALWAYS or (obj.restart == RestartPolicy.ON_FAILURE and failed)
@@ -426,7 +447,7 @@ class ObjectManager:
                 ready_at = time.monotonic()
                 code, reason = await runner.child.wait(self.config.stop_grace_s, [port for port, _ in runner.launch.probes])
                 # An object that ended by itself always says why, with the last errors it printed.
-                error = runner.child.explain(reason or runner.child.ended())
+                error = self._oom_said(obj, runner, runner.child.explain(reason or runner.child.ended()))
                 runner.child = None
                 self._set_state(obj, State.EXITED, exit_code=code, pid=None, error=error)
                 if time.monotonic() - ready_at > BACKOFF_RESET_S:
@@ -497,6 +518,7 @@ class ObjectManager:
             await self._halt(obj, runner)
             await self._drop_remotes(obj)
             self.store.delete(COLLECTION, obj.id)
+            self.cgroups.remove(obj.id)
             del self.objects[obj.id]
             del self.runners[obj.id]
             self.alloc.release(list(obj.ports.values()))
@@ -555,7 +577,10 @@ class ObjectManager:
     async def sample_resources(self) -> None:
         """Refresh `resources` of every running object, one scan of the process table for all."""
         running = [runner for runner in self.runners.values() if runner.child]
-        samples = await sample_children([runner.child for runner in running])
+        samples = await sample_children([runner.child for runner in running if not (runner.cgroup and runner.cgroup.counts_resources())])
+        # An object in cgroups is counted from their files: no scan of the process table.
+        samples.update({runner.child: await asyncio.to_thread(runner.cgroup.resources)
+                        for runner in running if runner.cgroup and runner.cgroup.counts_resources()})
         for runner in running:
             if runner.child in samples:  # not a sample of a child that ended meanwhile
                 runner.resources = samples[runner.child]
@@ -571,6 +596,7 @@ class ObjectManager:
         await asyncio.gather(*(self._halt(obj, self.runners[obj.id]) for obj in self.objects.values()))
         for runner in self.runners.values():
             runner.log.close()
+        self.cgroups.remove_all()
         # Remote parts keep running under their own daemons; the Flows use them again at start.
         await self.remotes.close()
 
