@@ -44,6 +44,7 @@ from .ports import PortAllocator, is_free
 from .remotes import RemotePart, Remotes
 from .states import LIVE, TERMINAL, RestartPolicy, State
 from .store import Store, from_record
+from .tls import remote_context
 from .supervision import Child, end_processes, find_marked, sample_children, spawn, tree, wait_ready
 from .workspaces import WorkspaceManager
 
@@ -169,7 +170,8 @@ class ObjectManager:
         self.runners: dict[str, Runner] = {}
         self._events = Broadcast()
         self._unsaved: set[str] = set()
-        self.remotes = Remotes(config.tokens_by_remote)
+        self.remotes = Remotes(config.tokens_by_remote,
+                               remote_context(config.remote_tls_ca, config.remote_tls_cert, config.remote_tls_key))
         self.cgroups = Cgroups(self.home)
         self.cgroups.remove_empty()
         # The host in objects' addresses: the one the daemon listens on, or its name when it

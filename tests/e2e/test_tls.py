@@ -1,0 +1,149 @@
+"""The API over HTTPS with the test's own CA: CLI, Python clients and a log follower; client
+certificates under --tls-ca; a renewed certificate reloaded on SIGHUP; a Flow over two daemons
+on https:// URLs, and a clear 422 when the remote's certificate is not trusted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import shutil
+import socket
+import ssl
+import subprocess
+
+import aiohttp
+import pytest
+
+from jinad.client.api import Client
+from jinad.client.sync import SyncClient
+from tests.conftest import EXECUTORS, JINAD, REPO, form
+from tests.e2e.test_distributed import remote_flow
+from tests.e2e.test_objects import ask_http
+from tests.pki import issue, make_ca, make_pki
+
+UPPER = ("files", "upper.py", EXECUTORS / "upper.py")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def https(daemon) -> str:
+    return f"https://{daemon.host}:{daemon.port}"
+
+
+def tls_daemon(daemon_factory, pki, *extra: str, host: str = "127.0.0.1"):
+    return daemon_factory("--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key), *extra, host=host)
+
+
+def cli(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("JINAD_")}
+    return subprocess.run([str(JINAD), *argv], capture_output=True, text=True, cwd=REPO, env={**clean, **(env or {})}, timeout=120)
+
+
+def peer_name(url_host: str, port: int, ca) -> str:
+    context = ssl.create_default_context(cafile=str(ca))
+    with socket.create_connection((url_host, port), timeout=5) as raw, context.wrap_socket(raw, server_hostname=url_host) as tls:
+        return dict(item[0] for item in tls.getpeercert()["subject"])["commonName"]
+
+
+async def test_cli_clients_and_a_log_follower_over_https(daemon_factory, pki):
+    daemon = tls_daemon(daemon_factory, pki)
+    url = https(daemon)
+    # The Python clients, verifying against the test's CA.
+    with SyncClient(url, token="", tls_ca=str(pki.ca)) as jd:
+        assert jd.status()["jinad"]["port"] == daemon.port
+        workspace = jd.upload([("upper.py", EXECUTORS / "upper.py")])
+    async with Client(url, token="", tls_ca=str(pki.ca)) as jd:
+        pea = await jd.create("pea", workspace_id=workspace["id"], uses="Upper", py_modules=["upper.py"])
+        lines = [entry async for entry in jd.logs(pea["id"], tail="all", follow=False)]  # the SSE follower
+        assert any(entry.get("event") == "log" for entry in lines)
+        await jd.delete(pea["id"])
+        await jd.delete(workspace["id"])
+    # Not trusted without the CA: the system's CAs do not know it.
+    async with Client(url, token="", tls_ca=None) as jd:
+        with pytest.raises(aiohttp.ClientConnectorCertificateError):
+            await jd.status()
+    # Plain HTTP on the HTTPS port gets no answer of the API.
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.ClientError):
+            async with http.get(daemon.url + "/") as resp:
+                await resp.read()
+    # The CLI, with the flag and with JINAD_TLS_CA.
+    done = cli("status", "--host", url, "--tls-ca", str(pki.ca))
+    assert done.returncode == 0, done.stderr
+    done = cli("ls", "--host", url, env={"JINAD_TLS_CA": str(pki.ca)})
+    assert done.returncode == 0, done.stderr
+    done = cli("status", "--host", url)
+    assert done.returncode == 3 and "CERTIFICATE_VERIFY_FAILED" in done.stderr, done.stderr
+    # The image's HEALTHCHECK finds the https:// URL in the home and asks it.
+    health = subprocess.run([str(JINAD.parent / "python"), "-m", "jinad.healthcheck"], capture_output=True, text=True,
+                            env={**os.environ, "JINAD_WORKSPACE": str(daemon.home)}, timeout=30)
+    assert health.returncode == 0 and health.stdout.startswith(url), health.stdout
+
+
+async def test_client_certificates_are_required_under_tls_ca(daemon_factory, pki, tmp_path):
+    daemon = tls_daemon(daemon_factory, pki, "--tls-ca", str(pki.ca))
+    url = https(daemon)
+    async with Client(url, token="", tls_ca=str(pki.ca)) as jd:  # no client certificate
+        with pytest.raises((aiohttp.ClientError, ConnectionError)):
+            await jd.status()
+    # A certificate from another CA is refused too.
+    stranger = issue(tmp_path, make_ca(tmp_path, "other"), "stranger", client=True)
+    async with Client(url, token="", tls_ca=str(pki.ca), tls_cert=str(stranger[0]), tls_key=str(stranger[1])) as jd:
+        with pytest.raises((aiohttp.ClientError, ConnectionError)):
+            await jd.status()
+    async with Client(url, token="", tls_ca=str(pki.ca), tls_cert=str(pki.client_cert), tls_key=str(pki.client_key)) as jd:
+        assert (await jd.status())["jinad"]["port"] == daemon.port
+    done = cli("status", "--host", url, "--tls-ca", str(pki.ca), "--tls-cert", str(pki.client_cert), "--tls-key", str(pki.client_key))
+    assert done.returncode == 0, done.stderr
+    done = cli("status", "--host", url, "--tls-ca", str(pki.ca))
+    assert done.returncode == 3, done.stderr
+
+
+async def test_a_renewed_certificate_is_served_after_sighup(daemon_factory, pki, tmp_path):
+    cert, key = tmp_path / "live.crt", tmp_path / "live.key"
+    shutil.copy(pki.server_cert, cert)
+    shutil.copy(pki.server_key, key)
+    daemon = daemon_factory("--tls-cert", str(cert), "--tls-key", str(key))
+    assert peer_name("127.0.0.1", daemon.port, pki.ca) == "server"
+    renewed = issue(tmp_path, (pki.ca, pki.ca.with_suffix(".key")), "renewed")
+    shutil.copy(renewed[0], cert)
+    shutil.copy(renewed[1], key)
+    daemon.proc.send_signal(signal.SIGHUP)
+    for _ in range(50):
+        if peer_name("127.0.0.1", daemon.port, pki.ca) == "renewed":
+            break
+        await asyncio.sleep(0.1)
+    assert peer_name("127.0.0.1", daemon.port, pki.ca) == "renewed"
+    assert daemon.proc.poll() is None
+
+
+async def test_a_flow_over_two_daemons_on_https(http, daemon_factory, pki):
+    a = daemon_factory("--remote-tls-ca", str(pki.ca))
+    b = tls_daemon(daemon_factory, pki, host="127.0.0.2")
+    flow_yaml = remote_flow(("upper_b", https(b), ""))
+    async with http.post(a.url + "/flows", data=form(("flow", "flow.yml", flow_yaml), UPPER)) as resp:
+        assert resp.status == 201, await resp.text()
+        flow = await resp.json()
+    assert await ask_http(http, flow["ports"]["gateway"], "hi") == "HI"
+    async with http.delete(f"{a.url}/flows/{flow['id']}") as resp:
+        assert resp.status == 200
+    async with Client(https(b), token="", tls_ca=str(pki.ca)) as jd:
+        assert await jd.list("pod") == []
+
+
+async def test_an_untrusted_remote_certificate_is_a_clear_422(http, daemon_factory, pki):
+    a = daemon_factory()  # trusts the system's CAs only
+    b = tls_daemon(daemon_factory, pki, host="127.0.0.2")
+    async with http.post(a.url + "/flows", data=form(("flow", "flow.yml", remote_flow(("upper_b", https(b), ""))), UPPER)) as resp:
+        assert resp.status == 422
+        error = await resp.json()
+    assert error["error"] == "failed_to_start"
+    assert "upper_b" in error["message"] and "certificate of the daemon at" in error["message"], error["message"]
+    assert "--remote-tls-ca" in error["message"]
+    print(error["message"])
+    async with Client(https(b), token="", tls_ca=str(pki.ca)) as jd:
+        assert await jd.list("pod") == [] and await jd.workspaces() == []
