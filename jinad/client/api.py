@@ -62,6 +62,8 @@ class Client:
             if url is None:
                 target = resolve(token=token)
                 url, token = target.url, target.token
+                tls_ca, tls_cert, tls_key = (given or target.tls.get(name) for given, name in
+                                             ((tls_ca, "tls_ca"), (tls_cert, "tls_cert"), (tls_key, "tls_key")))
             else:
                 token = local_token(url)
         self.url = url.rstrip("/")

@@ -297,7 +297,7 @@ def cmd_context_ls(args: argparse.Namespace) -> None:
 
 
 def cmd_context_add(args: argparse.Namespace) -> None:
-    context_book().add(args.name, args.url, args.token)
+    context_book().add(args.name, args.url, args.token, {"tls_ca": args.tls_ca, "tls_cert": args.tls_cert, "tls_key": args.tls_key})
     print(args.name)
 
 
@@ -490,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("name", metavar="NAME")
     add.add_argument("url", type=host_url, metavar="URL")
     add.add_argument("--token", help="its bearer token")
+    add.add_argument("--tls-ca", metavar="FILE", help="PEM CA to verify its https:// URL with (kept as a path)")
+    add.add_argument("--tls-cert", metavar="FILE", help="PEM client certificate to show it (kept as a path)")
+    add.add_argument("--tls-key", metavar="FILE", help="PEM key of --tls-cert (kept as a path)")
     offline(book, "use", cmd_context_use, f"use this daemon from now on ({contexts.LOCAL}: the local daemon)").add_argument(
         "name", metavar="NAME")
     offline(book, "rm", cmd_context_rm, "forget a context").add_argument("name", metavar="NAME")
@@ -542,7 +545,10 @@ def main(argv: list[str]) -> int:
         print(f"jinad: {exc}", file=sys.stderr)
         return EXIT_DAEMON_ERROR
     try:
-        ssl_context = tls.client_context(args.tls_ca, args.tls_cert, args.tls_key)
+        # Flags, then the context's files, then JINAD_TLS_* (in tls.client_context).
+        files = target.tls
+        ssl_context = tls.client_context(args.tls_ca or files.get("tls_ca"), args.tls_cert or files.get("tls_cert"),
+                                         args.tls_key or files.get("tls_key"))
     except OSError as exc:  # a file missing, or not PEM (ssl.SSLError), or a key of another certificate
         print(f"jinad: cannot use the TLS files given: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -49,7 +49,7 @@ def peer_name(url_host: str, port: int, ca) -> str:
         return dict(item[0] for item in tls.getpeercert()["subject"])["commonName"]
 
 
-async def test_cli_clients_and_a_log_follower_over_https(daemon_factory, pki):
+async def test_cli_clients_contexts_and_a_log_follower_over_https(daemon_factory, pki, tmp_path):
     daemon = tls_daemon(daemon_factory, pki)
     url = https(daemon)
     # The Python clients, verifying against the test's CA.
@@ -78,6 +78,17 @@ async def test_cli_clients_and_a_log_follower_over_https(daemon_factory, pki):
     assert done.returncode == 0, done.stderr
     done = cli("status", "--host", url)
     assert done.returncode == 3 and "CERTIFICATE_VERIFY_FAILED" in done.stderr, done.stderr
+    # A context keeps the CA: the CLI and a Client with no URL use it.
+    book = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    done = cli("context", "add", "secure", url, "--tls-ca", str(pki.ca), env=book)
+    assert done.returncode == 0, done.stderr
+    done = cli("status", "--context", "secure", env=book)
+    assert done.returncode == 0, done.stderr
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CONFIG_HOME", book["XDG_CONFIG_HOME"])
+        patch.setenv("JINAD_CONTEXT", "secure")
+        with SyncClient() as jd:
+            assert jd.status()["jinad"]["port"] == daemon.port
     # The image's HEALTHCHECK finds the https:// URL in the home and asks it.
     health = subprocess.run([str(JINAD.parent / "python"), "-m", "jinad.healthcheck"], capture_output=True, text=True,
                             env={**os.environ, "JINAD_WORKSPACE": str(daemon.home)}, timeout=30)
