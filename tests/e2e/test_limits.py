@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import EXECUTORS, wait_until
+from tests.conftest import EXECUTORS, form, wait_until
 from tests.e2e.test_objects import UPPER, create, get, make_workspace, tree_pids
 
 GREEDY = ("files", "greedy.py", EXECUTORS / "greedy.py")
@@ -144,3 +144,34 @@ async def test_bad_limits_are_400_and_start_nothing(http, daemon):
         assert words in answer["message"], (limits, answer)
     async with http.get(daemon.url + "/peas") as resp:
         assert await resp.json() == []
+
+
+async def test_the_restart_policy_applies_after_an_oom_kill(http, limited):
+    daemon = limited
+    pea = await _pea(http, daemon, "Hog", {"memory": "200MiB"}, uses_with={"mib": 400}, restart="on-failure")
+
+    async def ended_again():
+        obj = await get(http, daemon, "peas", pea["id"])
+        return obj if obj["state"] == "exited" and obj["restarts"] >= 1 else None
+
+    obj = await wait_until(ended_again, 90, "the hog to be restarted and ended again", interval=0.1)
+    assert obj["error"].startswith("ended by its memory limit"), obj["error"]
+    await _delete(http, daemon, pea["id"])
+
+
+async def test_a_flows_limits_cap_its_whole_process_tree(http, limited):
+    daemon = limited
+    flow_yaml = EXECUTORS / "flow_http.yml"
+    data = form(("flow", "flow.yml", flow_yaml), UPPER)
+    data.add_field("limits", '{"memory": "2GiB", "pids": 512}')
+    async with http.post(daemon.url + "/flows", data=data) as resp:
+        assert resp.status == 201, await resp.text()
+        flow = await resp.json()
+    assert flow["limits"] == {"memory": 2 * 1024**3, "pids": 512}
+    group = _group_of(flow["pid"], "memory")
+    assert (group / "memory.limit_in_bytes").read_text().strip() == str(2 * 1024**3)
+    members = set(map(int, (group / "cgroup.procs").read_text().split()))
+    assert set(tree_pids(flow["pid"])) <= members and len(members) >= 3  # the flow, its gateway and executor
+    async with http.delete(f"{daemon.url}/flows/{flow['id']}") as resp:
+        assert resp.status == 200
+    assert not _cgroup_dirs(daemon.home)
