@@ -5,6 +5,8 @@ on https:// URLs, and a clear 422 when the remote's certificate is not trusted."
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import os
 import signal
 import shutil
@@ -158,3 +160,33 @@ async def test_an_untrusted_remote_certificate_is_a_clear_422(http, daemon_facto
     print(error["message"])
     async with Client(https(b), token="", tls_ca=str(pki.ca)) as jd:
         assert await jd.list("pod") == [] and await jd.workspaces() == []
+
+
+def spki_pin(cert) -> str:
+    """base64 of the SHA-256 of the certificate's public key, as Chromium pins it."""
+    der = subprocess.run(f"openssl x509 -in {cert} -pubkey -noout | openssl pkey -pubin -outform der", shell=True,
+                         capture_output=True, check=True).stdout
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+async def test_the_dashboard_in_chromium_over_https(daemon_factory, pki):
+    from tests.e2e.test_ui import CHROMIUM, CHROMIUM_ARGS, expect_daemon_status, open_page
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        pytest.skip("the playwright package is missing (pip install playwright)")
+    daemon = tls_daemon(daemon_factory, pki)
+    # Chromium trusts exactly this certificate's key (its own CA store does not know the test's
+    # CA); without the pin it refuses the page with ERR_CERT_AUTHORITY_INVALID.
+    args = [*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={spki_pin(pki.server_cert)}"]
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args, timeout=60_000)
+        try:
+            page = await open_page(browser, https(daemon) + "/ui")
+            await expect_daemon_status(page)  # /status fetched and the /events stream live, over HTTPS
+            assert page.url.startswith("https://") and not page.js_errors, page.js_errors
+        finally:
+            await browser.close()
