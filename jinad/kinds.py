@@ -56,6 +56,8 @@ class Context:
     max_yaml_depth: int
     # Executors already running on other daemons, by name.
     remotes: dict[str, RemotePart] = dataclasses.field(default_factory=dict)
+    # The daemon's own certificate and key (tls_cert, tls_key), for gateways of `tls: true` Flows.
+    tls_files: tuple[str, str] | None = None
 
     def port(self, name: str, fixed: Any) -> int:
         """The port named `name`: kept from an earlier run, fixed by the user, or taken from the range."""
@@ -243,6 +245,7 @@ def prepare_flow(spec: dict, ctx: Context) -> Launch:
         raise BadRequest(f"{filename} is a {flow.get('jtype')}, not a Flow (jtype: Flow)")
     protocols, gateway_ports = _gateway(flow, filename, ctx)
     gateway_names = gateway_port_names(protocols)
+    tls = _flow_tls(spec, flow, filename, ctx)
 
     paths = PathResolver(ctx.ws_root, source.parent)
     executors = _executor_list(flow, filename)
@@ -281,9 +284,32 @@ def prepare_flow(spec: dict, ctx: Context) -> Launch:
     target.write_text(yaml.safe_dump(flow, sort_keys=False))
     # Readiness: the Flow says it serves, then each gateway port answers (an HTTP one with a
     # real /dry_run: Jina's HTTP servers open their port a little before they can serve).
-    probes = [(port, "dry_run" if protocol == Protocol.HTTP else "tcp") for protocol, port in zip(protocols, gateway_ports)]
+    # Over TLS the port is probed with TCP only: the ready line has said it serves by then.
+    probes = [(port, "dry_run" if protocol == Protocol.HTTP and not tls else "tcp") for protocol, port in zip(protocols, gateway_ports)]
     return Launch([ctx.jina, "flow", "--uses", str(target)], ctx.ports, gateway_ports[0], protocols[0],
                   probes, remote_needed, ready_line=FLOW_READY_LINE)
+
+
+def _flow_tls(spec: dict, flow: dict, filename: str, ctx: Context) -> bool:
+    """`tls: true`: the gateway serves with the daemon's certificate (Jina's ssl_certfile and
+    ssl_keyfile, written into its `with:`); refused when the daemon has none."""
+    tls = given(spec, "tls", False)
+    if not isinstance(tls, bool):
+        raise BadRequest(f"'tls' must be true or false, not {tls!r}")
+    if tls:
+        if ctx.tls_files is None:
+            raise BadRequest("'tls: true' serves the gateway with the daemon's certificate, and this daemon has none "
+                             "(start it with --tls-cert and --tls-key)")
+        # In the gateway's own section: under `with:` every executor would serve TLS too.
+        gateway = flow.get("gateway")
+        if gateway is None:
+            gateway = flow["gateway"] = {}
+        if not isinstance(gateway, dict):
+            raise BadRequest(f"{filename}: 'gateway' must be a mapping with 'tls: true'")
+        flow["with"].pop("ssl_certfile", None)
+        flow["with"].pop("ssl_keyfile", None)
+        gateway["ssl_certfile"], gateway["ssl_keyfile"] = ctx.tls_files
+    return tls
 
 
 def _no_markers(section: Any, what: str) -> None:
@@ -410,7 +436,7 @@ EXECUTOR_FIELDS = frozenset({"uses", "py_modules", "uses_with", "protocol", "por
 KINDS = {
     kind.name: kind
     for kind in (
-        Kind("flow", "flows", prepare_flow, frozenset({"filename"})),
+        Kind("flow", "flows", prepare_flow, frozenset({"filename", "tls"})),
         Kind("pod", "pods", prepare_pod, EXECUTOR_FIELDS | {"replicas", "shards"}),
         Kind("pea", "peas", prepare_pea, EXECUTOR_FIELDS),
     )

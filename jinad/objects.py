@@ -31,6 +31,7 @@ import shutil
 import socket
 import sys
 import time
+from pathlib import Path
 from typing import AsyncIterator
 
 from .cgroups import Cgroups, Group
@@ -278,7 +279,8 @@ class ObjectManager:
         c = self.config
         ctx = Context(self.workspaces.files_dir(obj.workspace_id), run_dir, obj.ports, self.alloc,
                       self.workspaces.jina(obj.workspace_id, self.jina), c.max_yaml_bytes, c.max_yaml_depth,
-                      remotes={part.name: part for part in obj.remote})
+                      remotes={part.name: part for part in obj.remote},
+                      tls_files=(str(Path(c.tls_cert).resolve()), str(Path(c.tls_key).resolve())) if c.tls_cert else None)
         launch = KINDS[obj.kind].prepare(obj.spec, ctx)
         obj.protocol = launch.protocol
         obj.address = f"{self._advertised_host}:{launch.port}"

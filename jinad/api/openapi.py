@@ -98,6 +98,7 @@ SCHEMAS = {
     "CreateFlow": {
         "type": "object", "required": ["workspace_id", "filename"],
         "properties": {"workspace_id": {"type": "string"}, "filename": {"type": "string"},
+                       "tls": {"type": "boolean", "description": "serve the gateway with the daemon's certificate (`400` without one)"},
                        "envs": {"type": "object"}, "restart": RESTART,
                        "timeout_s": {"type": "number"}, "limits": LIMITS},
     },

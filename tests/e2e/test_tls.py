@@ -190,3 +190,25 @@ async def test_the_dashboard_in_chromium_over_https(daemon_factory, pki):
             assert page.url.startswith("https://") and not page.js_errors, page.js_errors
         finally:
             await browser.close()
+
+
+async def test_a_tls_flow_serves_its_gateway_with_the_daemons_certificate(http, daemon_factory, pki):
+    daemon = tls_daemon(daemon_factory, pki)
+    async with Client(https(daemon), token="", tls_ca=str(pki.ca)) as jd:
+        flow = await jd.create_flow(EXECUTORS / "flow_http.yml", EXECUTORS, tls=True)
+        try:
+            port = flow["ports"]["gateway"]
+            context = ssl.create_default_context(cafile=str(pki.ca))
+            async with http.post(f"https://127.0.0.1:{port}/default", json={"data": [{"text": "hi"}]}, ssl=context) as resp:
+                assert resp.status == 200, await resp.text()
+                assert (await resp.json())["data"][0]["text"] == "HI"
+            with pytest.raises(aiohttp.ClientError):  # plain HTTP on its port gets no answer
+                await ask_http(http, port, "hi")
+        finally:
+            await jd.delete(flow["id"])
+            await jd.delete(flow["workspace_id"])
+    plain = daemon_factory()
+    async with Client(plain.url, token="") as jd:
+        with pytest.raises(Exception) as refused:
+            await jd.create_flow(EXECUTORS / "flow_http.yml", EXECUTORS, tls=True)
+        assert refused.value.status == 400 and "--tls-cert" in refused.value.message
