@@ -273,6 +273,9 @@ def prepare_flow(spec: dict, ctx: Context) -> Launch:
             else:
                 remote_needed.append(_remote_request(executor, name, paths, ctx.ws_root))
             continue
+        if "limits" in executor:  # Jina forks local parts from one process: they cannot be capped one by one
+            raise BadRequest(f"{filename}: executor {name!r} has 'limits', which only a part on another daemon "
+                             "(`jinad:`) can have; the Flow's own 'limits' cap its local parts together")
         if "py_modules" in executor:
             executor["py_modules"] = paths.modules(executor["py_modules"], f"py_modules of {name}")
         if "uses" in executor:
@@ -322,7 +325,8 @@ def _no_markers(section: Any, what: str) -> None:
 
 # Keys of an executor entry that say how it runs; a remote one runs elsewhere, so the Flow
 # keeps only the rest (needs, when, ...) beside `external`, `host` and `port`.
-RUN_KEYS = ("jinad", "uses", "py_modules", "uses_with", "replicas", "shards", "port", "host", "env", "workspace", "protocol")
+RUN_KEYS = ("jinad", "uses", "py_modules", "uses_with", "replicas", "shards", "port", "host", "env", "workspace", "protocol",
+            "limits")
 
 
 def _remote_request(executor: dict, name: str, paths: PathResolver, ws_root: Path) -> dict:
@@ -345,6 +349,11 @@ def _remote_request(executor: dict, name: str, paths: PathResolver, ws_root: Pat
             pod[key] = executor[key]
     if isinstance(executor.get("env"), dict):
         pod["envs"] = executor["env"]
+    if executor.get("limits") is not None:  # checked here, for a 400 that names the part
+        try:
+            pod["limits"] = parse_limits(executor["limits"])
+        except BadRequest as exc:
+            raise BadRequest(f"executor {name!r}: {exc.message}") from None
     return {"name": name, "jinad": url.rstrip("/"), "pod": pod}
 
 

@@ -175,3 +175,21 @@ async def test_a_flows_limits_cap_its_whole_process_tree(http, limited):
     async with http.delete(f"{daemon.url}/flows/{flow['id']}") as resp:
         assert resp.status == 200
     assert not _cgroup_dirs(daemon.home)
+
+
+async def test_a_remote_parts_limits_are_enforced_on_its_daemon(http, limited, daemon_factory):
+    from tests.e2e.test_distributed import remote_flow
+
+    a = limited
+    b = daemon_factory(host="127.0.0.2")
+    flow_yaml = remote_flow(("upper_b", b.url, "    limits: {memory: 1GiB, pids: 256}\n"))
+    async with http.post(a.url + "/flows", data=form(("flow", "flow.yml", flow_yaml), UPPER)) as resp:
+        assert resp.status == 201, await resp.text()
+        flow = await resp.json()
+    async with http.get(b.url + "/pods") as resp:
+        [pod] = await resp.json()
+    assert pod["limits"] == {"memory": 1024**3, "pids": 256}
+    assert (_group_of(pod["pid"], "pids") / "pids.max").read_text().strip() == "256"
+    async with http.delete(f"{a.url}/flows/{flow['id']}") as resp:
+        assert resp.status == 200
+    assert not _cgroup_dirs(b.home)
