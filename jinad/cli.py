@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import fcntl
 import logging
+import signal
+import ssl
 import sys
 from pathlib import Path
 from typing import IO
@@ -15,7 +18,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from . import __version__, config as settings, local
+from . import __version__, config as settings, local, tls
 from .app import create_app
 from .client import COMMANDS
 
@@ -94,12 +97,15 @@ def main(argv: list[str] | None = None) -> None:
             local.write_record(config, token_from_file=bool(config.token) and not given_token)
         except OSError as exc:  # the daemon serves anyway; local clients then need --host and --token
             log.warning("could not write %s: %s", config.home / local.RECORD_FILE, exc)
-        log.info("jinad %s listening on http://%s:%d (home %s); dashboard at %s/ui%s", __version__, config.host,
-                 config.port_expose, config.home, local.url_for(config.host, config.port_expose),
+        log.info("jinad %s listening on %s://%s:%d (home %s); dashboard at %s/ui%s", __version__,
+                 "https" if config.tls_cert else "http", config.host, config.port_expose, config.home,
+                 local.url_for(config.host, config.port_expose, bool(config.tls_cert)),
                  " (`jinad ui` prints it with the token)" if config.token else "")
 
     try:
         serve(config, listening)
+    except ssl.SSLError as exc:  # a certificate, key or CA file that is not one, or a key of another certificate
+        sys.exit(f"jinad: cannot use the TLS files {config.tls_cert}, {config.tls_key} {config.tls_ca}: {exc}")
     except OSError as exc:  # the port is taken, or the address is not this machine's
         sys.exit(f"jinad: cannot listen on {config.host}:{config.port_expose}: {exc.strerror or exc}")
     finally:
@@ -107,8 +113,19 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def serve(config: settings.Config, listening) -> None:
+    app = create_app(config)
+    context = None
+    if config.tls_cert:
+        context = tls.server_context(config.tls_cert, config.tls_key, config.tls_ca)
+
+        async def reload_on_sighup(_: web.Application) -> None:
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGHUP, tls.reload, context, config.tls_cert, config.tls_key, config.tls_ca)
+
+        app.on_startup.append(reload_on_sighup)
     web.run_app(
-        create_app(config),
+        app,
+        ssl_context=context,
         host=config.host,
         port=config.port_expose,
         loop=new_event_loop(),

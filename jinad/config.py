@@ -55,6 +55,12 @@ class Config:
     max_json_depth: int = setting(32, "deepest nesting of a JSON body or form field accepted")
     max_running_objects: int = setting(100, "most Flows, Pods and Peas starting or running at once")
     remote_tokens: str = setting("", "tokens for other daemons, as URL=TOKEN[,URL=TOKEN...]")
+    tls_cert: str = setting("", "PEM certificate (chain) to serve the API over HTTPS with (with tls_key); SIGHUP reloads it")
+    tls_key: str = setting("", "PEM private key of tls_cert")
+    tls_ca: str = setting("", "PEM CA: clients must show a certificate it signed (mutual TLS; needs tls_cert)")
+    remote_tls_ca: str = setting("", "PEM CA to verify other daemons' https:// URLs with (default: the system's CAs)")
+    remote_tls_cert: str = setting("", "PEM client certificate shown to other daemons (with remote_tls_key)")
+    remote_tls_key: str = setting("", "PEM private key of remote_tls_cert")
     port_range: str = setting("20000-29999",
                               "ports for Flows, Pods and Peas, as LOW-HIGH (the last fifth for the ones Jina picks itself)")
     start_timeout_s: float = setting(120.0, "default seconds an object may take to become ready")
@@ -87,6 +93,11 @@ class Config:
                 raise ValueError(f"{field.name} must be a whole number of at least {0 if zero_ok else 1}, not {value}")
             if isinstance(value, float) and not (0 <= value if zero_ok else 0 < value) or not value < math.inf:
                 raise ValueError(f"{field.name} must be a finite number {'of at least 0' if zero_ok else 'above 0'}, not {value}")
+        if bool(self.tls_cert) != bool(self.tls_key) or bool(self.remote_tls_cert) != bool(self.remote_tls_key):
+            raise ValueError("a TLS certificate needs its key and a key its certificate (tls_cert with tls_key, "
+                             "remote_tls_cert with remote_tls_key)")
+        if self.tls_ca and not self.tls_cert:
+            raise ValueError("tls_ca (client certificates) needs tls_cert and tls_key: there is no TLS without them")
         if any("=" not in item for item in self.remote_tokens.split(",") if item.strip()):
             raise ValueError("remote_tokens must be URL=TOKEN[,URL=TOKEN...]")
 

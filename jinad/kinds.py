@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import yaml
 
 from .errors import BadRequest, check_plain_text, shallow
+from .limits import parse_limits
 from .ports import PortAllocator
 from .states import Protocol, RestartPolicy
 
@@ -55,6 +56,8 @@ class Preparation:
     max_yaml_depth: int
     # Executors already running on other daemons, by name.
     remotes: dict[str, RemotePart] = dataclasses.field(default_factory=dict)
+    # The daemon's own certificate and key (tls_cert, tls_key), for gateways of `tls: true` Flows.
+    tls_files: tuple[str, str] | None = None
 
     def port(self, name: str, fixed: Any) -> int:
         """The port named `name`: kept from an earlier run, fixed by the user, or taken from the range."""
@@ -242,6 +245,7 @@ def prepare_flow(spec: dict, ctx: Preparation) -> Launch:
         raise BadRequest(f"{filename} is a {flow.get('jtype')}, not a Flow (jtype: Flow)")
     protocols, gateway_ports = _gateway(flow, filename, ctx)
     gateway_names = gateway_port_names(protocols)
+    tls = _flow_tls(spec, flow, filename, ctx)
 
     paths = PathResolver(ctx.ws_root, source.parent)
     executors = _executor_list(flow, filename)
@@ -269,6 +273,9 @@ def prepare_flow(spec: dict, ctx: Preparation) -> Launch:
             else:
                 remote_needed.append(_remote_request(executor, name, paths, ctx.ws_root))
             continue
+        if "limits" in executor:  # Jina forks local parts from one process: they cannot be capped one by one
+            raise BadRequest(f"{filename}: executor {name!r} has 'limits', which only a part on another daemon "
+                             "(`jinad:`) can have; the Flow's own 'limits' cap its local parts together")
         if "py_modules" in executor:
             executor["py_modules"] = paths.modules(executor["py_modules"], f"py_modules of {name}")
         if "uses" in executor:
@@ -280,9 +287,32 @@ def prepare_flow(spec: dict, ctx: Preparation) -> Launch:
     target.write_text(yaml.safe_dump(flow, sort_keys=False))
     # Readiness: the Flow says it serves, then each gateway port answers (an HTTP one with a
     # real /dry_run: Jina's HTTP servers open their port a little before they can serve).
-    probes = [(port, "dry_run" if protocol == Protocol.HTTP else "tcp") for protocol, port in zip(protocols, gateway_ports)]
+    # Over TLS the port is probed with TCP only: the ready line has said it serves by then.
+    probes = [(port, "dry_run" if protocol == Protocol.HTTP and not tls else "tcp") for protocol, port in zip(protocols, gateway_ports)]
     return Launch([ctx.jina, "flow", "--uses", str(target)], ctx.ports, gateway_ports[0], protocols[0],
                   probes, remote_needed, ready_line=FLOW_READY_LINE)
+
+
+def _flow_tls(spec: dict, flow: dict, filename: str, ctx: Preparation) -> bool:
+    """`tls: true`: the gateway serves with the daemon's certificate (Jina's ssl_certfile and
+    ssl_keyfile, written into its `with:`); refused when the daemon has none."""
+    tls = given(spec, "tls", False)
+    if not isinstance(tls, bool):
+        raise BadRequest(f"'tls' must be true or false, not {tls!r}")
+    if tls:
+        if ctx.tls_files is None:
+            raise BadRequest("'tls: true' serves the gateway with the daemon's certificate, and this daemon has none "
+                             "(start it with --tls-cert and --tls-key)")
+        # In the gateway's own section: under `with:` every executor would serve TLS too.
+        gateway = flow.get("gateway")
+        if gateway is None:
+            gateway = flow["gateway"] = {}
+        if not isinstance(gateway, dict):
+            raise BadRequest(f"{filename}: 'gateway' must be a mapping with 'tls: true'")
+        flow["with"].pop("ssl_certfile", None)
+        flow["with"].pop("ssl_keyfile", None)
+        gateway["ssl_certfile"], gateway["ssl_keyfile"] = ctx.tls_files
+    return tls
 
 
 def _no_markers(section: Any, what: str) -> None:
@@ -295,7 +325,8 @@ def _no_markers(section: Any, what: str) -> None:
 
 # Keys of an executor entry that say how it runs; a remote one runs elsewhere, so the Flow
 # keeps only the rest (needs, when, ...) beside `external`, `host` and `port`.
-RUN_KEYS = ("jinad", "uses", "py_modules", "uses_with", "replicas", "shards", "port", "host", "env", "workspace", "protocol")
+RUN_KEYS = ("jinad", "uses", "py_modules", "uses_with", "replicas", "shards", "port", "host", "env", "workspace", "protocol",
+            "limits")
 
 
 def _remote_request(executor: dict, name: str, paths: PathResolver, ws_root: Path) -> dict:
@@ -318,6 +349,11 @@ def _remote_request(executor: dict, name: str, paths: PathResolver, ws_root: Pat
             pod[key] = executor[key]
     if isinstance(executor.get("env"), dict):
         pod["envs"] = executor["env"]
+    if executor.get("limits") is not None:  # checked here, for a 400 that names the part
+        try:
+            pod["limits"] = parse_limits(executor["limits"])
+        except BadRequest as exc:
+            raise BadRequest(f"executor {name!r}: {exc.message}") from None
     return {"name": name, "jinad": url.rstrip("/"), "pod": pod}
 
 
@@ -404,12 +440,12 @@ class Kind:
     fields: frozenset[str]  # request fields of this kind, beside the common ones
 
 
-COMMON_FIELDS = frozenset({"workspace_id", "envs", "restart", "timeout_s"})
+COMMON_FIELDS = frozenset({"workspace_id", "envs", "restart", "timeout_s", "limits"})
 EXECUTOR_FIELDS = frozenset({"uses", "py_modules", "uses_with", "protocol", "port"})
 KINDS = {
     kind.name: kind
     for kind in (
-        Kind("flow", "flows", prepare_flow, frozenset({"filename"})),
+        Kind("flow", "flows", prepare_flow, frozenset({"filename", "tls"})),
         Kind("pod", "pods", prepare_pod, EXECUTOR_FIELDS | {"replicas", "shards"}),
         Kind("pea", "peas", prepare_pea, EXECUTOR_FIELDS),
     )
@@ -425,6 +461,7 @@ class Request:
     envs: dict[str, str]
     restart: str
     timeout_s: float | None
+    limits: dict = dataclasses.field(default_factory=dict)  # normalised (see limits.py)
 
 
 def parse_request(kind: Kind, body: dict) -> Request:
@@ -456,4 +493,4 @@ def parse_request(kind: Kind, body: dict) -> Request:
             raise BadRequest("'timeout_s' must be a positive, finite number of seconds")
         timeout = seconds
     spec = {k: v for k, v in body.items() if k in kind.fields}
-    return Request(workspace_id, spec, {k: str(v) for k, v in envs.items()}, restart, timeout)
+    return Request(workspace_id, spec, {k: str(v) for k, v in envs.items()}, restart, timeout, parse_limits(body.get("limits")))

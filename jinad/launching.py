@@ -7,6 +7,7 @@ import dataclasses
 import shutil
 from pathlib import Path
 
+from .cgroups import Cgroups
 from .config import Config
 from .ids import new_id, utc_now
 from .kinds import KINDS, Launch, Preparation, parse_request
@@ -28,6 +29,7 @@ class Launching:
     workspaces: WorkspaceManager
     alloc: PortAllocator
     remotes: Remotes
+    cgroups: Cgroups
     objects: dict[str, JObject]
     runners: dict[str, Runner]
     run_root: Path
@@ -41,7 +43,8 @@ class Launching:
         c = self.config
         ctx = Preparation(self.workspaces.files_dir(obj.workspace_id), run_dir, obj.ports, self.alloc,
                           self.workspaces.jina(obj.workspace_id, self.jina), c.max_yaml_bytes, c.max_yaml_depth,
-                          remotes={part.name: part for part in obj.remote})
+                          remotes={part.name: part for part in obj.remote},
+                          tls_files=(str(Path(c.tls_cert).resolve()), str(Path(c.tls_key).resolve())) if c.tls_cert else None)
         launch = KINDS[obj.kind].prepare(obj.spec, ctx)
         obj.protocol = launch.protocol
         obj.address = f"{self._advertised_host}:{launch.port}"
@@ -86,11 +89,12 @@ class Launching:
     async def create(self, kind_name: str, body: dict, wait: bool = True) -> JObject:
         kind = KINDS[kind_name]
         request = parse_request(kind, body)
+        self.cgroups.check(request.limits)
         await self.workspaces.ready_for_objects(request.workspace_id, wait)
         obj = JObject(
             id=new_id(kind.name), kind=kind.name, workspace_id=request.workspace_id, spec=request.spec,
             envs=request.envs, restart=request.restart, timeout_s=request.timeout_s or self.config.start_timeout_s,
-            created_at=utc_now(),
+            created_at=utc_now(), limits=request.limits,
         )
         self._check_capacity(obj)
         try:

@@ -69,11 +69,12 @@ def resolve_token(config: Config) -> Config:
     return config.replace(token=token)
 
 
-def url_for(host: str, port: int) -> str:
+def url_for(host: str, port: int, tls: bool = False) -> str:
     """The URL a client on this machine reaches a daemon listening on host:port with."""
     if host in ALL_ADDRESSES:
         host = "::1" if host == "::" else "127.0.0.1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def home_dir(given: str | os.PathLike | None = None, environ: Mapping[str, str] = os.environ) -> Path:
@@ -83,7 +84,7 @@ def home_dir(given: str | os.PathLike | None = None, environ: Mapping[str, str] 
 
 def write_record(config: Config, token_from_file: bool) -> None:
     """`<home>/daemon.json`, replaced atomically; called once the daemon listens."""
-    record = {"url": url_for(config.host, config.port_expose), "pid": os.getpid(), "token_file": token_from_file}
+    record = {"url": url_for(config.host, config.port_expose, bool(config.tls_cert)), "pid": os.getpid(), "token_file": token_from_file}
     partial = config.home / f".{RECORD_FILE}.partial"
     partial.write_text(json.dumps(record))
     os.replace(partial, config.home / RECORD_FILE)

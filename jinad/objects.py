@@ -34,6 +34,7 @@ import socket
 import time
 from typing import AsyncIterator
 
+from .cgroups import Cgroups
 from .config import Config
 from .events import Broadcast
 from .errors import Conflict, FailedToStart, NotFound
@@ -48,6 +49,7 @@ from .remotes import Remotes
 from .runner import NO_RESOURCES, Runner, cancel_tasks, jina_executable
 from .states import LIVE, TERMINAL, RestartPolicy, State
 from .store import Store
+from .tls import remote_context
 from .supervision import end_processes, sample_children, spawn, tree, wait_ready
 from .workspaces import WorkspaceManager
 
@@ -79,7 +81,10 @@ class ObjectManager(Launching, Recovery):
         self.runners: dict[str, Runner] = {}
         self._events = Broadcast()
         self._unsaved: set[str] = set()
-        self.remotes = Remotes(config.tokens_by_remote)
+        self.remotes = Remotes(config.tokens_by_remote,
+                               remote_context(config.remote_tls_ca, config.remote_tls_cert, config.remote_tls_key))
+        self.cgroups = Cgroups(self.home)
+        self.cgroups.remove_empty()
         # The host in objects' addresses: the one the daemon listens on, or its name when it
         # listens on every address.
         self._advertised_host = config.host if config.host not in ("0.0.0.0", "::", "") else socket.gethostname()
@@ -208,9 +213,16 @@ class ObjectManager(Launching, Recovery):
         taken = [port for port in launch.ports.values() if not is_free(port)]
         if taken:
             return f"port(s) {', '.join(map(str, taken))} already in use", None
+        argv = launch.argv
+        if obj.limits:
+            try:
+                runner.cgroup = await asyncio.to_thread(self.cgroups.make, obj.id, obj.limits)
+            except OSError as exc:
+                return f"could not set its limits {obj.limits}: {exc}", None
+            argv = runner.cgroup.wrap(argv)
         try:
             runner.child = await spawn(
-                launch.argv, self.workspaces.files_dir(obj.workspace_id), self.workspaces.child_env(obj.workspace_id, obj.envs), runner.log,
+                argv, self.workspaces.files_dir(obj.workspace_id), self.workspaces.child_env(obj.workspace_id, obj.envs), runner.log,
                 self.config.log_max_line_bytes, obj.id, self.home, launch.ready_line,
             )
         except (OSError, ValueError) as exc:  # ValueError: an argument the OS cannot take
@@ -221,9 +233,17 @@ class ObjectManager(Launching, Recovery):
         if reason is None:
             return None, None
         code = await runner.child.stop(self.config.stop_grace_s)
-        reason = runner.child.explain(reason)
+        reason = self._oom_said(obj, runner, runner.child.explain(reason))
         runner.child = None
         return reason, code
+
+    @staticmethod
+    def _oom_said(obj: JObject, runner: Runner, reason: str) -> str:
+        """The reason, led by the memory limit when the cgroup counted an OOM kill this run."""
+        if runner.cgroup and (killed := runner.cgroup.oom_killed()):
+            return (f"ended by its memory limit of {obj.limits.get('memory')} bytes (the kernel's OOM killer ended "
+                    f"{killed} of its processes, says its cgroup); {reason}")
+        return reason
 
     def _should_restart(self, obj: JObject, failed: bool) -> bool:
         return obj.restart == RestartPolicy.ALWAYS or (obj.restart == RestartPolicy.ON_FAILURE and failed)
@@ -259,7 +279,7 @@ class ObjectManager(Launching, Recovery):
                 ready_at = time.monotonic()
                 code, reason = await runner.child.wait(self.config.stop_grace_s, [port for port, _ in runner.launch.probes])
                 # An object that ended by itself always says why, with the last errors it printed.
-                error = runner.child.explain(reason or runner.child.ended())
+                error = self._oom_said(obj, runner, runner.child.explain(reason or runner.child.ended()))
                 runner.child = None
                 self._set_state(obj, State.EXITED, exit_code=code, pid=None, error=error)
                 if time.monotonic() - ready_at > BACKOFF_RESET_S:
@@ -330,6 +350,7 @@ class ObjectManager(Launching, Recovery):
             await self._halt(obj, runner)
             await self._drop_remotes(obj)
             self.store.delete(COLLECTION, obj.id)
+            self.cgroups.remove(obj.id)
             del self.objects[obj.id]
             del self.runners[obj.id]
             self.alloc.release(list(obj.ports.values()))
@@ -346,7 +367,10 @@ class ObjectManager(Launching, Recovery):
     async def sample_resources(self) -> None:
         """Refresh `resources` of every running object, one scan of the process table for all."""
         running = [runner for runner in self.runners.values() if runner.child]
-        samples = await sample_children([runner.child for runner in running])
+        samples = await sample_children([runner.child for runner in running if not (runner.cgroup and runner.cgroup.counts_resources())])
+        # An object in cgroups is counted from their files: no scan of the process table.
+        samples.update({runner.child: await asyncio.to_thread(runner.cgroup.resources)
+                        for runner in running if runner.cgroup and runner.cgroup.counts_resources()})
         for runner in running:
             if runner.child in samples:  # not a sample of a child that ended meanwhile
                 runner.resources = samples[runner.child]
@@ -362,6 +386,7 @@ class ObjectManager(Launching, Recovery):
         await asyncio.gather(*(self._halt(obj, self.runners[obj.id]) for obj in self.objects.values()))
         for runner in self.runners.values():
             runner.log.close()
+        self.cgroups.remove_all()
         # Remote parts keep running under their own daemons; the Flows use them again at start.
         await self.remotes.close()
 

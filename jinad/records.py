@@ -32,6 +32,7 @@ class JObject:
     exit_code: int | None = None
     restarts: int = 0
     error: str | None = None
+    limits: dict = dataclasses.field(default_factory=dict)  # see limits.py; enforced with cgroups
     remote: list[RemotePart] = dataclasses.field(default_factory=list)  # stored as dicts of its fields
 
     def to_json(self, resources: dict) -> dict:

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import ssl
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
@@ -68,15 +69,18 @@ class Remotes:
     """Parts on other daemons: deploying, checking, removing and following them, and which
     workspace there holds which files (so the same files go up once)."""
 
-    def __init__(self, tokens: dict[str, str]) -> None:
+    def __init__(self, tokens: dict[str, str], ssl_context: ssl.SSLContext | None = None) -> None:
         self.tokens = tokens
+        # Always a context of its own: never the JINAD_TLS_* a Client would read from the environment.
+        self.ssl_context = ssl_context or ssl.create_default_context()
         self._clients: dict[str, Client] = {}
         # (daemon URL, content hash) -> workspace id there.
         self._workspaces: dict[tuple[str, str], str] = {}
 
     def client(self, url: str) -> Client:
         if url not in self._clients:
-            self._clients[url] = Client(url, token=self.tokens.get(url, ""))  # "": a daemon sends only the tokens it was given
+            # "": a daemon sends only the tokens it was given; False: never the JINAD_TLS_* of its environment
+            self._clients[url] = Client(url, token=self.tokens.get(url, ""), ssl_context=self.ssl_context)
         return self._clients[url]
 
     async def close(self) -> None:
@@ -112,6 +116,10 @@ class Remotes:
                 except JinadError as exc:
                     raise FailedToStart(f"remote executor {name!r} on {url} failed: {exc.message}",
                                         remote=name, log_tail=exc.body.get("log_tail", [])) from None
+                except aiohttp.ClientConnectorCertificateError as exc:
+                    raise FailedToStart(f"remote executor {name!r}: the certificate of the daemon at {url} is not trusted "
+                                        f"({exc.certificate_error}); give this daemon the CA that signed it with "
+                                        f"--remote-tls-ca", remote=name, log_tail=[]) from None
                 except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
                     raise FailedToStart(f"remote executor {name!r}: cannot reach the daemon at {url} ({exc or type(exc).__name__})",
                                         remote=name, log_tail=[]) from None

@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 
+from .cgroups import Group
 from .kinds import Launch
 from .logs import Log
 from .supervision import Child
@@ -30,6 +31,7 @@ class Runner:
     starts: int = 0  # starts begun, so a restart asked for during another one can join it
     followers: list[asyncio.Task] = dataclasses.field(default_factory=list)  # remote parts' logs
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    cgroup: Group | None = None  # the child's cgroups, when the object has limits
     resources: dict = dataclasses.field(default_factory=lambda: dict(NO_RESOURCES))
     # Bumped at every change of the object or of its resource sample: senders that keep its
     # JSON (api/objects.py) know from it when to encode again.

@@ -53,6 +53,7 @@ async def status(request: web.Request) -> web.Response:
             "memory": {"total": memory.total, "available": memory.available, "used": memory.used, "percent": memory.percent},
             "disk": {"total": disk.total, "used": disk.used, "free": disk.free, "percent": disk.percent},
         },
+        "limits": app[OBJECTS].cgroups.available,
         "workspaces": app[WORKSPACES].count(),
         **app[OBJECTS].state_counts(),
     })

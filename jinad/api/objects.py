@@ -16,7 +16,7 @@ from .uploads import RenamedPart, check_size, form_parts
 
 routes = web.RouteTableDef()
 KIND_OF_PLURAL = {kind.plural: kind.name for kind in KINDS.values()}
-FLOW_FORM_OPTIONS = {"envs", "restart", "timeout_s"}
+FLOW_FORM_OPTIONS = {"envs", "restart", "timeout_s", "limits", "tls"}
 
 
 def _kind(request: web.Request) -> str:
@@ -35,7 +35,7 @@ def _answer(request: web.Request, obj, created: bool) -> web.Response:
 
 
 def _form_option(name: str, text: str, max_depth: int):
-    return parse_json(text, max_depth, f"form field {name!r}") if name in ("envs", "timeout_s") else text
+    return parse_json(text, max_depth, f"form field {name!r}") if name in ("envs", "timeout_s", "limits", "tls") else text
 
 
 async def _create_flow_from_upload(request: web.Request):

@@ -10,7 +10,17 @@ from aiohttp import web
 
 from .. import __version__
 from ..kinds import KINDS
+from ..limits import LIMIT_KEYS, MIN_CPUS, MIN_MEMORY_BYTES
 from ..states import LIVE, TERMINAL, Protocol, RestartPolicy, State, WorkspaceState
+
+LIMITS = {
+    "type": "object", "additionalProperties": False,
+    "description": "caps enforced with cgroups; `400` where this daemon cannot (see `GET /status`)",
+    "properties": {"memory": {"oneOf": [{"type": "integer", "minimum": MIN_MEMORY_BYTES}, {"type": "string"}],
+                              "description": "bytes, or a size such as `200MiB`, `2GiB` (K, M, G, T are powers of 1024; KB, MB, GB, TB of 1000)"},
+                   "cpus": {"type": "number", "minimum": MIN_CPUS, "description": "cores, as Docker's `--cpus`"},
+                   "pids": {"type": "integer", "minimum": 1, "description": "most processes and threads at once"}},
+}
 
 routes = web.RouteTableDef()
 
@@ -81,13 +91,16 @@ SCHEMAS = {
                                                           "memory_rss": {"type": "integer"},
                                                           "processes": {"type": "integer"}}},
             "remote": {"type": "array", "items": {"type": "object"}},
+            "limits": {"type": "object", "description": "its limits as enforced: memory in bytes, cpus, pids",
+                       "properties": {"memory": {"type": "integer"}, "cpus": {"type": "number"}, "pids": {"type": "integer"}}},
         },
     },
     "CreateFlow": {
         "type": "object", "required": ["workspace_id", "filename"],
         "properties": {"workspace_id": {"type": "string"}, "filename": {"type": "string"},
+                       "tls": {"type": "boolean", "description": "serve the gateway with the daemon's certificate (`400` without one)"},
                        "envs": {"type": "object"}, "restart": RESTART,
-                       "timeout_s": {"type": "number"}},
+                       "timeout_s": {"type": "number"}, "limits": LIMITS},
     },
     "CreateExecutor": {
         "type": "object", "required": ["workspace_id", "uses"],
@@ -96,13 +109,15 @@ SCHEMAS = {
                        "replicas": {"type": "integer", "minimum": 1}, "shards": {"type": "integer", "minimum": 1},
                        "protocol": {"enum": Protocol.values()}, "port": NULLABLE_INT,
                        "envs": {"type": "object"}, "restart": RESTART,
-                       "timeout_s": {"type": "number"}},
+                       "timeout_s": {"type": "number"}, "limits": LIMITS},
     },
     "Status": {
         "type": "object", "required": ["jinad", "jina", "system", "workspaces", "flows", "pods", "peas"],
         "properties": {"jinad": {"type": "object"}, "jina": {"type": "object"}, "system": {"type": "object"},
                        "workspaces": {"type": "integer"}, "flows": {"type": "object"},
-                       "pods": {"type": "object"}, "peas": {"type": "object"}},
+                       "pods": {"type": "object"}, "peas": {"type": "object"},
+                       "limits": {"type": "object", "description": "which limits this daemon can enforce (a writable cgroup controller for each)",
+                                  "properties": {key: {"type": "boolean"} for key in LIMIT_KEYS}}},
     },
 }
 

@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import json
 import os
+import ssl
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterable
 
 import aiohttp
 
+from ..tls import client_context
 from .sse import iter_events
 
 PLURAL = {"flow": "flows", "pod": "pods", "pea": "peas"}
@@ -52,19 +54,25 @@ class Client:
     """
 
     def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 600.0,
-                 trace_configs: list[aiohttp.TraceConfig] | None = None) -> None:
+                 trace_configs: list[aiohttp.TraceConfig] | None = None, *, tls_ca: str | None = None,
+                 tls_cert: str | None = None, tls_key: str | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
         if url is None or token is None:
             from .contexts import local_token, resolve  # not in a daemon, whose clients get both
 
             if url is None:
                 target = resolve(token=token)
                 url, token = target.url, target.token
+                tls_ca, tls_cert, tls_key = (given or target.tls.get(name) for given, name in
+                                             ((tls_ca, "tls_ca"), (tls_cert, "tls_cert"), (tls_key, "tls_key")))
             else:
                 token = local_token(url)
         self.url = url.rstrip("/")
         self.token = token
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
         self._trace_configs = trace_configs  # e.g. the CLI's progress line counts bytes sent
+        # https:// is verified against tls_ca (else $JINAD_TLS_CA, else the system's CAs), with a
+        # client certificate from tls_cert/tls_key (else $JINAD_TLS_CERT/$JINAD_TLS_KEY) if any.
+        self._ssl = ssl_context or client_context(tls_ca, tls_cert, tls_key)
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> "Client":
@@ -82,7 +90,9 @@ class Client:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-            self._session = aiohttp.ClientSession(headers=headers, timeout=self._timeout, trace_configs=self._trace_configs)
+            connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True)
+            self._session = aiohttp.ClientSession(headers=headers, timeout=self._timeout, trace_configs=self._trace_configs,
+                                                  connector=connector)
         return self._session
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -43,6 +43,7 @@ import itertools
 import json
 import os
 import re
+import ssl
 import sys
 import time
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from .. import local
+from .. import local, tls
 from ..states import RestartPolicy
 from . import contexts
 from .api import PLURAL, Client, JinadError, kind_of
@@ -296,7 +297,7 @@ def cmd_context_ls(args: argparse.Namespace) -> None:
 
 
 def cmd_context_add(args: argparse.Namespace) -> None:
-    context_book().add(args.name, args.url, args.token)
+    context_book().add(args.name, args.url, args.token, {"tls_ca": args.tls_ca, "tls_cert": args.tls_cert, "tls_key": args.tls_key})
     print(args.name)
 
 
@@ -402,6 +403,11 @@ def common_options() -> argparse.ArgumentParser:
     group.add_argument("--home", metavar="DIR", help="the local daemon's home, as it was given with --workspace "
                                                       "(default: $JINAD_WORKSPACE, else ~/.jinad)")
     group.add_argument("--json", action="store_true", help="print the daemon's JSON (one document a line for logs)")
+    group.add_argument("--tls-ca", metavar="FILE", help="PEM CA to verify an https:// daemon with (default: $JINAD_TLS_CA, "
+                                                         "else the system's CAs)")
+    group.add_argument("--tls-cert", metavar="FILE", help="PEM client certificate, for a daemon that wants one "
+                                                           "(default: $JINAD_TLS_CERT)")
+    group.add_argument("--tls-key", metavar="FILE", help="PEM key of --tls-cert (default: $JINAD_TLS_KEY)")
     return common
 
 
@@ -484,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("name", metavar="NAME")
     add.add_argument("url", type=host_url, metavar="URL")
     add.add_argument("--token", help="its bearer token")
+    add.add_argument("--tls-ca", metavar="FILE", help="PEM CA to verify its https:// URL with (kept as a path)")
+    add.add_argument("--tls-cert", metavar="FILE", help="PEM client certificate to show it (kept as a path)")
+    add.add_argument("--tls-key", metavar="FILE", help="PEM key of --tls-cert (kept as a path)")
     offline(book, "use", cmd_context_use, f"use this daemon from now on ({contexts.LOCAL}: the local daemon)").add_argument(
         "name", metavar="NAME")
     offline(book, "rm", cmd_context_rm, "forget a context").add_argument("name", metavar="NAME")
@@ -492,9 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---- entry point ------------------------------------------------------------------------------
 
-async def run(args: argparse.Namespace, target: Target) -> None:
+async def run(args: argparse.Namespace, target: Target, ssl_context: ssl.SSLContext | None = None) -> None:
     progress = Progress(sys.stderr)
-    async with Client(target.url, target.token or "", trace_configs=[progress.trace()]) as jd:
+    async with Client(target.url, target.token or "", trace_configs=[progress.trace()], ssl_context=ssl_context) as jd:
         await args.run(Context(jd, args, progress, target))
 
 
@@ -536,7 +545,15 @@ def main(argv: list[str]) -> int:
         print(f"jinad: {exc}", file=sys.stderr)
         return EXIT_DAEMON_ERROR
     try:
-        asyncio.run(run(args, target))
+        # Flags, then the context's files, then JINAD_TLS_* (in tls.client_context).
+        files = target.tls
+        ssl_context = tls.client_context(args.tls_ca or files.get("tls_ca"), args.tls_cert or files.get("tls_cert"),
+                                         args.tls_key or files.get("tls_key"))
+    except OSError as exc:  # a file missing, or not PEM (ssl.SSLError), or a key of another certificate
+        print(f"jinad: cannot use the TLS files given: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        asyncio.run(run(args, target, ssl_context))
     except JinadError as exc:
         report(exc, args.json)
         if exc.status == 401 and not args.json:

@@ -19,7 +19,7 @@ import functools
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
@@ -31,6 +31,7 @@ from .. import local
 LOCAL = "local"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 DEFAULT_URL = local.url_for("127.0.0.1", local.DEFAULT_PORT)
+TLS_FILES = ("tls_ca", "tls_cert", "tls_key")  # a context may keep these for its https:// URL
 HOST_VARIABLE, TOKEN_VARIABLE, CONTEXT_VARIABLE = "JINAD_HOST", "JINAD_TOKEN", "JINAD_CONTEXT"
 
 
@@ -98,12 +99,14 @@ class Contexts:
             raise ContextError(f"no context {name!r} (there are: {known}); add one with `jinad context add NAME URL`")
         return self.entries[name]
 
-    def add(self, name: str, url: str, token: str | None) -> None:
+    def add(self, name: str, url: str, token: str | None, tls: Mapping[str, str | None] | None = None) -> None:
+        """`tls`: any of TLS_FILES, kept as absolute paths (the files stay where they are)."""
         if not NAME.fullmatch(name) or name == LOCAL:
             raise ContextError(f"{name!r} cannot name a context: letters, digits, '.', '_' or '-', and not {LOCAL!r}")
         if name in self.entries:
             raise ContextError(f"context {name!r} exists; `jinad context rm {name}` first")
-        self.entries[name] = {"url": daemon_url(url), **({"token": token} if token else {})}
+        files = {key: str(Path(path).expanduser().resolve()) for key, path in (tls or {}).items() if key in TLS_FILES and path}
+        self.entries[name] = {"url": daemon_url(url), **({"token": token} if token else {}), **files}
         self.save()
 
     def use(self, name: str) -> None:
@@ -140,6 +143,7 @@ class Target:
     url_from: str
     token_from: str | None
     local: local.LocalDaemon | None  # the local daemon, when the URL is it
+    tls: Mapping[str, str] = field(default_factory=dict)  # TLS files of the context the URL came from
 
 
 def resolve(host: str | None = None, token: str | None = None, context: str | None = None, home: str | None = None,
@@ -151,6 +155,8 @@ def resolve(host: str | None = None, token: str | None = None, context: str | No
         raise ContextError("give --host or --context, not both")
     contexts = functools.cache(lambda: Contexts.load(contexts_file(environ)))  # read only when asked for
 
+    entry_used: dict = {}
+
     def pick() -> tuple[str | None, str, str | None, bool]:
         """(url or None for the local daemon, where it came from, its context's token, given by flag?)"""
         for url, url_origin, name, name_origin, by_flag in (
@@ -161,10 +167,12 @@ def resolve(host: str | None = None, token: str | None = None, context: str | No
                 return daemon_url(url), url_origin, None, by_flag
             if name:
                 entry = {} if name == LOCAL else contexts().get(name)
+                entry_used.update(entry)
                 return entry.get("url"), f"context {name} ({name_origin})", entry.get("token"), by_flag
         name = contexts().current
         if name:
             entry = contexts().get(name)
+            entry_used.update(entry)
             return entry["url"], f"context {name}", entry.get("token"), False
         return None, "", None, False
 
@@ -182,7 +190,7 @@ def resolve(host: str | None = None, token: str | None = None, context: str | No
         (here.token if here else None, str(here.token_path) if here else ""),
     ]
     chosen, chosen_from = next(((t, origin) for t, origin in candidates if t), (None, None))
-    return Target(url, chosen, url_from, chosen_from, here)
+    return Target(url, chosen, url_from, chosen_from, here, {k: v for k, v in entry_used.items() if k in TLS_FILES})
 
 
 def local_token(url: str, home: str | None = None) -> str | None:

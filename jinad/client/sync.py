@@ -31,8 +31,9 @@ class SyncClient:
     """Every coroutine method of `Client` (status, upload, create, create_flow, list, get,
     restart, delete, ...) as a blocking call; `logs()` as a plain iterator."""
 
-    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 600.0) -> None:
-        self._client = Client(url, token, timeout)  # no URL, no token: as `Client` finds them
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 600.0, **tls: Any) -> None:
+        """`tls`: Client's tls_ca, tls_cert, tls_key or ssl_context."""
+        self._client = Client(url, token, timeout, **tls)  # no URL, no token: as `Client` finds them
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="jinad-sync-client", daemon=True)
         self._thread.start()

@@ -91,3 +91,14 @@ def test_the_shipped_settings_file_lists_every_setting_with_its_default():
     assert list(shipped) == [outside_name(f) for f in fields]
     assert {name: str(value) for name, value in shipped.items()} == {outside_name(f): str(f.default) for f in fields}
     assert all(f.metadata["help"] for f in fields)
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"tls_cert": "a.crt"}, "needs its key"),
+    ({"tls_key": "a.key"}, "needs its key"),
+    ({"remote_tls_cert": "c.crt"}, "needs its key"),
+    ({"tls_ca": "ca.crt"}, "needs tls_cert"),
+])
+def test_tls_settings_come_in_pairs(settings, words):
+    with pytest.raises(ValueError, match=words):
+        Config(**settings)

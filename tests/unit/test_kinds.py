@@ -190,3 +190,20 @@ def test_a_pod_with_replicas_fixes_every_replica_port_and_probes_them_and_its_ga
     assert set(launch.ports) == {"executor", "gateway", "executor-1"} and launch.port == launch.ports["executor"]
     assert written["peer_ports"] == [launch.ports["executor"], launch.ports["executor-1"]] and written["port"] == launch.ports["gateway"]
     assert sorted(port for port, _ in launch.probes) == sorted(launch.ports.values())
+
+
+def test_limits_of_a_remote_part_go_to_its_daemon_and_a_local_part_cannot_have_any(tmp_path):
+    remote = ("jtype: Flow\nexecutors:\n  - name: far\n    uses: A\n    py_modules: exec.py\n    jinad: https://b:8000\n"
+              "    limits: {memory: 1GiB, cpus: 0.5}\n")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "exec.py").write_text("")
+    (ws / "flow.yml").write_text(remote)
+    ctx = Preparation(ws, tmp_path, {}, PortAllocator(range(31000, 31100)), "jina", 1 << 20, 50)
+    launch = prepare_flow({"filename": "flow.yml"}, ctx)
+    assert launch.remote_needed[0]["pod"]["limits"] == {"memory": 1 << 30, "cpus": 0.5}
+    (ws / "flow.yml").write_text(remote.replace("1GiB", "lots"))
+    with pytest.raises(BadRequest, match="executor 'far': limits.memory"):
+        prepare_flow({"filename": "flow.yml"}, ctx)
+    with pytest.raises(BadRequest, match="only a part on another daemon"):
+        prepare(tmp_path, "jtype: Flow\nexecutors:\n  - name: near\n    uses: A\n    limits: {pids: 64}\n")
