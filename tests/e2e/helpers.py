@@ -218,3 +218,40 @@ async def a_flow_and_a_failed_pea(http, daemon) -> tuple[dict, str]:
     failed = await start_pea(http, daemon, ("files", "crash.py", EXECUTORS / "crash.py"), {"uses": "Crash", "py_modules": ["crash.py"]},
                              expect=422)
     return flow, failed["id"]
+
+
+# ---- remote parts ----
+
+def remote_flow(*executors: tuple[str, str, str]) -> bytes:
+    """A Flow YAML of Upper executors, each (name, daemon URL, extra YAML lines) on a remote."""
+    entries = "".join(
+        f"  - name: {name}\n    uses: Upper\n    py_modules: upper.py\n    jinad: {url}\n{extra}"
+        for name, url, extra in executors
+    )
+    return f"jtype: Flow\nwith:\n  protocol: http\nexecutors:\n{entries}".encode()
+
+
+# ---- the dashboard in Chromium ----
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+UI_TIMEOUT_MS = 30_000  # Playwright's deadline for one condition
+
+
+async def open_page(browser, url: str):
+    """A fresh page on `url`, collecting uncaught JS errors in `page.js_errors`."""
+    page = await browser.new_page(viewport={"width": 1440, "height": 960})
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    page.js_errors = []
+    page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
+    await page.goto(url, timeout=UI_TIMEOUT_MS)
+    return page
+
+
+async def expect_daemon_status(page) -> None:
+    from playwright.async_api import expect
+
+    await expect(page.locator("#st-jina")).to_have_text(re.compile(r"^\d+\.\d+"), timeout=UI_TIMEOUT_MS)
+    await expect(page.locator("#st-uptime")).to_have_text(re.compile(r"\d+s|\d+m"), timeout=UI_TIMEOUT_MS)
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=UI_TIMEOUT_MS)

@@ -5,18 +5,9 @@ from __future__ import annotations
 import signal
 
 from tests.conftest import EXECUTORS, form, wait_until
-from tests.e2e.helpers import ask_http, read_stream
+from tests.e2e.helpers import ask_http, read_stream, remote_flow
 
 UPPER = ("files", "upper.py", EXECUTORS / "upper.py")
-
-
-def remote_flow(*executors: tuple[str, str, str]) -> bytes:
-    """A Flow YAML of Upper executors, each (name, daemon URL, extra YAML lines) on a remote."""
-    entries = "".join(
-        f"  - name: {name}\n    uses: Upper\n    py_modules: upper.py\n    jinad: {url}\n{extra}"
-        for name, url, extra in executors
-    )
-    return f"jtype: Flow\nwith:\n  protocol: http\nexecutors:\n{entries}".encode()
 
 
 def two_remote_flow(b_url: str, c_url: str) -> bytes:

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from tests.conftest import EXECUTORS, form, wait_until
-from tests.e2e.test_objects import UPPER, create, get, make_workspace, tree_pids
+from tests.e2e.helpers import UPPER, create, get, make_workspace, remote_flow, tree_pids
 
 GREEDY = ("files", "greedy.py", EXECUTORS / "greedy.py")
 CGROUP_FS = Path("/sys/fs/cgroup")
@@ -178,7 +178,6 @@ async def test_a_flows_limits_cap_its_whole_process_tree(http, limited):
 
 
 async def test_a_remote_parts_limits_are_enforced_on_its_daemon(http, limited, daemon_factory):
-    from tests.e2e.test_distributed import remote_flow
 
     a = limited
     b = daemon_factory(host="127.0.0.2")

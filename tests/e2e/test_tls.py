@@ -20,8 +20,7 @@ import pytest
 from jinad.client.api import Client
 from jinad.client.sync import SyncClient
 from tests.conftest import EXECUTORS, JINAD, REPO, form
-from tests.e2e.test_distributed import remote_flow
-from tests.e2e.test_objects import ask_http
+from tests.e2e.helpers import ask_http, remote_flow
 from tests.pki import issue, make_ca, make_pki
 
 UPPER = ("files", "upper.py", EXECUTORS / "upper.py")
@@ -170,7 +169,7 @@ def spki_pin(cert) -> str:
 
 
 async def test_the_dashboard_in_chromium_over_https(daemon_factory, pki):
-    from tests.e2e.test_ui import CHROMIUM, CHROMIUM_ARGS, expect_daemon_status, open_page
+    from tests.e2e.helpers import CHROMIUM, CHROMIUM_ARGS, expect_daemon_status, open_page
 
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")

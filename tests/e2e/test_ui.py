@@ -15,11 +15,8 @@ import aiohttp
 import pytest
 
 from tests.conftest import EXECUTORS, form
-from tests.e2e.helpers import start_chatty
+from tests.e2e.helpers import CHROMIUM, CHROMIUM_ARGS, expect_daemon_status, open_page, start_chatty
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOT = "/tmp/jinad-ui.png"
 LINES = 2000  # chatty lines, plus its "chatty done"
 T = 30_000  # ms: Playwright's deadline for one condition
@@ -39,24 +36,6 @@ async def browser():
             yield chromium
         finally:
             await chromium.close()
-
-
-async def open_page(browser, url: str):
-    """A fresh page on `url`, collecting uncaught JS errors in `page.js_errors`."""
-    page = await browser.new_page(viewport={"width": 1440, "height": 960})
-    page.set_default_timeout(T)
-    page.js_errors = []
-    page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
-    await page.goto(url, timeout=T)
-    return page
-
-
-async def expect_daemon_status(page) -> None:
-    from playwright.async_api import expect
-
-    await expect(page.locator("#st-jina")).to_have_text(re.compile(r"^\d+\.\d+"), timeout=T)
-    await expect(page.locator("#st-uptime")).to_have_text(re.compile(r"\d+s|\d+m"), timeout=T)
-    await expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=T)
 
 
 async def log_text(http, daemon, object_id: str, headers=None) -> str:
