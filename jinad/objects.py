@@ -16,13 +16,16 @@ States (as supervisord's, in the contract's words), every transition TRANSITIONS
     failed   -> starting    restarted
     failed   -> stopping    deleted or restarted
 `_set_state` is the one place that makes a transition: it checks it, stores the record and
-tells subscribers. Records survive daemon restarts; `recover` ends what a previous run left
-and starts again every object that should be running, with its old id and ports.
+tells subscribers. Records survive daemon restarts; `recover` takes back the children a previous
+run left under their keepers (live restore: same pids, same ports, reading their output on),
+ends what it cannot take back and starts again every object that should be running, with its
+old id and ports.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import math
@@ -32,6 +35,8 @@ import socket
 import sys
 import time
 from typing import AsyncIterator
+
+import psutil
 
 from .config import Config
 from .events import Broadcast
@@ -43,7 +48,7 @@ from .ports import PortAllocator, is_free
 from .remotes import RemotePart, Remotes
 from .states import LIVE, TERMINAL, RestartPolicy, State
 from .store import Store, from_record
-from .supervision import Child, end_processes, find_marked, sample_children, spawn, tree, wait_ready
+from .supervision import Child, adopt, end_processes, find_keepers, find_marked, sample_children, spawn, tree, wait_ready
 from .workspaces import WorkspaceManager
 
 log = logging.getLogger(__name__)
@@ -372,24 +377,39 @@ class ObjectManager:
     async def _start_once(self, obj: JObject, runner: Runner) -> tuple[str | None, int | None]:
         """Spawn and wait for readiness: (None, None) when ready, else (reason, exit code)."""
         launch = runner.launch
-        taken = [port for port in launch.ports.values() if not is_free(port)]
-        if taken:
-            return f"port(s) {', '.join(map(str, taken))} already in use", None
-        try:
-            runner.child = await spawn(
-                launch.argv, self.workspaces.files_dir(obj.workspace_id), self.workspaces.child_env(obj.workspace_id, obj.envs), runner.log,
-                self.config.log_max_line_bytes, obj.id, self.home, launch.ready_line,
-            )
-        except (OSError, ValueError) as exc:  # ValueError: an argument the OS cannot take
-            return f"could not run {launch.argv[0]}: {exc}", None
-        obj.pid = runner.child.pid
-        self._save(obj)
+        if runner.child is None:  # else taken back from a previous run of the daemon, still starting
+            taken = [port for port in launch.ports.values() if not is_free(port)]
+            if taken:
+                return f"port(s) {', '.join(map(str, taken))} already in use", None
+            try:
+                runner.child = await spawn(
+                    launch.argv, self.workspaces.files_dir(obj.workspace_id), self.workspaces.child_env(obj.workspace_id, obj.envs),
+                    runner.log, self.config.log_max_line_bytes, obj.id, self.home, launch.ready_line,
+                )
+            except (OSError, ValueError) as exc:  # ValueError: an argument the OS cannot take
+                return f"could not run {launch.argv[0]}: {exc}", None
+            obj.pid = runner.child.pid
+            self._save(obj)
         reason = await wait_ready(runner.child, "127.0.0.1", launch.probes, obj.timeout_s)
         if reason is None:
             return None, None
         code = await runner.child.stop(self.config.stop_grace_s)
         reason = runner.child.explain(reason)
         runner.child = None
+        return reason, code
+
+    async def _check_adopted(self, obj: JObject, runner: Runner) -> tuple[str | None, int | None]:
+        """A child taken back as ready: it stays `ready` if its ports answer; else it is ended,
+        `exited`, and its restart policy decides."""
+        if runner.child.has_exited:  # it ended while no daemon ran: (None, None), wait() says how
+            return None, None
+        reason = await wait_ready(runner.child, "127.0.0.1", runner.launch.probes, obj.timeout_s)
+        if reason is None:
+            return None, None
+        code = await runner.child.stop(self.config.stop_grace_s)
+        reason = runner.child.explain(f"taken back after a daemon restart, {reason}")
+        runner.child = None
+        self._set_state(obj, State.EXITED, exit_code=code, pid=None, error=reason)
         return reason, code
 
     def _should_restart(self, obj: JObject, failed: bool) -> bool:
@@ -413,14 +433,23 @@ class ObjectManager:
             runner.settle(reason)
 
     async def _live(self, obj: JObject, runner: Runner) -> None:
-        """One object's life: start, wait for its exit, restart by policy with growing back-off."""
+        """One object's life: start, wait for its exit, restart by policy with growing back-off.
+        A child taken back from a previous run of the daemon (`runner.child` already set) is
+        not started: a ready one is checked (its ports answer), a starting one waited for."""
         failures = 0
-        first = True
+        adopted = runner.child is not None
+        first = not (adopted and obj.state == State.READY)
         while True:
-            self._set_state(obj, State.STARTING, pid=None, exit_code=None, error=None)
-            reason, code = await self._start_once(obj, runner)
+            if adopted and obj.state == State.READY:
+                reason, code = await self._check_adopted(obj, runner)
+            else:
+                if not adopted:
+                    self._set_state(obj, State.STARTING, pid=None, exit_code=None, error=None)
+                reason, code = await self._start_once(obj, runner)
+            adopted = False
             if reason is None:
-                self._set_state(obj, State.READY, started_at=utc_now())
+                if obj.state != State.READY:
+                    self._set_state(obj, State.READY, started_at=utc_now())
                 runner.settle(None)
                 first = False
                 ready_at = time.monotonic()
@@ -511,11 +540,10 @@ class ObjectManager:
     # ---- daemon life --------------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """End processes a previous run left, then start again what should be running."""
+        """Take back the children a previous run left under their keepers (live restore), end
+        what cannot be taken back, then start again what should be running."""
+        keepers = await asyncio.to_thread(find_keepers, self.home)
         leftovers = await asyncio.to_thread(find_marked, self.home)
-        if leftovers:
-            log.warning("ending %d object(s) left running by a previous run", len(leftovers))
-        await asyncio.gather(*(end_processes(procs, self.config.stop_grace_s) for procs in leftovers.values()))
         taken: set[int] = set()
 
         def build(record: dict) -> JObject:
@@ -530,7 +558,34 @@ class ObjectManager:
             self.runners[obj.id] = Runner(log=self._open_log(obj.id))
             self.alloc.held.update(obj.ports.values())
             self.remotes.remember(obj.remote)
+        adopted = []
+        for obj in self.objects.values():
+            keeper = keepers.pop(obj.id, None)
+            if keeper is None or obj.state not in (State.READY, State.STARTING):
+                continue
+            child = await adopt(keeper, obj.pid, obj.id, self.home, self.runners[obj.id].log, self.config.log_max_line_bytes)
+            if child is None:
+                keepers[obj.id] = keeper  # not the one recorded: ended below with the rest
+                continue
+            self.runners[obj.id].child = child
+            leftovers.pop(obj.id, None)
+            adopted.append(obj)
+        if adopted:
+            log.info("took back %d object(s) a previous run left running", len(adopted))
+        if leftovers:
+            log.warning("ending %d object(s) left running by a previous run", len(leftovers))
+        await asyncio.gather(*(end_processes(procs, self.config.stop_grace_s) for procs in leftovers.values()))
+        for keeper in keepers.values():  # whatever it kept is of no object's now
+            with contextlib.suppress(psutil.Error):
+                keeper.kill()
+        for obj in adopted:
+            if obj.pid is None:  # it was starting, and its pid not yet stored
+                obj.pid = self.runners[obj.id].child.pid
+                self._save(obj)
+            await self._recover_one(obj)
         for obj in list(self.objects.values()):
+            if obj in adopted:
+                continue
             should_run = obj.state in LIVE | {State.STOPPED} or (
                 obj.state == State.EXITED and self._should_restart(obj, failed=obj.exit_code != 0 or obj.error is not None)
             )
@@ -548,6 +603,11 @@ class ObjectManager:
             runner.launch = await self._prepare_with_remotes(obj)
         except Exception as exc:  # whatever it is, the daemon starts, with this object failed
             reason = exc.message if isinstance(exc, JinadError) else f"{type(exc).__name__}: {exc}"
+            if runner.child is not None:  # taken back, but it cannot be described any more
+                await runner.child.stop(self.config.stop_grace_s)
+                runner.child = None
+                self._set_state(obj, State.STOPPING)
+                self._set_state(obj, State.STOPPED, pid=None)
             self._set_state(obj, State.FAILED, error=f"could not start it again after a daemon restart: {reason}")
             return
         await self._begin(obj, wait=False)
@@ -567,10 +627,18 @@ class ObjectManager:
 
     async def shutdown(self) -> None:
         """Stop every child; each is `stopped`, which the next start of the daemon takes as
-        'should be running' (only DELETE removes an object)."""
-        await asyncio.gather(*(self._halt(obj, self.runners[obj.id]) for obj in self.objects.values()))
+        'should be running' (only DELETE removes an object). With `live_restore`, leave them
+        running under their keepers instead, for the next daemon to take back."""
+        if self.config.live_restore:
+            await _cancel([task for runner in self.runners.values() for task in [runner.task, *runner.followers] if task])
+            for runner in self.runners.values():
+                if runner.child is not None:
+                    runner.child.detach()
+            log.info("live restore: %d object(s) left running for the next daemon",
+                     sum(1 for runner in self.runners.values() if runner.child is not None))
+        else:
+            await asyncio.gather(*(self._halt(obj, self.runners[obj.id]) for obj in self.objects.values()))
         for runner in self.runners.values():
             runner.log.close()
         # Remote parts keep running under their own daemons; the Flows use them again at start.
         await self.remotes.close()
-

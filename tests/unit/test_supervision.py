@@ -52,12 +52,12 @@ async def test_a_watching_supervisor_stops_at_the_first_cancel_whenever_it_comes
             watcher.cancel()
             done, _ = await asyncio.wait({watcher}, timeout=3)
             assert done, f"a cancel after {step * 0.09:.2f}s was lost"
-            assert child.proc.returncode is None
+            assert child.returncode is None
     finally:
         await child.stop(2.0)
         server.close()
         sink.close()
-    assert child.proc.returncode is not None and not tree(child.pid)
+    assert child.returncode is not None and not tree(child.pid)
     assert not psutil.pid_exists(child.pid) or psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE
 
 
@@ -157,7 +157,7 @@ async def test_readiness_waits_for_the_ready_line_not_an_open_port(tmp_path):
             assert not child.announced.done()  # the earlier run's line does not count
             reason = await asyncio.wait_for(wait_ready(child, "127.0.0.1", [(port, "tcp")], 10), 15)
             if mode == "announce":
-                assert reason is None and child.proc.returncode is None
+                assert reason is None and child.returncode is None
             else:
                 assert reason == "it ended by itself with exit code 1 before it was ready"
         finally:
