@@ -140,6 +140,19 @@ def _first_seq(path: Path) -> int:
     return entry.seq if entry else 0
 
 
+def _tail_lines(path: Path) -> list[LogLine]:
+    """The complete lines in the last 64 KiB of a log file."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            start = max(0, f.tell() - 65536)
+            f.seek(start)
+            tail = f.read().decode("utf-8", "replace").split("\n")
+    except FileNotFoundError:
+        return []
+    return [entry for raw in tail[1 if start else 0:-1] if (entry := _parse(raw))]
+
+
 def _last_seq(path: Path) -> int:
     """The sequence number of the last complete line of a log file (0 when there is none)."""
     try:
@@ -179,6 +192,11 @@ class Log:
         self._reread_used = 0.0
         self.notes: list[StateNote] = []
         self.followers = 0  # streams reading it now (`follow`), for the daemon's metrics
+
+    def last_line_of(self, stream: str) -> int | None:
+        """The number of the last line of `stream` near the end of the file (None if none there)."""
+        self._write_unwritten()
+        return next((entry.seq for entry in reversed(_tail_lines(self.path)) if entry.stream == stream), None)
 
     def files(self) -> list[Path]:
         """The log's files, oldest first."""

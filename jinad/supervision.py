@@ -94,15 +94,34 @@ class _PipeToLog(asyncio.Protocol):
     append per read, long lines split, no task and no buffer in between, so the child is
     never held up by the daemon."""
 
-    def __init__(self, name: str, sink: Log, max_line: int, watch: bytes | None = None) -> None:
+    def __init__(self, name: str, sink: Log, max_line: int, watch: bytes | None = None, keep: Path | None = None) -> None:
         self.name, self.sink, self.max_line = name, sink, max_line
         self.pending = b""
+        # What was read but is not in the log yet, kept on disk too (`keep`) for the next daemon
+        # should this one end meanwhile (see data_received).
+        self.keep_fd = -1
+        self.kept = 0  # bytes of `keep` that hold its tag and `pending`
+        self.last_seq = 0  # of the last line this stream appended
         self.closed = asyncio.get_running_loop().create_future()
         # Set when a line holding `watch` has been read (searched for until then, not after).
         self.watch = watch
         self.seen = asyncio.get_running_loop().create_future()
         self.fd = -1
         self.capacity = PIPE_BYTES  # until known: no widening
+        if keep is not None:
+            self._take_kept(keep)
+
+    def _take_kept(self, keep: Path) -> None:
+        try:
+            self.keep_fd = os.open(keep, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return
+        last = self.sink.last_line_of(self.name)
+        self.last_seq = last or 0
+        taken = _taken_pending(self.keep_fd, last, self.max_line)
+        self._keep(b"%d\n" % self.last_seq, 0, truncate=True)
+        if taken:  # what a previous daemon read and had not in the log: now it is
+            self.data_received(taken)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         with contextlib.suppress(OSError, AttributeError):
@@ -112,18 +131,35 @@ class _PipeToLog(asyncio.Protocol):
     def data_received(self, chunk: bytes) -> None:
         if self.capacity < PIPE_BYTES and len(chunk) > self.capacity // 2:  # about full: the writer waits
             self._widen()
+        if self.keep_fd >= 0:  # first on disk: read from the pipe, it is nowhere else
+            self._keep(chunk, self.kept)
         data = self.pending + chunk if self.pending else chunk
-        cut = data.rfind(b"\n") + 1
-        if cut == 0 and len(data) > self.max_line:  # a line without end in sight is cut, not hoarded
-            cut = len(data) - len(data) % self.max_line
+        cut = _cut(data, self.max_line)
         if cut:
             self._append(data[:cut])
         self.pending = data[cut:]
+        if self.keep_fd >= 0:
+            self._keep(b"%d\n%s" % (self.last_seq, self.pending), 0, truncate=True)
+
+    def _keep(self, data: bytes, offset: int, truncate: bool = False) -> None:
+        """`keep` holds the number of this stream's last line in the log, then the bytes read
+        after it (what `pending` holds, and while a read is handled, that read). The next
+        daemon takes them: all of them when the log's last line of the stream is that number,
+        else (this one ended between its append and this write) only the unended line."""
+        try:
+            os.pwrite(self.keep_fd, data, offset)
+            if truncate:
+                os.ftruncate(self.keep_fd, len(data))
+                self.kept = len(data)
+        except OSError:
+            pass
 
     def eof_received(self) -> bool:
         if self.pending:
             self._append(self.pending)
             self.pending = b""
+            if self.keep_fd >= 0:
+                self._keep(b"%d\n" % self.last_seq, 0, truncate=True)
         return False  # close the transport
 
     def _widen(self) -> None:
@@ -139,13 +175,38 @@ class _PipeToLog(asyncio.Protocol):
         # An error here would make the loop close the pipe, and the child die of SIGPIPE.
         try:
             self.sink.append(self.name, split_lines(raw, self.max_line))
+            self.last_seq = self.sink.last_seq
             self.sink.flush()
         except Exception:
             log.exception("could not keep %d bytes of output of %s", len(raw), self.sink.path.name)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.keep_fd >= 0:
+            os.close(self.keep_fd)
+            self.keep_fd = -1
         if not self.closed.done():
             self.closed.set_result(None)
+
+
+def _cut(data: bytes, max_line: int) -> int:
+    """Where the whole lines of some output end (a line without end in sight is cut, not hoarded)."""
+    cut = data.rfind(b"\n") + 1
+    if cut == 0 and len(data) > max_line:
+        cut = len(data) - len(data) % max_line
+    return cut
+
+
+def _taken_pending(fd: int, last: int | None, max_line: int) -> bytes:
+    """What a previous daemon read from this stream and had not in the log (see _PipeToLog._keep).
+    Had it appended them, the stream's last line would be near the end of the log, after the tag."""
+    try:
+        data = os.pread(fd, os.fstat(fd).st_size, 0)
+    except OSError:
+        return b""
+    tag, _, rest = data.partition(b"\n")
+    if not rest or not tag.isdigit():
+        return b""
+    return rest if last is None or last <= int(tag) else rest[_cut(rest, max_line):]
 
 
 def split_lines(raw: bytes, max_line: int) -> list[str]:
@@ -518,7 +579,9 @@ async def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Lo
         ours = [out_write, err_write]  # the read ends are the readers' now
         first_seq = sink.last_seq + 1
         watch = ready_line.encode() if ready_line else None
-        pipes = await _connect_readers(files, sink, max_line, watch)
+        for stream in ("stdout", "stderr"):  # a new child: nothing of an earlier one's to take
+            (run_dir / f"pending.{stream}").unlink(missing_ok=True)
+        pipes = await _connect_readers(files, sink, max_line, watch, run_dir)
         try:
             keeper = subprocess.Popen(
                 [SHELL, "-c", KEEPER_SCRIPT, KEEPER_NAME, object_id, home, str(run_dir), sys.executable, "-S", "-I", "-c",
@@ -553,9 +616,9 @@ def _pipe_files(fds: list[int]) -> list[tuple[str, BinaryIO]]:
             ("stderr", open(fds[1], "rb", buffering=0, closefd=closefd))]
 
 
-async def _connect_readers(files, sink: Log, max_line: int, watch: bytes | None):
+async def _connect_readers(files, sink: Log, max_line: int, watch: bytes | None, keep: Path):
     # Shielded: a cancel meanwhile lets them finish, then closes them.
-    connecting = asyncio.ensure_future(_readers(files, sink, max_line, watch))
+    connecting = asyncio.ensure_future(_readers(files, sink, max_line, watch, keep))
     try:
         return await asyncio.shield(connecting)
     except asyncio.CancelledError:
@@ -601,7 +664,7 @@ async def adopt(keeper: psutil.Process, expected_pid: int | None, object_id: str
         for fd in fds:
             os.close(fd)
         return None
-    pipes = await _connect_readers(_pipe_files(fds), sink, max_line, None)
+    pipes = await _connect_readers(_pipe_files(fds), sink, max_line, None, run_dir)
     return Child(pid, keeper.pid, None, pipes, object_id, home, sink, sink.last_seq + 1)
 
 
@@ -612,14 +675,16 @@ def _loop_closes_pipes(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 async def _readers(files: list[tuple[str, BinaryIO]], sink: Log, max_line: int,
-                   watch: bytes | None) -> list[tuple[asyncio.ReadTransport, _PipeToLog]]:
+                   watch: bytes | None, keep: Path | None = None) -> list[tuple[asyncio.ReadTransport, _PipeToLog]]:
     """Readers of stdout and stderr (in that order); stdout's watches for `watch`."""
     loop = asyncio.get_running_loop()
     pipes: list[tuple[asyncio.ReadTransport, _PipeToLog]] = []
     try:
         for name, file in files:
             watching = watch if name == "stdout" else None
-            pipes.append(await loop.connect_read_pipe(lambda name=name, w=watching: _PipeToLog(name, sink, max_line, w), file))
+            kept = keep / f"pending.{name}" if keep is not None else None
+            pipes.append(await loop.connect_read_pipe(
+                lambda name=name, w=watching, k=kept: _PipeToLog(name, sink, max_line, w, k), file))
     except BaseException:
         for transport, _ in pipes:
             transport.close()

@@ -165,3 +165,33 @@ async def test_readiness_waits_for_the_ready_line_not_an_open_port(tmp_path):
             sink.close()
         if mode == "abort":
             assert child.explain(reason) == f"{reason}; last errors in its log: Flow@1 Flow is aborted"
+
+
+async def test_what_a_killed_daemon_had_read_but_not_logged_is_taken_by_the_next(tmp_path):
+    """Live restore: bytes read from a child's pipe are on disk (`pending.<stream>`) before
+    they are handled, so a daemon killed at any point between a read and its log write loses
+    no line and repeats none."""
+    keep = tmp_path / "pending.stdout"
+
+    def reader() -> _PipeToLog:
+        return _PipeToLog("stdout", Log(tmp_path / "k.log", 100, 1 << 20, 1 << 20, 1), 1000, keep=keep)
+
+    def logged() -> list[tuple[int, str]]:
+        return [(int(n), text) for n, _, _, text in (row.split(" ", 3) for row in (tmp_path / "k.log").read_text().splitlines())]
+
+    first = reader()
+    first.data_received(b"line 1\nline 2\nli")  # killed with "li" read, its end not
+    first.sink.close()
+    second = reader()  # killed after writing the next read ahead, before handling it
+    second._keep(b"ne 3\nline 4\nline", second.kept)
+    second.sink.close()
+    third = reader()
+    assert logged() == [(1, "line 1"), (2, "line 2"), (3, "line 3"), (4, "line 4")]
+    # Killed after the log write, before the kept bytes were brought up to date: not twice.
+    third.data_received(b" 5\nline 6")
+    third._keep(b"%d\n line 5\nline 6" % (third.last_seq - 1), 0, truncate=True)
+    third.sink.close()
+    fourth = reader()
+    fourth.data_received(b"\n")
+    fourth.sink.close()
+    assert logged() == [(n, f"line {n}") for n in range(1, 7)]
