@@ -153,6 +153,30 @@ def _tail_lines(path: Path) -> list[LogLine]:
     return [entry for raw in tail[1 if start else 0:-1] if (entry := _parse(raw))]
 
 
+def _drop_torn_line(path: Path) -> None:
+    """A daemon killed while it wrote lines may leave the file ending in part of one: cut it
+    off, so the file holds whole lines and the next line starts a line of its own (the child's
+    bytes it came from are taken again: see supervision._PipeToLog)."""
+    try:
+        with open(path, "r+b") as f:
+            end = f.seek(0, os.SEEK_END)
+            cut = end
+            while cut > 0:
+                start = max(0, cut - 65536)
+                f.seek(start)
+                block = f.read(cut - start)
+                newline = block.rfind(b"\n")
+                if newline >= 0:
+                    cut = start + newline + 1
+                    break
+                cut = start
+            if cut < end:
+                log.warning("log %s ended in part of a line (%d bytes); cut off", path, end - cut)
+                f.truncate(cut)
+    except FileNotFoundError:
+        pass
+
+
 def _last_seq(path: Path) -> int:
     """The sequence number of the last complete line of a log file (0 when there is none)."""
     try:
@@ -176,6 +200,7 @@ class Log:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file_max_bytes, self._file_backups = file_max_bytes, file_backups
+        _drop_torn_line(path)
         self.last_seq = max((_last_seq(p) for p in self.files()), default=0)
         self._closed = False
         self._open()
