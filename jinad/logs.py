@@ -223,6 +223,28 @@ class Log:
         self._write_unwritten()
         return next((entry.seq for entry in reversed(_tail_lines(self.path)) if entry.stream == stream), None)
 
+    def count_after(self, stream: str, seq: int, scan_bytes: int = 8 << 20) -> int:
+        """How many lines of `stream` the file holds after line `seq` (read back from its end,
+        at most `scan_bytes`: what one daemon's read can have added)."""
+        self._write_unwritten()
+        try:
+            with open(self.path, "rb") as f:
+                end = f.seek(0, os.SEEK_END)
+                start = max(0, end - scan_bytes)
+                f.seek(start)
+                rows = f.read().split(b"\n")
+        except FileNotFoundError:
+            return 0
+        count = 0
+        for raw in reversed(rows[1 if start else 0:]):
+            entry = _parse(raw.decode("utf-8", "replace"))
+            if entry is None:
+                continue
+            if entry.seq <= seq:
+                break
+            count += entry.stream == stream
+        return count
+
     def files(self) -> list[Path]:
         """The log's files, oldest first."""
         backups = [self._backup(n) for n in range(self._file_backups, 0, -1)]

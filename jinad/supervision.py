@@ -116,12 +116,25 @@ class _PipeToLog(asyncio.Protocol):
             self.keep_fd = os.open(keep, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError:
             return
-        last = self.sink.last_line_of(self.name)
-        self.last_seq = last or 0
-        taken = _taken_pending(self.keep_fd, last, self.max_line)
-        self._keep(b"%d\n" % self.last_seq, 0, truncate=True)
-        if taken:  # what a previous daemon read and had not in the log: now it is
-            self.data_received(taken)
+        self.last_seq = self.sink.last_line_of(self.name) or 0
+        try:
+            kept = os.pread(self.keep_fd, os.fstat(self.keep_fd).st_size, 0)
+        except OSError:
+            kept = b""
+        tag, _, rest = kept.partition(b"\n")
+        if rest and tag.isdigit():
+            # Read by a previous daemon and not (all) in the log: the lines of it the log has
+            # are those of this stream after the tag (a daemon killed in its log write has
+            # written some of them; a torn last one is cut off when the log is opened).
+            cut = _cut(rest, self.max_line)
+            lines = split_lines(rest[:cut], self.max_line) if cut else []
+            done = self.sink.count_after(self.name, int(tag)) if lines else 0
+            if lines[done:]:
+                self.sink.append(self.name, lines[done:])
+                self.sink.flush()
+                self.last_seq = self.sink.last_seq
+            self.pending = rest[cut:]
+        self._keep(b"%d\n%s" % (self.last_seq, self.pending), 0, truncate=True)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         with contextlib.suppress(OSError, AttributeError):
@@ -194,19 +207,6 @@ def _cut(data: bytes, max_line: int) -> int:
     if cut == 0 and len(data) > max_line:
         cut = len(data) - len(data) % max_line
     return cut
-
-
-def _taken_pending(fd: int, last: int | None, max_line: int) -> bytes:
-    """What a previous daemon read from this stream and had not in the log (see _PipeToLog._keep).
-    Had it appended them, the stream's last line would be near the end of the log, after the tag."""
-    try:
-        data = os.pread(fd, os.fstat(fd).st_size, 0)
-    except OSError:
-        return b""
-    tag, _, rest = data.partition(b"\n")
-    if not rest or not tag.isdigit():
-        return b""
-    return rest if last is None or last <= int(tag) else rest[_cut(rest, max_line):]
 
 
 def split_lines(raw: bytes, max_line: int) -> list[str]:

@@ -189,9 +189,19 @@ async def test_what_a_killed_daemon_had_read_but_not_logged_is_taken_by_the_next
     assert logged() == [(1, "line 1"), (2, "line 2"), (3, "line 3"), (4, "line 4")]
     # Killed after the log write, before the kept bytes were brought up to date: not twice.
     third.data_received(b" 5\nline 6")
-    third._keep(b"%d\n line 5\nline 6" % (third.last_seq - 1), 0, truncate=True)
+    third._keep(b"%d\nline 5\nline 6" % (third.last_seq - 1), 0, truncate=True)
     third.sink.close()
     fourth = reader()
     fourth.data_received(b"\n")
-    fourth.sink.close()
     assert logged() == [(n, f"line {n}") for n in range(1, 7)]
+    # Killed in the middle of its log write: some of the read's lines are in the log, one torn.
+    fourth._keep(b"line 7\nline 8\nline 9\nli", fourth.kept)
+    fourth.sink.append("stdout", ["line 7"])
+    fourth.sink.flush()
+    with open(tmp_path / "k.log", "ab") as f:
+        f.write(b"8 2026-11-30T00:00:00.000Z stdout li")
+    fourth.sink.close()
+    fifth = reader()
+    fifth.data_received(b"ne 10\n")
+    fifth.sink.close()
+    assert logged() == [(n, f"line {n}") for n in range(1, 11)]
