@@ -107,9 +107,9 @@ def run(quick: bool, runs: int) -> list[Figure]:
                note=f"answered: {[r['ok'] for r in results]}; same pids: {all(r['same_pids'] for r in results)}"),
         Figure("restore.kill9.lost_lines", f"live restore: lines lost or repeated of a Pea printing one a millisecond ({TICKS}) across the outage",
                "lines", [r["lost"] for r in results], target=("value", "<=", 0), target_text="0"),
-        Figure("restore.kill9.start_to_ready_s", "live restore: new daemon's start (exec) → every object `ready` (a Flow, a Pea)", "s",
-               [r["to_ready_s"] for r in results], target=("value", "<=", 1.0), target_text="≤ 1 s after it listens",
-               note=f"after it listens: {[round(r['listening_to_ready_s'], 3) for r in results]} s"),
+        Figure("restore.kill9.listening_to_ready_s", "live restore: new daemon listens → every object `ready` (a Flow, a Pea)", "s",
+               [r["listening_to_ready_s"] for r in results], target=("value", "<=", 1.0), target_text="≤ 1 s",
+               note=f"from the new daemon's exec: {[round(r['to_ready_s'], 2) for r in results]} s (its own start)"),
         Figure("restore.keeper.rss_mb", "live restore: keeper per object (/bin/sh), RSS", "MB", [mb(v) for v in rss],
                target=("value", "<=", 2.0), target_text="≤ 2 MB", note=f"USS {[round(mb(v), 2) for v in uss]} MB"),
     ]
