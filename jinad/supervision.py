@@ -404,6 +404,7 @@ class Child:
         # Done once stdout showed the line that says it serves (when spawn was given one).
         self.announced = announced
         self.returncode: int | None = None  # once it ended: its code (None: not known)
+        self._released = False
         self._exit = asyncio.ensure_future(self._watch())  # one waiter for all the polls
         self.object_id = object_id
         self.home = home
@@ -504,16 +505,35 @@ class Child:
 
     def _release(self) -> None:
         """Every line is read: the keeper may go (and is reaped, and its files removed)."""
+        if self._released:
+            return
+        self._released = True
         with contextlib.suppress(OSError):
             _keeper_file(self.run_dir, self.keeper_pid, "released").touch()
-        asyncio.ensure_future(self._forget_keeper())
+        self._forget_keeper()
 
-    async def _forget_keeper(self) -> None:
-        await process_ended(self.keeper_pid)
-        if self._keeper is not None:
-            self._keeper.poll()
-        for what in ("child", "exit", "released"):
-            _keeper_file(self.run_dir, self.keeper_pid, what).unlink(missing_ok=True)
+    def _forget_keeper(self) -> None:
+        """Once the keeper has gone: reap it (when it is ours) and remove its files. A callback
+        on its pidfd, not a task, so a daemon that exits first leaves nothing pending."""
+        try:
+            fd = os.pidfd_open(self.keeper_pid)
+        except OSError:
+            fd = -1
+        loop = asyncio.get_running_loop()
+
+        def gone() -> None:
+            if fd >= 0:
+                loop.remove_reader(fd)
+                os.close(fd)
+            if self._keeper is not None:
+                self._keeper.poll()
+            for what in ("child", "exit", "released"):
+                _keeper_file(self.run_dir, self.keeper_pid, what).unlink(missing_ok=True)
+
+        if fd < 0:
+            gone()
+        else:
+            loop.add_reader(fd, gone)
 
     def detach(self) -> None:
         """Leave it running for the next daemon: stop reading (its keeper holds the pipes)."""
@@ -523,13 +543,16 @@ class Child:
 
     async def stop(self, grace: float) -> int | None:
         """End the whole tree and return the leader's exit code once no process of it is left."""
-        for _ in range(3):
-            procs = tree(self.pid, self.object_id, self.home)
-            if not procs:
-                break
-            await end_processes(procs, grace)
-        await self.exited_within(5.0)
-        await self._drain()
+        try:
+            for _ in range(3):
+                procs = tree(self.pid, self.object_id, self.home)
+                if not procs:
+                    break
+                await end_processes(procs, grace)
+            await self.exited_within(5.0)
+            await self._drain()
+        finally:  # even when cancelled meanwhile: nobody comes back for what it keeps
+            self._release()
         return self.returncode
 
     def resources(self, members: list[psutil.Process]) -> dict:
@@ -589,7 +612,6 @@ async def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Lo
                 cwd=cwd, env={k: v for k, v in env.items() if k not in (MARK_ID, MARK_HOME)},
                 stdin=subprocess.DEVNULL, stdout=out_write, stderr=err_write, start_new_session=True,
             )
-            pid = await _child_of(keeper.pid, run_dir, keeper)
         except BaseException:
             for transport, _ in pipes:
                 transport.close()
@@ -597,7 +619,32 @@ async def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Lo
     finally:
         for fd in ours:
             os.close(fd)
-    return Child(pid, keeper.pid, keeper, pipes, object_id, home, sink, first_seq, pipes[0][1].seen if watch else None)
+
+    def make(pid: int) -> Child:
+        return Child(pid, keeper.pid, keeper, pipes, object_id, home, sink, first_seq, pipes[0][1].seen if watch else None)
+
+    # Shielded: a cancel meanwhile ends the child once its pid is known (as a stop would).
+    learning = asyncio.ensure_future(_child_of(keeper.pid, run_dir, keeper))
+    try:
+        return make(await asyncio.shield(learning))
+    except asyncio.CancelledError:
+        learning.add_done_callback(lambda done: asyncio.ensure_future(_end_unwanted(done, make, keeper)))
+        raise
+    except BaseException:
+        for transport, _ in pipes:
+            transport.close()
+        with contextlib.suppress(OSError):
+            keeper.kill()
+        raise
+
+
+async def _end_unwanted(learning: asyncio.Future, make, keeper: subprocess.Popen) -> None:
+    """End a child whose start was cancelled."""
+    if learning.cancelled() or learning.exception() is not None:
+        with contextlib.suppress(OSError):
+            keeper.kill()
+        return
+    await make(learning.result()).stop(2.0)
 
 
 async def _child_of(keeper_pid: int, run_dir: Path, keeper: subprocess.Popen) -> int:
