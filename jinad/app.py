@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 async def _managers(app: web.Application) -> AsyncIterator[None]:
-    """Load state and recover children before serving; stop every child at shutdown."""
+    """Load state and recover children before serving; stop every child at shutdown (unless live restore)."""
     app[WORKSPACES].load()
     app[WORKSPACES].resume_installs()
     await app[OBJECTS].recover()
@@ -35,7 +35,7 @@ async def _managers(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await housekeeper
     await app[OBJECTS].shutdown()
-    log.info("jinad stopped; every child ended")
+    log.info("jinad stopped; %s", "its children run on (live restore)" if app[CONFIG].live_restore else "every child ended")
 
 
 async def _housekeeping(app: web.Application) -> None:

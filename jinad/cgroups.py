@@ -96,6 +96,10 @@ class Group:
             _write(self.dirs["cpu"] / "cpu.cfs_quota_us", max(1000, round(self.limits["cpus"] * CFS_PERIOD_US)))
         if "pids" in self.limits:
             _write(self.dirs["pids"] / "pids.max", self.limits["pids"])
+        self.mark_oom_kills()
+
+    def mark_oom_kills(self) -> None:
+        """Count OOM kills from now on (one run of the object)."""
         self._oom_mark = self.oom_kills()
 
     def wrap(self, argv: Sequence[str]) -> list[str]:
@@ -191,6 +195,14 @@ class Cgroups:
         self.check(limits)
         group = Group({controller: base / object_id for controller, base in self.bases.items()}, limits)
         group.apply()
+        self.groups[object_id] = group
+        return group
+
+    def taken_back(self, object_id: str, limits: dict) -> Group:
+        """The group a previous run of the daemon made for a child it left running (live
+        restore), as it is: its limits stay, OOM kills count from now."""
+        group = Group({controller: base / object_id for controller, base in self.bases.items()}, limits)
+        group.mark_oom_kills()
         self.groups[object_id] = group
         return group
 

@@ -73,6 +73,7 @@ class Config:
     log_file_max_bytes: int = setting(50 * 1024 * 1024, "a log file past this size is rotated")
     log_file_backups: int = setting(5, "rotated log files kept per object")
     log_level: str = setting("INFO", "the daemon's own log level")
+    live_restore: bool = setting(False, "SIGTERM/SIGINT leave Flows, Pods and Peas running for the next daemon (upgrades)")
 
     def __post_init__(self) -> None:
         """Refuse values the daemon cannot work with, by name, rather than failing later."""

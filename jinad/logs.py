@@ -143,6 +143,43 @@ def _first_seq(path: Path) -> int:
     return entry.seq if entry else 0
 
 
+def _tail_lines(path: Path) -> list[LogLine]:
+    """The complete lines in the last 64 KiB of a log file."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            start = max(0, f.tell() - 65536)
+            f.seek(start)
+            tail = f.read().decode("utf-8", "replace").split("\n")
+    except FileNotFoundError:
+        return []
+    return [entry for raw in tail[1 if start else 0:-1] if (entry := _parse(raw))]
+
+
+def _drop_torn_line(path: Path) -> None:
+    """A daemon killed while it wrote lines may leave the file ending in part of one: cut it
+    off, so the file holds whole lines and the next line starts a line of its own (the child's
+    bytes it came from are taken again: see supervision._PipeToLog)."""
+    try:
+        with open(path, "r+b") as f:
+            end = f.seek(0, os.SEEK_END)
+            cut = end
+            while cut > 0:
+                start = max(0, cut - 65536)
+                f.seek(start)
+                block = f.read(cut - start)
+                newline = block.rfind(b"\n")
+                if newline >= 0:
+                    cut = start + newline + 1
+                    break
+                cut = start
+            if cut < end:
+                log.warning("log %s ended in part of a line (%d bytes); cut off", path, end - cut)
+                f.truncate(cut)
+    except FileNotFoundError:
+        pass
+
+
 def _last_seq(path: Path) -> int:
     """The sequence number of the last complete line of a log file (0 when there is none)."""
     try:
@@ -166,6 +203,7 @@ class Log:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file_max_bytes, self._file_backups = file_max_bytes, file_backups
+        _drop_torn_line(path)
         self.last_seq = max((_last_seq(p) for p in self.files()), default=0)
         self._closed = False
         self._open()
@@ -188,6 +226,33 @@ class Log:
         """The log `name` in the daemon's logs folder, kept as the settings say."""
         c = config
         return cls(c.home / "logs" / f"{name}.log", c.log_ring_lines, c.log_ring_bytes, c.log_file_max_bytes, c.log_file_backups)
+
+    def last_line_of(self, stream: str) -> int | None:
+        """The number of the last line of `stream` near the end of the file (None if none there)."""
+        self._write_unwritten()
+        return next((entry.seq for entry in reversed(_tail_lines(self.path)) if entry.stream == stream), None)
+
+    def count_after(self, stream: str, seq: int, scan_bytes: int = 8 << 20) -> int:
+        """How many lines of `stream` the file holds after line `seq` (read back from its end,
+        at most `scan_bytes`: what one daemon's read can have added)."""
+        self._write_unwritten()
+        try:
+            with open(self.path, "rb") as f:
+                end = f.seek(0, os.SEEK_END)
+                start = max(0, end - scan_bytes)
+                f.seek(start)
+                rows = f.read().split(b"\n")
+        except FileNotFoundError:
+            return 0
+        count = 0
+        for raw in reversed(rows[1 if start else 0:]):
+            entry = _parse(raw.decode("utf-8", "replace"))
+            if entry is None:
+                continue
+            if entry.seq <= seq:
+                break
+            count += entry.stream == stream
+        return count
 
     def files(self) -> list[Path]:
         """The log's files, oldest first."""

@@ -16,8 +16,10 @@ States (as supervisord's, in the contract's words), every transition TRANSITIONS
     failed   -> starting    restarted
     failed   -> stopping    deleted or restarted
 `_set_state` is the one place that makes a transition: it checks it, stores the record and
-tells subscribers. Records survive daemon restarts; `recover` ends what a previous run left
-and starts again every object that should be running, with its old id and ports.
+tells subscribers. Records survive daemon restarts; `recover` takes back the children a previous
+run left under their keepers (live restore: same pids, same ports, reading their output on),
+ends what it cannot take back and starts again every object that should be running, with its
+old id and ports.
 
 Beside the state machine, in modules of their own: the record (records.py), what lives in
 memory per object (runner.py), making launches with their remote parts and `create`
@@ -210,25 +212,26 @@ class ObjectManager(Launching, Recovery):
     async def _start_once(self, obj: JObject, runner: Runner) -> tuple[str | None, int | None]:
         """Spawn and wait for readiness: (None, None) when ready, else (reason, exit code)."""
         launch = runner.launch
-        taken = [port for port in launch.ports.values() if not is_free(port)]
-        if taken:
-            return f"port(s) {', '.join(map(str, taken))} already in use", None
-        argv = launch.argv
-        if obj.limits:
+        if runner.child is None:  # else taken back from a previous run of the daemon, still starting
+            taken = [port for port in launch.ports.values() if not is_free(port)]
+            if taken:
+                return f"port(s) {', '.join(map(str, taken))} already in use", None
+            argv = launch.argv
+            if obj.limits:
+                try:
+                    runner.cgroup = await asyncio.to_thread(self.cgroups.make, obj.id, obj.limits)
+                except OSError as exc:
+                    return f"could not set its limits {obj.limits}: {exc}", None
+                argv = runner.cgroup.wrap(argv)
             try:
-                runner.cgroup = await asyncio.to_thread(self.cgroups.make, obj.id, obj.limits)
-            except OSError as exc:
-                return f"could not set its limits {obj.limits}: {exc}", None
-            argv = runner.cgroup.wrap(argv)
-        try:
-            runner.child = await spawn(
-                argv, self.workspaces.files_dir(obj.workspace_id), self.workspaces.child_env(obj.workspace_id, obj.envs), runner.log,
-                self.config.log_max_line_bytes, obj.id, self.home, launch.ready_line,
-            )
-        except (OSError, ValueError) as exc:  # ValueError: an argument the OS cannot take
-            return f"could not run {launch.argv[0]}: {exc}", None
-        obj.pid = runner.child.pid
-        self._save(obj)
+                runner.child = await spawn(
+                    argv, self.workspaces.files_dir(obj.workspace_id), self.workspaces.child_env(obj.workspace_id, obj.envs),
+                    runner.log, self.config.log_max_line_bytes, obj.id, self.home, launch.ready_line,
+                )
+            except (OSError, ValueError) as exc:  # ValueError: an argument the OS cannot take
+                return f"could not run {launch.argv[0]}: {exc}", None
+            obj.pid = runner.child.pid
+            self._save(obj)
         reason = await wait_ready(runner.child, "127.0.0.1", launch.probes, obj.timeout_s)
         if reason is None:
             return None, None
@@ -244,6 +247,20 @@ class ObjectManager(Launching, Recovery):
             return (f"ended by its memory limit of {obj.limits.get('memory')} bytes (the kernel's OOM killer ended "
                     f"{killed} of its processes, says its cgroup); {reason}")
         return reason
+
+    async def _check_adopted(self, obj: JObject, runner: Runner) -> tuple[str | None, int | None]:
+        """A child taken back as ready: it stays `ready` if its ports answer; else it is ended,
+        `exited`, and its restart policy decides."""
+        if runner.child.has_exited:  # it ended while no daemon ran: (None, None), wait() says how
+            return None, None
+        reason = await wait_ready(runner.child, "127.0.0.1", runner.launch.probes, obj.timeout_s)
+        if reason is None:
+            return None, None
+        code = await runner.child.stop(self.config.stop_grace_s)
+        reason = runner.child.explain(f"taken back after a daemon restart, {reason}")
+        runner.child = None
+        self._set_state(obj, State.EXITED, exit_code=code, pid=None, error=reason)
+        return reason, code
 
     def _should_restart(self, obj: JObject, failed: bool) -> bool:
         return obj.restart == RestartPolicy.ALWAYS or (obj.restart == RestartPolicy.ON_FAILURE and failed)
@@ -266,14 +283,23 @@ class ObjectManager(Launching, Recovery):
             runner.settle(reason)
 
     async def _live(self, obj: JObject, runner: Runner) -> None:
-        """One object's life: start, wait for its exit, restart by policy with growing back-off."""
+        """One object's life: start, wait for its exit, restart by policy with growing back-off.
+        A child taken back from a previous run of the daemon (`runner.child` already set) is
+        not started: a ready one is checked (its ports answer), a starting one waited for."""
         failures = 0
-        first = True
+        adopted = runner.child is not None
+        first = not (adopted and obj.state == State.READY)
         while True:
-            self._set_state(obj, State.STARTING, pid=None, exit_code=None, error=None)
-            reason, code = await self._start_once(obj, runner)
+            if adopted and obj.state == State.READY:
+                reason, code = await self._check_adopted(obj, runner)
+            else:
+                if not adopted:
+                    self._set_state(obj, State.STARTING, pid=None, exit_code=None, error=None)
+                reason, code = await self._start_once(obj, runner)
+            adopted = False
             if reason is None:
-                self._set_state(obj, State.READY, started_at=utc_now())
+                if obj.state != State.READY:
+                    self._set_state(obj, State.READY, started_at=utc_now())
                 runner.settle(None)
                 first = False
                 ready_at = time.monotonic()
@@ -382,11 +408,20 @@ class ObjectManager(Launching, Recovery):
 
     async def shutdown(self) -> None:
         """Stop every child; each is `stopped`, which the next start of the daemon takes as
-        'should be running' (only DELETE removes an object)."""
-        await asyncio.gather(*(self._halt(obj, self.runners[obj.id]) for obj in self.objects.values()))
+        'should be running' (only DELETE removes an object). With `live_restore`, leave them
+        running under their keepers instead, for the next daemon to take back."""
+        if self.config.live_restore:
+            await cancel_tasks([task for runner in self.runners.values() for task in [runner.task, *runner.followers] if task])
+            for runner in self.runners.values():
+                if runner.child is not None:
+                    runner.child.detach()
+            log.info("live restore: %d object(s) left running for the next daemon",
+                     sum(1 for runner in self.runners.values() if runner.child is not None))
+        else:
+            await asyncio.gather(*(self._halt(obj, self.runners[obj.id]) for obj in self.objects.values()))
         for runner in self.runners.values():
             runner.log.close()
-        self.cgroups.remove_all()
+        if not self.config.live_restore:  # else their children still run in them
+            self.cgroups.remove_all()
         # Remote parts keep running under their own daemons; the Flows use them again at start.
         await self.remotes.close()
-

@@ -1,17 +1,21 @@
-"""Taking over at start: processes a previous run left are ended, stored records read back and
-what should be running started again (part of ObjectManager)."""
+"""Taking over at start: stored records read back, children a previous run left under their
+keepers taken back (live restore), what cannot be taken back ended, and what should be running
+started again (part of ObjectManager)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+
+import psutil
 
 from .errors import ContractError
 from .logs import Log
 from .records import COLLECTION, JObject, object_from_record
 from .runner import Runner
 from .states import LIVE, State
-from .supervision import end_processes, find_marked
+from .supervision import adopt, end_processes, find_keepers, find_marked
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +27,10 @@ class Recovery:
     home: str
 
     async def recover(self) -> None:
-        """End processes a previous run left, then start again what should be running."""
+        """Take back the children a previous run left under their keepers (live restore), end
+        what cannot be taken back, then start again what should be running."""
+        keepers = await asyncio.to_thread(find_keepers, self.home)
         leftovers = await asyncio.to_thread(find_marked, self.home)
-        if leftovers:
-            log.warning("ending %d object(s) left running by a previous run", len(leftovers))
-        await asyncio.gather(*(end_processes(procs, self.config.stop_grace_s) for procs in leftovers.values()))
         taken: set[int] = set()
 
         def build(record: dict) -> JObject:
@@ -42,7 +45,36 @@ class Recovery:
             self.runners[obj.id] = Runner(log=Log.from_config(self.config, obj.id))
             self.alloc.held.update(obj.ports.values())
             self.remotes.remember(obj.remote)
+        adopted = []
+        for obj in self.objects.values():
+            keeper = keepers.pop(obj.id, None)
+            if keeper is None or obj.state not in (State.READY, State.STARTING):
+                continue
+            child = await adopt(keeper, obj.pid, obj.id, self.home, self.runners[obj.id].log, self.config.log_max_line_bytes)
+            if child is None:
+                keepers[obj.id] = keeper  # not the one recorded: ended below with the rest
+                continue
+            self.runners[obj.id].child = child
+            if obj.limits:  # its cgroups, as the previous run made them
+                self.runners[obj.id].cgroup = self.cgroups.taken_back(obj.id, obj.limits)
+            leftovers.pop(obj.id, None)
+            adopted.append(obj)
+        if adopted:
+            log.info("took back %d object(s) a previous run left running", len(adopted))
+        if leftovers:
+            log.warning("ending %d object(s) left running by a previous run", len(leftovers))
+        await asyncio.gather(*(end_processes(procs, self.config.stop_grace_s) for procs in leftovers.values()))
+        for keeper in keepers.values():  # whatever it kept is of no object's now
+            with contextlib.suppress(psutil.Error):
+                keeper.kill()
+        for obj in adopted:
+            if obj.pid is None:  # it was starting, and its pid not yet stored
+                obj.pid = self.runners[obj.id].child.pid
+                self._save(obj)
+            await self._recover_one(obj)
         for obj in list(self.objects.values()):
+            if obj in adopted:
+                continue
             should_run = obj.state in LIVE | {State.STOPPED} or (
                 obj.state == State.EXITED and self._should_restart(obj, failed=obj.exit_code != 0 or obj.error is not None)
             )
@@ -60,6 +92,11 @@ class Recovery:
             runner.launch = await self._prepare_with_remotes(obj)
         except Exception as exc:  # whatever it is, the daemon starts, with this object failed
             reason = exc.message if isinstance(exc, ContractError) else f"{type(exc).__name__}: {exc}"
+            if runner.child is not None:  # taken back, but it cannot be described any more
+                await runner.child.stop(self.config.stop_grace_s)
+                runner.child = None
+                self._set_state(obj, State.STOPPING)
+                self._set_state(obj, State.STOPPED, pid=None)
             self._set_state(obj, State.FAILED, error=f"could not start it again after a daemon restart: {reason}")
             return
         await self._begin(obj, wait=False)

@@ -3,6 +3,15 @@ readiness, and stopping the whole tree (signal the group, wait, kill the group, 
 
 Every child carries two environment markers, JINAD_OBJECT_ID and JINAD_HOME, so a daemon that
 starts after a crash can find what its previous run left behind, and no other daemon's.
+
+Live restore: every child runs under a keeper, a `/bin/sh` (dash: ~1.7 MB RSS, no Python, no
+jina) that is its parent. The keeper holds a read end of each of the child's pipes, so the
+child never gets EPIPE while no daemon reads them (it blocks once a pipe is full, which a
+daemon that comes back ends by reading on); it reaps the child and writes its exit code to
+`<home>/run/<id>/keeper.<keeper pid>.exit`; it stays until a daemon has read the pipes to
+their end (`.released`). A daemon that starts finds keepers by their command line, checks the
+child (pid, parent, start time, markers), opens the same pipes again through
+`/proc/<keeper>/fd/3` and `/fd/4`, and reads on where the last daemon stopped.
 """
 
 from __future__ import annotations
@@ -13,7 +22,10 @@ import fcntl
 import logging
 import os
 import re
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import BinaryIO, Iterable, Mapping, Sequence
@@ -33,6 +45,40 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 MARK_ID = "JINAD_OBJECT_ID"
 MARK_HOME = "JINAD_HOME"
 WATCH_INTERVAL_S = 1.0
+# What a child's stdout holds while no daemon reads it: at a line of 100 bytes a millisecond,
+# about 2.5 s of output before the child waits for the next daemon.
+AWAY_PIPE_BYTES = 256 * 1024
+KEEPER_NAME = "jinad-keeper"
+SHELL = "/bin/sh"
+# $1 object id, $2 home, $3 its run folder; the child's argv after. fd 1 and 2 are the pipes'
+# write ends: read ends of the same pipes are opened through /dev/stdout and /dev/stderr and kept.
+# Signals are ignored here once the child runs (a stop signals the child's own session, never the
+# keeper's); SIGINT and SIGQUIT, which a shell's background job starts with ignored, the child
+# gets back in TRAMPOLINE.
+KEEPER_SCRIPT = r"""id=$1 home=$2 dir=$3; shift 3
+exec 3</dev/stdout 4</dev/stderr </dev/null
+JINAD_OBJECT_ID=$id JINAD_HOME=$home "$@" 3<&- 4<&- &
+child=$!
+trap '' TERM INT HUP QUIT PIPE
+echo $child > "$dir/keeper.$$.child"
+exec 1>/dev/null 2>&1
+wait $child
+echo $? > "$dir/keeper.$$.exit"
+while [ -d "$dir" ] && [ ! -e "$dir/keeper.$$.released" ]; do sleep 1; done
+"""
+# The child's first moments, before it execs: its own session (and process group), and the
+# signals a shell's background job starts with ignored back to their defaults.
+TRAMPOLINE = """import os, signal, sys
+for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+    signal.signal(s, signal.SIG_DFL)
+os.setsid()
+try:
+    os.execvp(sys.argv[1], sys.argv[1:])
+except OSError as exc:
+    sys.stderr.write(f"could not run {sys.argv[1]}: {exc}\\n")
+    os._exit(127)
+"""
+KEEPER_START_S = 10.0  # a keeper says its child's pid within this
 READY_POLL_S = 0.02  # a start is answered this soon after the object is ready
 
 
@@ -48,15 +94,47 @@ class _PipeToLog(asyncio.Protocol):
     append per read, long lines split, no task and no buffer in between, so the child is
     never held up by the daemon."""
 
-    def __init__(self, name: str, sink: Log, max_line: int, watch: bytes | None = None) -> None:
+    def __init__(self, name: str, sink: Log, max_line: int, watch: bytes | None = None, keep: Path | None = None) -> None:
         self.name, self.sink, self.max_line = name, sink, max_line
         self.pending = b""
+        # What was read but is not in the log yet, kept on disk too (`keep`) for the next daemon
+        # should this one end meanwhile (see data_received).
+        self.keep_fd = -1
+        self.kept = 0  # bytes of `keep` that hold its tag and `pending`
+        self.last_seq = 0  # of the last line this stream appended
         self.closed = asyncio.get_running_loop().create_future()
         # Set when a line holding `watch` has been read (searched for until then, not after).
         self.watch = watch
         self.seen = asyncio.get_running_loop().create_future()
         self.fd = -1
         self.capacity = PIPE_BYTES  # until known: no widening
+        if keep is not None:
+            self._take_kept(keep)
+
+    def _take_kept(self, keep: Path) -> None:
+        try:
+            self.keep_fd = os.open(keep, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return
+        self.last_seq = self.sink.last_line_of(self.name) or 0
+        try:
+            kept = os.pread(self.keep_fd, os.fstat(self.keep_fd).st_size, 0)
+        except OSError:
+            kept = b""
+        tag, _, rest = kept.partition(b"\n")
+        if rest and tag.isdigit():
+            # Read by a previous daemon and not (all) in the log: the lines of it the log has
+            # are those of this stream after the tag (a daemon killed in its log write has
+            # written some of them; a torn last one is cut off when the log is opened).
+            cut = _cut(rest, self.max_line)
+            lines = split_lines(rest[:cut], self.max_line) if cut else []
+            done = self.sink.count_after(self.name, int(tag)) if lines else 0
+            if lines[done:]:
+                self.sink.append(self.name, lines[done:])
+                self.sink.flush()
+                self.last_seq = self.sink.last_seq
+            self.pending = rest[cut:]
+        self._keep(b"%d\n%s" % (self.last_seq, self.pending), 0, truncate=True)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         with contextlib.suppress(OSError, AttributeError):
@@ -66,18 +144,35 @@ class _PipeToLog(asyncio.Protocol):
     def data_received(self, chunk: bytes) -> None:
         if self.capacity < PIPE_BYTES and len(chunk) > self.capacity // 2:  # about full: the writer waits
             self._widen()
+        if self.keep_fd >= 0:  # first on disk: read from the pipe, it is nowhere else
+            self._keep(chunk, self.kept)
         data = self.pending + chunk if self.pending else chunk
-        cut = data.rfind(b"\n") + 1
-        if cut == 0 and len(data) > self.max_line:  # a line without end in sight is cut, not hoarded
-            cut = len(data) - len(data) % self.max_line
+        cut = _cut(data, self.max_line)
         if cut:
             self._append(data[:cut])
         self.pending = data[cut:]
+        if self.keep_fd >= 0:
+            self._keep(b"%d\n%s" % (self.last_seq, self.pending), 0, truncate=True)
+
+    def _keep(self, data: bytes, offset: int, truncate: bool = False) -> None:
+        """`keep` holds the number of this stream's last line in the log, then the bytes read
+        after it (what `pending` holds, and while a read is handled, that read). The next
+        daemon takes them: all of them when the log's last line of the stream is that number,
+        else (this one ended between its append and this write) only the unended line."""
+        try:
+            os.pwrite(self.keep_fd, data, offset)
+            if truncate:
+                os.ftruncate(self.keep_fd, len(data))
+                self.kept = len(data)
+        except OSError:
+            pass
 
     def eof_received(self) -> bool:
         if self.pending:
             self._append(self.pending)
             self.pending = b""
+            if self.keep_fd >= 0:
+                self._keep(b"%d\n" % self.last_seq, 0, truncate=True)
         return False  # close the transport
 
     def _widen(self) -> None:
@@ -93,13 +188,25 @@ class _PipeToLog(asyncio.Protocol):
         # An error here would make the loop close the pipe, and the child die of SIGPIPE.
         try:
             self.sink.append(self.name, split_lines(raw, self.max_line))
+            self.last_seq = self.sink.last_seq
             self.sink.flush()
         except Exception:
             log.exception("could not keep %d bytes of output of %s", len(raw), self.sink.path.name)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.keep_fd >= 0:
+            os.close(self.keep_fd)
+            self.keep_fd = -1
         if not self.closed.done():
             self.closed.set_result(None)
+
+
+def _cut(data: bytes, max_line: int) -> int:
+    """Where the whole lines of some output end (a line without end in sight is cut, not hoarded)."""
+    cut = data.rfind(b"\n") + 1
+    if cut == 0 and len(data) > max_line:
+        cut = len(data) - len(data) % max_line
+    return cut
 
 
 def split_lines(raw: bytes, max_line: int) -> list[str]:
@@ -245,22 +352,81 @@ async def sample_children(children: list[Child]) -> dict[Child, dict]:
     return {child: await asyncio.to_thread(child.resources, members.get(child.pid, [])) for child in children}
 
 
-class Child:
-    """A running child: its process group, pipe readers and exit."""
+def _keeper_file(run_dir: Path, keeper_pid: int, what: str) -> Path:
+    return run_dir / f"keeper.{keeper_pid}.{what}"
 
-    def __init__(self, proc: asyncio.subprocess.Process, pipes: list[tuple[asyncio.ReadTransport, _PipeToLog]],
-                 object_id: str, home: str, sink: Log, first_seq: int, announced: asyncio.Future | None = None) -> None:
-        self.proc = proc
-        self.pid = proc.pid  # also the process group id: it is the group's leader
+
+def _read_number(path: Path) -> int | None:
+    """A number a keeper wrote (one `echo`: it counts once its newline is there)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    return int(text) if text.endswith("\n") and text.strip().lstrip("-").isdigit() else None
+
+
+def _exit_code(status: int | None) -> int | None:
+    """A shell's exit status as Python's returncode: 128 + n is a death by signal n, -n."""
+    if status is not None and 128 < status < 128 + signal.NSIG:
+        return -(status - 128)
+    return status
+
+
+async def process_ended(pid: int) -> None:
+    """Wait until a process (ours or not) has ended, through a pidfd: no polling."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    ended = loop.create_future()
+    loop.add_reader(fd, lambda: ended.done() or ended.set_result(None))
+    try:
+        await ended
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+class Child:
+    """A running child under its keeper: its process group, pipe readers and exit."""
+
+    def __init__(self, pid: int, keeper_pid: int, keeper: subprocess.Popen | None,
+                 pipes: list[tuple[asyncio.ReadTransport, _PipeToLog]], object_id: str, home: str, sink: Log,
+                 first_seq: int, announced: asyncio.Future | None = None) -> None:
+        self.pid = pid  # also the process group id: it is the group's leader
+        self.keeper_pid = keeper_pid
+        self._keeper = keeper  # when this daemon started it, to reap it
+        self.run_dir = Path(home) / "run" / object_id
         self.pipes = pipes
         self.sink = sink
         self.first_seq = first_seq  # its first line in the log (the log holds earlier runs' too)
         # Done once stdout showed the line that says it serves (when spawn was given one).
         self.announced = announced
-        self._exit = asyncio.ensure_future(proc.wait())  # one waiter for all the polls
+        self.returncode: int | None = None  # once it ended: its code (None: not known)
+        self._released = False
+        self._exit = asyncio.ensure_future(self._watch())  # one waiter for all the polls
         self.object_id = object_id
         self.home = home
         self._samples: dict[int, psutil.Process] = {}
+
+    @property
+    def has_exited(self) -> bool:
+        return self._exit.done()
+
+    async def _watch(self) -> int | None:
+        """Wait for the child's end, then for the code its keeper reaped (None if the keeper
+        is gone without saying it)."""
+        await process_ended(self.pid)
+        exit_file = _keeper_file(self.run_dir, self.keeper_pid, "exit")
+        deadline = time.monotonic() + 5.0
+        while (status := _read_number(exit_file)) is None and time.monotonic() < deadline:
+            if not _pid_running(self.keeper_pid):
+                status = _read_number(exit_file)
+                break
+            await asyncio.sleep(0.005)
+        self.returncode = _exit_code(status)
+        return self.returncode
 
     def _runtimes(self) -> list[psutil.Process]:
         """Jina's runtime processes: forks of the leader, so they share its command line."""
@@ -275,7 +441,7 @@ class Child:
                     found.append(proc)
         return found
 
-    async def wait(self, grace: float, ports: list[int] = ()) -> tuple[int, str | None]:
+    async def wait(self, grace: float, ports: list[int] = ()) -> tuple[int | None, str | None]:
         """Wait until the object ends: its leader exits, one of its runtime processes dies, or
         a port it served is closed (Jina's parent notices a dead worker only after a minute).
         Then end the rest of the group, which cannot go on alone. Returns the leader's exit
@@ -291,7 +457,7 @@ class Child:
                 reason = f"it stopped serving on port {closed[0]}"
         if reason:
             await end_processes(tree(self.pid), grace)
-        code = await self.proc.wait()
+        code = await asyncio.shield(self._exit)
         # What is left of it, in its group or (setsid) found by its markers, cannot go on alone.
         await end_processes(await asyncio.to_thread(tree, self.pid, self.object_id, self.home), grace=2.0)
         await self._drain()
@@ -302,7 +468,7 @@ class Child:
         Python 3.11 wait_for can swallow a cancel that arrives as the wait ends (gh-86296),
         and a supervisor that misses its cancel never stops."""
         await asyncio.wait({self._exit}, timeout=timeout)
-        return self.proc.returncode is not None
+        return self._exit.done()
 
     async def announced_within(self, timeout: float) -> bool:
         """Has it said it serves (or has nothing to say), waiting at most `timeout` and no
@@ -314,8 +480,10 @@ class Child:
 
     def ended(self) -> str:
         """How its leader ended, in words."""
-        code = self.proc.returncode
-        if code is not None and code < 0:
+        code = self.returncode
+        if code is None:
+            return "it ended; its exit code is not known (its keeper was gone)"
+        if code < 0:
             with contextlib.suppress(ValueError):
                 return f"it was ended by {signal.Signals(-code).name} (exit code {code})"
         return f"it ended by itself with exit code {code}"
@@ -333,17 +501,59 @@ class Child:
         for transport, reader in self.pipes:
             if not reader.closed.done():
                 transport.close()
+        self._release()
+
+    def _release(self) -> None:
+        """Every line is read: the keeper may go (and is reaped, and its files removed)."""
+        if self._released:
+            return
+        self._released = True
+        with contextlib.suppress(OSError):
+            _keeper_file(self.run_dir, self.keeper_pid, "released").touch()
+        self._forget_keeper()
+
+    def _forget_keeper(self) -> None:
+        """Once the keeper has gone: reap it (when it is ours) and remove its files. A callback
+        on its pidfd, not a task, so a daemon that exits first leaves nothing pending."""
+        try:
+            fd = os.pidfd_open(self.keeper_pid)
+        except OSError:
+            fd = -1
+        loop = asyncio.get_running_loop()
+
+        def gone() -> None:
+            if fd >= 0:
+                loop.remove_reader(fd)
+                os.close(fd)
+            if self._keeper is not None:
+                self._keeper.poll()
+            for what in ("child", "exit", "released"):
+                _keeper_file(self.run_dir, self.keeper_pid, what).unlink(missing_ok=True)
+
+        if fd < 0:
+            gone()
+        else:
+            loop.add_reader(fd, gone)
+
+    def detach(self) -> None:
+        """Leave it running for the next daemon: stop reading (its keeper holds the pipes)."""
+        self._exit.cancel()
+        for transport, _ in self.pipes:
+            transport.close()
 
     async def stop(self, grace: float) -> int | None:
         """End the whole tree and return the leader's exit code once no process of it is left."""
-        for _ in range(3):
-            procs = tree(self.pid, self.object_id, self.home)
-            if not procs:
-                break
-            await end_processes(procs, grace)
-        await self.exited_within(5.0)
-        await self._drain()
-        return self.proc.returncode
+        try:
+            for _ in range(3):
+                procs = tree(self.pid, self.object_id, self.home)
+                if not procs:
+                    break
+                await end_processes(procs, grace)
+            await self.exited_within(5.0)
+            await self._drain()
+        finally:  # even when cancelled meanwhile: nobody comes back for what it keeps
+            self._release()
+        return self.returncode
 
     def resources(self, members: list[psutil.Process]) -> dict:
         """CPU, memory and process count summed over the group's members (CPU since the
@@ -363,11 +573,22 @@ class Child:
         return {"cpu_percent": round(cpu, 1), "memory_rss": rss, "processes": count}
 
 
+def _pid_running(pid: int) -> bool:
+    try:
+        return _running(psutil.Process(pid))
+    except psutil.Error:
+        return False
+
+
 async def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Log, max_line: int, object_id: str, home: str,
                 ready_line: str | None = None) -> Child:
-    """Start argv in its own session with its stdout and stderr drained into `sink`; with
-    `ready_line`, `Child.announced` is set once a line of its stdout holds that text."""
-    ours: list[int] = []  # descriptors to close before returning: the write ends (the child has its own)
+    """Start argv under a keeper, in its own session, with its stdout and stderr drained into
+    `sink`; with `ready_line`, `Child.announced` is set once a line of its stdout holds that text."""
+    if not shutil.which(argv[0], path=env.get("PATH", os.defpath)) and not os.access(argv[0], os.X_OK):
+        raise FileNotFoundError(2, "No such file or directory", argv[0])
+    run_dir = Path(home) / "run" / object_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ours: list[int] = []  # descriptors to close before returning: the write ends (the keeper has its own)
     try:
         # Pipes, not what asyncio would make: uvloop gives children a socketpair, whose
         # per-write kernel buffers cost a fast writer about twice a pipe's time.
@@ -375,29 +596,21 @@ async def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Lo
         ours += [out_read, out_write]
         err_read, err_write = os.pipe()
         ours += [err_read, err_write]
-        closefd = not _loop_closes_pipes(asyncio.get_running_loop())
-        files = [("stdout", open(out_read, "rb", buffering=0, closefd=closefd)),
-                 ("stderr", open(err_read, "rb", buffering=0, closefd=closefd))]
+        with contextlib.suppress(OSError):  # what it may print while no daemon reads
+            fcntl.fcntl(out_read, fcntl.F_SETPIPE_SZ, AWAY_PIPE_BYTES)
+        files = _pipe_files([out_read, err_read])
         ours = [out_write, err_write]  # the read ends are the readers' now
         first_seq = sink.last_seq + 1
-        # The readers first: once the child runs, nothing is left that could fail and leave it
-        # unread. Shielded: a cancel meanwhile lets them finish, then closes them.
         watch = ready_line.encode() if ready_line else None
-        connecting = asyncio.ensure_future(_readers(files, sink, max_line, watch))
+        for stream in ("stdout", "stderr"):  # a new child: nothing of an earlier one's to take
+            (run_dir / f"pending.{stream}").unlink(missing_ok=True)
+        pipes = await _connect_readers(files, sink, max_line, watch, run_dir)
         try:
-            pipes = await asyncio.shield(connecting)
-        except asyncio.CancelledError:
-            connecting.add_done_callback(_close_readers)
-            raise
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=cwd,
-                env={**env, MARK_ID: object_id, MARK_HOME: home},
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out_write,
-                stderr=err_write,
-                start_new_session=True,
+            keeper = subprocess.Popen(
+                [SHELL, "-c", KEEPER_SCRIPT, KEEPER_NAME, object_id, home, str(run_dir), sys.executable, "-S", "-I", "-c",
+                 TRAMPOLINE, *argv],
+                cwd=cwd, env={k: v for k, v in env.items() if k not in (MARK_ID, MARK_HOME)},
+                stdin=subprocess.DEVNULL, stdout=out_write, stderr=err_write, start_new_session=True,
             )
         except BaseException:
             for transport, _ in pipes:
@@ -406,7 +619,100 @@ async def spawn(argv: Sequence[str], cwd: Path, env: Mapping[str, str], sink: Lo
     finally:
         for fd in ours:
             os.close(fd)
-    return Child(proc, pipes, object_id, home, sink, first_seq, pipes[0][1].seen if watch else None)
+
+    def make(pid: int) -> Child:
+        return Child(pid, keeper.pid, keeper, pipes, object_id, home, sink, first_seq, pipes[0][1].seen if watch else None)
+
+    # Shielded: a cancel meanwhile ends the child once its pid is known (as a stop would).
+    learning = asyncio.ensure_future(_child_of(keeper.pid, run_dir, keeper))
+    try:
+        return make(await asyncio.shield(learning))
+    except asyncio.CancelledError:
+        learning.add_done_callback(lambda done: asyncio.ensure_future(_end_unwanted(done, make, keeper)))
+        raise
+    except BaseException:
+        for transport, _ in pipes:
+            transport.close()
+        with contextlib.suppress(OSError):
+            keeper.kill()
+        raise
+
+
+async def _end_unwanted(learning: asyncio.Future, make, keeper: subprocess.Popen) -> None:
+    """End a child whose start was cancelled."""
+    if learning.cancelled() or learning.exception() is not None:
+        with contextlib.suppress(OSError):
+            keeper.kill()
+        return
+    await make(learning.result()).stop(2.0)
+
+
+async def _child_of(keeper_pid: int, run_dir: Path, keeper: subprocess.Popen) -> int:
+    """The pid of the keeper's child, as the keeper writes it right after starting it."""
+    deadline = time.monotonic() + KEEPER_START_S
+    while (pid := _read_number(_keeper_file(run_dir, keeper_pid, "child"))) is None:
+        if keeper.poll() is not None or time.monotonic() > deadline:
+            raise OSError(f"its keeper ({SHELL}) did not start it (exit code {keeper.returncode})")
+        await asyncio.sleep(0.002)
+    return pid
+
+
+def _pipe_files(fds: list[int]) -> list[tuple[str, BinaryIO]]:
+    closefd = not _loop_closes_pipes(asyncio.get_running_loop())
+    return [("stdout", open(fds[0], "rb", buffering=0, closefd=closefd)),
+            ("stderr", open(fds[1], "rb", buffering=0, closefd=closefd))]
+
+
+async def _connect_readers(files, sink: Log, max_line: int, watch: bytes | None, keep: Path):
+    # Shielded: a cancel meanwhile lets them finish, then closes them.
+    connecting = asyncio.ensure_future(_readers(files, sink, max_line, watch, keep))
+    try:
+        return await asyncio.shield(connecting)
+    except asyncio.CancelledError:
+        connecting.add_done_callback(_close_readers)
+        raise
+
+
+def find_keepers(home: str) -> dict[str, psutil.Process]:
+    """The keepers that daemons with this home started, by object id."""
+    found = {}
+    for proc in psutil.process_iter():
+        try:
+            cmd = proc.cmdline()
+        except psutil.Error:
+            continue
+        if len(cmd) > 6 and cmd[0] == SHELL and cmd[2] == KEEPER_SCRIPT and cmd[3] == KEEPER_NAME and cmd[5] == home:
+            found[cmd[4]] = proc
+    return found
+
+
+async def adopt(keeper: psutil.Process, expected_pid: int | None, object_id: str, home: str, sink: Log,
+                max_line: int) -> Child | None:
+    """Take back a child a previous daemon left under this keeper, reading its pipes on from
+    where they are; None when it is not the one recorded (then it is to be ended)."""
+    run_dir = Path(home) / "run" / object_id
+    pid = _read_number(_keeper_file(run_dir, keeper.pid, "child"))
+    if pid is None or (expected_pid is not None and pid != expected_pid):
+        return None
+    if _read_number(_keeper_file(run_dir, keeper.pid, "exit")) is None:  # still running: is it ours?
+        try:
+            proc = psutil.Process(pid)
+            env = proc.environ()
+            if (proc.ppid() != keeper.pid or proc.create_time() < keeper.create_time() - 1
+                    or env.get(MARK_ID) != object_id or env.get(MARK_HOME) != home):
+                return None
+        except psutil.Error:
+            return None
+    fds: list[int] = []
+    try:
+        for n in (3, 4):
+            fds.append(os.open(f"/proc/{keeper.pid}/fd/{n}", os.O_RDONLY | os.O_NONBLOCK))
+    except OSError:
+        for fd in fds:
+            os.close(fd)
+        return None
+    pipes = await _connect_readers(_pipe_files(fds), sink, max_line, None, run_dir)
+    return Child(pid, keeper.pid, None, pipes, object_id, home, sink, sink.last_seq + 1)
 
 
 def _loop_closes_pipes(loop: asyncio.AbstractEventLoop) -> bool:
@@ -416,14 +722,16 @@ def _loop_closes_pipes(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 async def _readers(files: list[tuple[str, BinaryIO]], sink: Log, max_line: int,
-                   watch: bytes | None) -> list[tuple[asyncio.ReadTransport, _PipeToLog]]:
+                   watch: bytes | None, keep: Path | None = None) -> list[tuple[asyncio.ReadTransport, _PipeToLog]]:
     """Readers of stdout and stderr (in that order); stdout's watches for `watch`."""
     loop = asyncio.get_running_loop()
     pipes: list[tuple[asyncio.ReadTransport, _PipeToLog]] = []
     try:
         for name, file in files:
             watching = watch if name == "stdout" else None
-            pipes.append(await loop.connect_read_pipe(lambda name=name, w=watching: _PipeToLog(name, sink, max_line, w), file))
+            kept = keep / f"pending.{name}" if keep is not None else None
+            pipes.append(await loop.connect_read_pipe(
+                lambda name=name, w=watching, k=kept: _PipeToLog(name, sink, max_line, w, k), file))
     except BaseException:
         for transport, _ in pipes:
             transport.close()
@@ -471,12 +779,12 @@ async def wait_ready(child: Child, host: str, probes: list[tuple[int, str]], tim
     until every probe answers; the reason it never did, or None when it is ready."""
     deadline = time.monotonic() + timeout
     if not await child.announced_within(timeout):
-        if child.proc.returncode is not None:
+        if child.has_exited:
             return f"{child.ended()} before it was ready"
         return f"not ready within {timeout:g}s (it never said it serves)"
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
-            if child.proc.returncode is not None:
+            if child.has_exited:
                 return f"{child.ended()} before it was ready"
             results = await asyncio.gather(*(probe(host, port, check, session) for port, check in probes))
             if all(results):

@@ -31,6 +31,7 @@ import bench_memory  # noqa: E402
 import bench_metrics  # noqa: E402
 import bench_peers  # noqa: E402
 import bench_rest  # noqa: E402
+import bench_restore  # noqa: E402
 import common  # noqa: E402
 import plot  # noqa: E402
 from common import BENCH  # noqa: E402
@@ -44,6 +45,7 @@ BENCHMARKS = {
     "memory": bench_memory.run,
     "metrics": bench_metrics.run,
     "peers": bench_peers.run,
+    "restore": bench_restore.run,
 }
 
 

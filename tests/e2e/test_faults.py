@@ -49,15 +49,18 @@ async def test_kill9_while_an_object_starts_then_it_comes_back_alone(http, daemo
 
 
 async def test_kill9_while_streaming_then_resume_loses_and_repeats_nothing(http, daemon):
-    pea = await start_chatty(http, daemon, 5000)
+    # Live restore (issue 16): the pea runs on through the outage, its lines numbered on.
+    pea = await start_chatty(http, daemon, 200_000)
     url = f"{daemon.url}/logs/{pea['id']}?tail=all"
-    first, _ = await read_stream(http, url, until_line="chatty done")
+    first, _ = await read_stream(http, url, stop_after=2000)
     daemon.stop(signal.SIGKILL)
-    daemon.start()  # the pea starts again and chats again, numbered on from before
+    daemon.start()
     rest, _ = await read_stream(http, url, headers={"Last-Event-ID": str(first[-1]["seq"])}, until_line="chatty done")
     seqs = [e["seq"] for e in first + rest]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
-    assert sum(1 for e in rest if CHATTY.match(e["line"])) == 5000
+    numbers = [int(m.group(1)) for e in first + rest if (m := CHATTY.match(e["line"]))]
+    assert numbers == list(range(200_000))
+    assert (await get_json(http, f"{daemon.url}/peas/{pea['id']}"))["pid"] == pea["pid"]
 
 
 async def test_an_escaped_grandchild_is_ended_with_its_object(http, daemon):

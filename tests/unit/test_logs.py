@@ -197,3 +197,12 @@ async def test_a_time_is_found_by_bisection_in_the_ring_and_in_rotated_files(tmp
         window += [entry.line[:8] for item in lot if isinstance(item, Piece) for entry in item.entries()]
     assert window == ["line 100", "line 101", "line 102"]
     assert log.followers == 0
+
+
+async def test_a_line_torn_by_a_killed_daemon_is_cut_off_and_numbers_go_on(tmp_path):
+    path = tmp_path / "t.log"
+    path.write_bytes(b"1 2026-11-30T00:00:00.000Z stdout one\n2 2026-11-30T00:00:00.000Z stdout tw")
+    log = Log(path, 100, 1 << 20, 1 << 20, 1)
+    assert log.last_seq == 1 and log.last_line_of("stdout") == 1
+    log.close()
+    assert path.read_bytes() == b"1 2026-11-30T00:00:00.000Z stdout one\n"

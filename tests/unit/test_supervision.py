@@ -52,12 +52,12 @@ async def test_a_watching_supervisor_stops_at_the_first_cancel_whenever_it_comes
             watcher.cancel()
             done, _ = await asyncio.wait({watcher}, timeout=3)
             assert done, f"a cancel after {step * 0.09:.2f}s was lost"
-            assert child.proc.returncode is None
+            assert child.returncode is None
     finally:
         await child.stop(2.0)
         server.close()
         sink.close()
-    assert child.proc.returncode is not None and not tree(child.pid)
+    assert child.returncode is not None and not tree(child.pid)
     assert not psutil.pid_exists(child.pid) or psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE
 
 
@@ -157,7 +157,7 @@ async def test_readiness_waits_for_the_ready_line_not_an_open_port(tmp_path):
             assert not child.announced.done()  # the earlier run's line does not count
             reason = await asyncio.wait_for(wait_ready(child, "127.0.0.1", [(port, "tcp")], 10), 15)
             if mode == "announce":
-                assert reason is None and child.proc.returncode is None
+                assert reason is None and child.returncode is None
             else:
                 assert reason == "it ended by itself with exit code 1 before it was ready"
         finally:
@@ -165,3 +165,43 @@ async def test_readiness_waits_for_the_ready_line_not_an_open_port(tmp_path):
             sink.close()
         if mode == "abort":
             assert child.explain(reason) == f"{reason}; last errors in its log: Flow@1 Flow is aborted"
+
+
+async def test_what_a_killed_daemon_had_read_but_not_logged_is_taken_by_the_next(tmp_path):
+    """Live restore: bytes read from a child's pipe are on disk (`pending.<stream>`) before
+    they are handled, so a daemon killed at any point between a read and its log write loses
+    no line and repeats none."""
+    keep = tmp_path / "pending.stdout"
+
+    def reader() -> _PipeToLog:
+        return _PipeToLog("stdout", Log(tmp_path / "k.log", 100, 1 << 20, 1 << 20, 1), 1000, keep=keep)
+
+    def logged() -> list[tuple[int, str]]:
+        return [(int(n), text) for n, _, _, text in (row.split(" ", 3) for row in (tmp_path / "k.log").read_text().splitlines())]
+
+    first = reader()
+    first.data_received(b"line 1\nline 2\nli")  # killed with "li" read, its end not
+    first.sink.close()
+    second = reader()  # killed after writing the next read ahead, before handling it
+    second._keep(b"ne 3\nline 4\nline", second.kept)
+    second.sink.close()
+    third = reader()
+    assert logged() == [(1, "line 1"), (2, "line 2"), (3, "line 3"), (4, "line 4")]
+    # Killed after the log write, before the kept bytes were brought up to date: not twice.
+    third.data_received(b" 5\nline 6")
+    third._keep(b"%d\nline 5\nline 6" % (third.last_seq - 1), 0, truncate=True)
+    third.sink.close()
+    fourth = reader()
+    fourth.data_received(b"\n")
+    assert logged() == [(n, f"line {n}") for n in range(1, 7)]
+    # Killed in the middle of its log write: some of the read's lines are in the log, one torn.
+    fourth._keep(b"line 7\nline 8\nline 9\nli", fourth.kept)
+    fourth.sink.append("stdout", ["line 7"])
+    fourth.sink.flush()
+    with open(tmp_path / "k.log", "ab") as f:
+        f.write(b"8 2026-11-30T00:00:00.000Z stdout li")
+    fourth.sink.close()
+    fifth = reader()
+    fifth.data_received(b"ne 10\n")
+    fifth.sink.close()
+    assert logged() == [(n, f"line {n}") for n in range(1, 11)]
