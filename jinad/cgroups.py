@@ -194,15 +194,15 @@ class Cgroups:
         """The object's group, made (or made again) with these limits; OSError if refused."""
         self.check(limits)
         group = Group({controller: base / object_id for controller, base in self.bases.items()}, limits)
+        self.groups[object_id] = group  # known first: a group the kernel refused is still removed
         group.apply()
-        self.groups[object_id] = group
         return group
 
     def taken_back(self, object_id: str, limits: dict) -> Group:
         """The group a previous run of the daemon made for a child it left running (live
-        restore), as it is: its limits stay, OOM kills count from now."""
+        restore), as it is: its limits stay, and OOM kills count from the group's making, so a
+        kill while no daemon ran is said too."""
         group = Group({controller: base / object_id for controller, base in self.bases.items()}, limits)
-        group.mark_oom_kills()
         self.groups[object_id] = group
         return group
 

@@ -114,15 +114,18 @@ def main(argv: list[str] | None = None) -> None:
 
 def serve(config: settings.Config, listening) -> None:
     app = create_app(config)
-    context = None
-    if config.tls_cert:
-        context = tls.server_context(config.tls_cert, config.tls_key, config.tls_ca)
+    context = tls.server_context(config.tls_cert, config.tls_key, config.tls_ca) if config.tls_cert else None
 
-        async def reload_on_sighup(_: web.Application) -> None:
-            asyncio.get_running_loop().add_signal_handler(
-                signal.SIGHUP, tls.reload, context, config.tls_cert, config.tls_key, config.tls_ca)
+    def on_sighup() -> None:
+        if context is None:  # SIGHUP's default would end the daemon (a closed terminal sends it)
+            logging.getLogger("jinad").info("SIGHUP: nothing to reload (no TLS certificate)")
+        else:
+            tls.reload(context, config.tls_cert, config.tls_key, config.tls_ca)
 
-        app.on_startup.append(reload_on_sighup)
+    async def handle_sighup(_: web.Application) -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
+
+    app.on_startup.append(handle_sighup)
     web.run_app(
         app,
         ssl_context=context,

@@ -24,7 +24,11 @@ UNITS = {
     "k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2, "g": 1024**3, "gib": 1024**3, "t": 1024**4, "tib": 1024**4,
     "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
 }
-SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
+SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*")  # ASCII digits: int() takes others too
+# What the kernel's counters hold (memory.limit_in_bytes is a signed 64-bit number; pid_max is
+# at most 2**22): past these a start would fail with a raw errno instead of a 400 now.
+MAX_MEMORY_BYTES = 2 ** 62
+MAX_PIDS = 2 ** 22
 
 
 def parse_size(value: Any, what: str) -> int:
@@ -35,8 +39,8 @@ def parse_size(value: Any, what: str) -> int:
         size = int(float(match.group(1)) * UNITS[match.group(2).lower()])
     else:
         raise BadRequest(f"{what} must be a number of bytes or a size like \"200MiB\" or \"2GiB\", not {value!r}")
-    if size < MIN_MEMORY_BYTES:
-        raise BadRequest(f"{what} must be at least {MIN_MEMORY_BYTES // (1024 * 1024)}MiB, not {value!r}")
+    if not MIN_MEMORY_BYTES <= size <= MAX_MEMORY_BYTES:
+        raise BadRequest(f"{what} must be from {MIN_MEMORY_BYTES // (1024 * 1024)}MiB to {MAX_MEMORY_BYTES} bytes, not {value!r}")
     return size
 
 
@@ -62,7 +66,7 @@ def parse_limits(value: Any) -> dict:
         limits["cpus"] = float(cpus)
     if value.get("pids") is not None:
         pids = value["pids"]
-        if isinstance(pids, bool) or not isinstance(pids, int) or pids < 1:
-            raise BadRequest(f"limits.pids must be a whole number of at least 1, not {pids!r}")
+        if isinstance(pids, bool) or not isinstance(pids, int) or not 1 <= pids <= MAX_PIDS:
+            raise BadRequest(f"limits.pids must be a whole number from 1 to {MAX_PIDS}, not {pids!r}")
         limits["pids"] = pids
     return limits

@@ -45,7 +45,7 @@ from .kinds import KINDS
 from .launching import Launching
 from .logs import Log
 from .ports import PortAllocator, is_free
-from .records import COLLECTION, JObject
+from .records import COLLECTION, DELETING, JObject
 from .recovery import Recovery
 from .remotes import Remotes
 from .runner import NO_RESOURCES, Runner, cancel_tasks, jina_executable
@@ -68,6 +68,9 @@ BACKOFF_RESET_S = 30.0  # ready this long, and earlier failures no longer count 
 BACKOFF_MAX_S = 30.0
 backoff = asyncio.sleep  # the wait between restarts: a name of its own, so tests can skip it
 LOG_TAIL_LINES = 30
+
+
+ADOPTED_ANSWER_S = 5.0  # how long a child taken back as ready may take to answer on its ports
 
 
 class ObjectManager(Launching, Recovery):
@@ -253,11 +256,13 @@ class ObjectManager(Launching, Recovery):
         `exited`, and its restart policy decides."""
         if runner.child.has_exited:  # it ended while no daemon ran: (None, None), wait() says how
             return None, None
-        reason = await wait_ready(runner.child, "127.0.0.1", runner.launch.probes, obj.timeout_s)
+        # Ports that served before answer at once: a short wait, not the start's whole timeout
+        # (a worker that died while no daemon ran leaves its parent alive and its port closed).
+        reason = await wait_ready(runner.child, "127.0.0.1", runner.launch.probes, min(obj.timeout_s, ADOPTED_ANSWER_S))
         if reason is None:
             return None, None
         code = await runner.child.stop(self.config.stop_grace_s)
-        reason = runner.child.explain(f"taken back after a daemon restart, {reason}")
+        reason = self._oom_said(obj, runner, runner.child.explain(f"taken back after a daemon restart, {reason}"))
         runner.child = None
         self._set_state(obj, State.EXITED, exit_code=code, pid=None, error=reason)
         return reason, code
@@ -314,6 +319,8 @@ class ObjectManager(Launching, Recovery):
                 if not self._should_restart(obj, failed=code != 0 or reason is not None):
                     return
                 reason = error
+            elif obj.state == State.EXITED and not self._should_restart(obj, failed=True):
+                return  # taken back, found dead: it ended by itself, and no policy starts it again
             elif first or not self._should_restart(obj, failed=True):
                 self._set_state(obj, State.FAILED, error=reason, exit_code=code, pid=None)
                 await self._drop_remotes(obj)  # a Flow that cannot start takes its remote parts along
@@ -373,6 +380,10 @@ class ObjectManager(Launching, Recovery):
         async with runner.lock:
             if obj.id not in self.objects:
                 return obj
+            # Noted first: a daemon killed during the stop finishes the delete at its next start
+            # (recovery.py) instead of starting the object again.
+            (self.run_root / obj.id).mkdir(parents=True, exist_ok=True)
+            (self.run_root / obj.id / DELETING).touch()
             await self._halt(obj, runner)
             await self._drop_remotes(obj)
             self.store.delete(COLLECTION, obj.id)

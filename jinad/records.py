@@ -11,6 +11,7 @@ from .states import RestartPolicy, State
 from .store import from_record
 
 COLLECTION = "objects"
+DELETING = "deleting"  # a file in an object's run folder while it is being deleted
 
 
 @dataclasses.dataclass

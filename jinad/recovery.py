@@ -12,7 +12,7 @@ import psutil
 
 from .errors import ContractError
 from .logs import Log
-from .records import COLLECTION, JObject, object_from_record
+from .records import COLLECTION, DELETING, JObject, object_from_record
 from .runner import Runner
 from .states import LIVE, State
 from .supervision import adopt, end_processes, find_keepers, find_marked
@@ -46,13 +46,17 @@ class Recovery:
             self.alloc.held.update(obj.ports.values())
             self.remotes.remember(obj.remote)
         adopted = []
+        stale = [keeper for found in keepers.values() for keeper in found]  # all but the ones taken back
         for obj in self.objects.values():
-            keeper = keepers.pop(obj.id, None)
-            if keeper is None or obj.state not in (State.READY, State.STARTING):
+            if obj.state not in (State.READY, State.STARTING) or (self.run_root / obj.id / DELETING).exists():
                 continue
-            child = await adopt(keeper, obj.pid, obj.id, self.home, self.runners[obj.id].log, self.config.log_max_line_bytes)
+            child = None
+            for keeper in keepers.get(obj.id, []):  # several after an interrupted restart: the recorded one
+                child = await adopt(keeper, obj.pid, obj.id, self.home, self.runners[obj.id].log, self.config.log_max_line_bytes)
+                if child is not None:
+                    stale.remove(keeper)
+                    break
             if child is None:
-                keepers[obj.id] = keeper  # not the one recorded: ended below with the rest
                 continue
             self.runners[obj.id].child = child
             if obj.limits:  # its cgroups, as the previous run made them
@@ -64,7 +68,7 @@ class Recovery:
         if leftovers:
             log.warning("ending %d object(s) left running by a previous run", len(leftovers))
         await asyncio.gather(*(end_processes(procs, self.config.stop_grace_s) for procs in leftovers.values()))
-        for keeper in keepers.values():  # whatever it kept is of no object's now
+        for keeper in stale:  # whatever it kept is of no object's now
             with contextlib.suppress(psutil.Error):
                 keeper.kill()
         for obj in adopted:
@@ -74,6 +78,9 @@ class Recovery:
             await self._recover_one(obj)
         for obj in list(self.objects.values()):
             if obj in adopted:
+                continue
+            if (self.run_root / obj.id / DELETING).exists():  # the daemon died deleting it: finish
+                await self._remove(obj)
                 continue
             should_run = obj.state in LIVE | {State.STOPPED} or (
                 obj.state == State.EXITED and self._should_restart(obj, failed=obj.exit_code != 0 or obj.error is not None)

@@ -673,16 +673,17 @@ async def _connect_readers(files, sink: Log, max_line: int, watch: bytes | None,
         raise
 
 
-def find_keepers(home: str) -> dict[str, psutil.Process]:
-    """The keepers that daemons with this home started, by object id."""
-    found = {}
+def find_keepers(home: str) -> dict[str, list[psutil.Process]]:
+    """The keepers that daemons with this home started, by object id (more than one for an id
+    when a daemon was killed while it started that object again)."""
+    found: dict[str, list[psutil.Process]] = {}
     for proc in psutil.process_iter():
         try:
             cmd = proc.cmdline()
         except psutil.Error:
             continue
         if len(cmd) > 6 and cmd[0] == SHELL and cmd[2] == KEEPER_SCRIPT and cmd[3] == KEEPER_NAME and cmd[5] == home:
-            found[cmd[4]] = proc
+            found.setdefault(cmd[4], []).append(proc)
     return found
 
 

@@ -34,6 +34,9 @@ def reload(context: ssl.SSLContext, cert: str, key: str, ca: str = "") -> bool:
     """Load a renewed certificate (and CA) into the running context: new connections get it,
     nothing restarts. On a bad file the old certificate stays and False is returned."""
     try:
+        # Tried on a context of its own first: a certificate that does not match the key fails
+        # half way, and would leave the running context with the new certificate and old key.
+        server_context(cert, key, ca)
         context.load_cert_chain(cert, key)
         if ca:
             context.load_verify_locations(cafile=ca)

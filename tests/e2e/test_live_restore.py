@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.conftest import EXECUTORS, children_of_home, form, wait_until
-from tests.e2e.helpers import alive, create, get, make_workspace, read_stream, tree_pids
+from tests.e2e.helpers import UNRULY, alive, create, get, make_workspace, read_stream, tree_pids
 
 TICK = re.compile(r"^tick (\d+)$")
 OUTAGE_S = 3.0
@@ -118,6 +118,41 @@ async def test_a_child_that_ends_while_no_daemon_runs_has_its_exit_code_and_poli
     else:
         back = await wait_until(lambda: _state(http, daemon, pea["id"], "ready", restarts=1), 90, "the policy to start it again")
         assert back["pid"] != pea["pid"]
+
+
+async def test_a_worker_that_died_while_no_daemon_ran_is_not_taken_back_as_ready(http, daemon):
+    """Its parent lives on with the port closed: taken back, it must answer on its port soon,
+    or be `exited` with why (and its policy applies), not `ready` for good."""
+    ws = await make_workspace(http, daemon)
+    pea = await create(http, daemon, "peas", {"workspace_id": ws, "uses": "Upper", "py_modules": ["upper.py"]})
+    daemon.stop(signal.SIGKILL)
+    workers = [pid for pid in tree_pids(pea["pid"]) if pid != pea["pid"]]
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    daemon.start()
+    back = await wait_until(lambda: _state(http, daemon, pea["id"], "exited"), 30, "the pea to be exited")
+    assert "taken back after a daemon restart" in back["error"] or "ended" in back["error"]
+
+
+async def test_a_daemon_killed_while_it_deletes_finishes_the_delete_at_its_next_start(http, daemon):
+    async with http.post(daemon.url + "/workspaces", data=form(UNRULY)) as resp:
+        ws = (await resp.json())["id"]
+    pea = await create(http, daemon, "peas", {"workspace_id": ws, "uses": "Stubborn", "py_modules": ["unruly.py"]})
+    deleting = asyncio.ensure_future(http.delete(f"{daemon.url}/peas/{pea['id']}"))
+    await wait_until(lambda: (daemon.home / "run" / pea["id"] / "deleting").exists(), 10, "the delete to begin")
+    daemon.stop(signal.SIGKILL)  # inside the stop's grace: Stubborn ignores SIGTERM
+    with pytest.raises(Exception):
+        await deleting
+    daemon.start()
+    async with http.get(f"{daemon.url}/peas/{pea['id']}") as resp:
+        assert resp.status == 404
+    await wait_until(lambda: not children_of_home(daemon.home), 30, "every process of it to end")
+
+
+async def test_sighup_does_not_end_a_daemon_without_tls(daemon):
+    daemon.proc.send_signal(signal.SIGHUP)
+    await wait_until(lambda: "SIGHUP: nothing to reload" in daemon.log_text(), 10, "the SIGHUP to be handled")
+    assert daemon.proc.poll() is None
 
 
 async def test_without_live_restore_sigterm_stops_every_child(http, daemon):

@@ -19,7 +19,7 @@ import pytest
 
 from jinad.client.api import Client
 from jinad.client.sync import SyncClient
-from tests.conftest import EXECUTORS, JINAD, REPO, form
+from tests.conftest import EXECUTORS, JINAD, REPO, form, wait_until
 from tests.e2e.helpers import ask_http, remote_flow
 from tests.pki import issue, make_ca, make_pki
 
@@ -131,6 +131,20 @@ async def test_a_renewed_certificate_is_served_after_sighup(daemon_factory, pki,
         await asyncio.sleep(0.1)
     assert peer_name("127.0.0.1", daemon.port, pki.ca) == "renewed"
     assert daemon.proc.poll() is None
+
+
+async def test_a_certificate_that_does_not_match_its_key_keeps_the_old_one_serving(daemon_factory, pki, tmp_path):
+    """Copying the new certificate before the new key, then SIGHUP: the old pair keeps serving
+    (the half-loaded context answered no handshake at all)."""
+    cert, key = tmp_path / "live.crt", tmp_path / "live.key"
+    shutil.copy(pki.server_cert, cert)
+    shutil.copy(pki.server_key, key)
+    daemon = daemon_factory("--tls-cert", str(cert), "--tls-key", str(key))
+    renewed = issue(tmp_path, (pki.ca, pki.ca.with_suffix(".key")), "renewed")
+    shutil.copy(renewed[0], cert)  # the key is still the old one
+    daemon.proc.send_signal(signal.SIGHUP)
+    await wait_until(lambda: "could not reload the TLS certificate" in daemon.log_text(), 10, "the reload to be refused")
+    assert peer_name("127.0.0.1", daemon.port, pki.ca) == "server"
 
 
 async def test_a_flow_over_two_daemons_on_https(http, daemon_factory, pki):
