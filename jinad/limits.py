@@ -39,8 +39,10 @@ def parse_size(value: Any, what: str) -> int:
         size = int(float(match.group(1)) * UNITS[match.group(2).lower()])
     else:
         raise BadRequest(f"{what} must be a number of bytes or a size like \"200MiB\" or \"2GiB\", not {value!r}")
-    if not MIN_MEMORY_BYTES <= size <= MAX_MEMORY_BYTES:
-        raise BadRequest(f"{what} must be from {MIN_MEMORY_BYTES // (1024 * 1024)}MiB to {MAX_MEMORY_BYTES} bytes, not {value!r}")
+    if size < MIN_MEMORY_BYTES:
+        raise BadRequest(f"{what} must be at least {MIN_MEMORY_BYTES // (1024 * 1024)}MiB, not {value!r}")
+    if size > MAX_MEMORY_BYTES:
+        raise BadRequest(f"{what} must be at most {MAX_MEMORY_BYTES} bytes, not {value!r}")
     return size
 
 
@@ -66,7 +68,9 @@ def parse_limits(value: Any) -> dict:
         limits["cpus"] = float(cpus)
     if value.get("pids") is not None:
         pids = value["pids"]
-        if isinstance(pids, bool) or not isinstance(pids, int) or not 1 <= pids <= MAX_PIDS:
-            raise BadRequest(f"limits.pids must be a whole number from 1 to {MAX_PIDS}, not {pids!r}")
+        if isinstance(pids, bool) or not isinstance(pids, int) or pids < 1:
+            raise BadRequest(f"limits.pids must be a whole number of at least 1, not {pids!r}")
+        if pids > MAX_PIDS:
+            raise BadRequest(f"limits.pids must be at most {MAX_PIDS} (the kernel's pid_max), not {pids!r}")
         limits["pids"] = pids
     return limits
