@@ -88,3 +88,14 @@ def test_the_join_script_joins_then_execs(tmp_path):
         directory.mkdir()
     out = subprocess.run(group.wrap(["sh", "-c", "echo $$"]), capture_output=True, text=True, check=True).stdout.strip()
     assert (tmp_path / "x" / "cgroup.procs").read_text().strip() == out == (tmp_path / "y" / "cgroup.procs").read_text().strip()
+
+
+@pytest.mark.parametrize("limits, words", [
+    ({"pids": 99999999999}, "at most"),                       # past pid_max: the kernel refused it at start
+    ({"memory": 99999999999999999999999999}, "at most"),     # past the kernel's 64-bit counter
+    ({"memory": "9999999TiB"}, "at most"),
+    ({"memory": "２００MiB"}, "size like"),                    # non-ASCII digits are no size
+])
+def test_limits_past_what_the_kernel_holds_are_refused_up_front(limits, words):
+    with pytest.raises(BadRequest, match=words):
+        parse_limits(limits)
