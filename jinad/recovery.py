@@ -45,10 +45,12 @@ class Recovery:
             self.runners[obj.id] = Runner(log=Log.from_config(self.config, obj.id))
             self.alloc.held.update(obj.ports.values())
             self.remotes.remember(obj.remote)
+        # Objects a daemon died deleting: never taken back, their delete is finished below.
+        deleting = {obj.id for obj in self.objects.values() if (self.run_root / obj.id / DELETING).exists()}
         adopted = []
         stale = [keeper for found in keepers.values() for keeper in found]  # all but the ones taken back
         for obj in self.objects.values():
-            if obj.state not in (State.READY, State.STARTING) or (self.run_root / obj.id / DELETING).exists():
+            if obj.state not in (State.READY, State.STARTING) or obj.id in deleting:
                 continue
             child = None
             for keeper in keepers.get(obj.id, []):  # several after an interrupted restart: the recorded one
@@ -79,7 +81,7 @@ class Recovery:
         for obj in list(self.objects.values()):
             if obj in adopted:
                 continue
-            if (self.run_root / obj.id / DELETING).exists():  # the daemon died deleting it: finish
+            if obj.id in deleting:
                 await self._remove(obj)
                 continue
             should_run = obj.state in LIVE | {State.STOPPED} or (
