@@ -44,7 +44,8 @@ class Launching:
         ctx = Preparation(self.workspaces.files_dir(obj.workspace_id), run_dir, obj.ports, self.alloc,
                           self.workspaces.jina(obj.workspace_id, self.jina), c.max_yaml_bytes, c.max_yaml_depth,
                           remotes={part.name: part for part in obj.remote},
-                          tls_files=(str(Path(c.tls_cert).resolve()), str(Path(c.tls_key).resolve())) if c.tls_cert else None)
+                          tls_files=(str(Path(c.tls_cert).resolve()), str(Path(c.tls_key).resolve())) if c.tls_cert else None,
+                          parts=not obj.limits, changes=obj.changes, envs=obj.envs)
         launch = KINDS[obj.kind].prepare(obj.spec, ctx)
         obj.protocol = launch.protocol
         obj.address = f"{self._advertised_host}:{launch.port}"

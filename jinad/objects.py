@@ -43,6 +43,7 @@ from .errors import Conflict, FailedToStart, NotFound
 from .ids import utc_now
 from .kinds import KINDS
 from .launching import Launching
+from .parts import Parts
 from .logs import Log
 from .ports import PortAllocator, is_free
 from .records import COLLECTION, DELETING, JObject
@@ -73,7 +74,7 @@ LOG_TAIL_LINES = 30
 ADOPTED_ANSWER_S = 5.0  # how long a child taken back as ready may take to answer on its ports
 
 
-class ObjectManager(Launching, Recovery):
+class ObjectManager(Launching, Recovery, Parts):
     def __init__(self, config: Config, store: Store, workspaces: WorkspaceManager) -> None:
         self.config = config
         self.store = store
@@ -86,6 +87,7 @@ class ObjectManager(Launching, Recovery):
         self.runners: dict[str, Runner] = {}
         self._events = Broadcast()
         self._unsaved: set[str] = set()
+        self._updating: set[str] = set()
         self.remotes = Remotes(config.tokens_by_remote,
                                remote_context(config.remote_tls_ca, config.remote_tls_cert, config.remote_tls_key))
         self.cgroups = Cgroups(self.home)
@@ -109,7 +111,8 @@ class ObjectManager(Launching, Recovery):
             raise NotFound(f"no object {object_id!r} on this daemon") from None
 
     def list(self, kind: str) -> list[JObject]:
-        return [obj for obj in self.objects.values() if obj.kind == kind]
+        """The objects of a kind that were asked for (a Flow's parts are listed in the Flow)."""
+        return [obj for obj in self.objects.values() if obj.kind == kind and obj.owner is None]
 
     def resources_of(self, obj: JObject) -> dict:
         """The object's latest resource sample (a new dict at each sample)."""
@@ -120,7 +123,9 @@ class ObjectManager(Launching, Recovery):
         return self.runners[obj.id].revision
 
     def to_json(self, obj: JObject) -> dict:
-        return obj.to_json(self.resources_of(obj))
+        if obj.kind != "flow":
+            return obj.to_json(self.resources_of(obj))
+        return {**obj.to_json(self.resources_of(obj)), "parts": self.parts_json(obj), "degraded": self.is_degraded(obj)}
 
     def log_of(self, object_id: str) -> Log:
         self.find(object_id)
@@ -154,8 +159,7 @@ class ObjectManager(Launching, Recovery):
         """Store the record; on a full disk keep going and retry later (`save_pending`), so a
         supervisor never dies of it and the record catches up once space is back. Every change
         of an object is stored, so this is also where its revision is bumped."""
-        if obj.id in self.runners:
-            self.runners[obj.id].revision += 1
+        self._changed(obj)
         try:
             self.store.save(COLLECTION, dataclasses.asdict(obj))
             self._unsaved.discard(obj.id)
@@ -163,6 +167,12 @@ class ObjectManager(Launching, Recovery):
             if obj.id not in self._unsaved:
                 log.error("could not store %s (%s); will retry", obj.id, exc)
             self._unsaved.add(obj.id)
+
+    def _changed(self, obj: JObject) -> None:
+        """Bump the revision of the object and of the Flow it is a part of (which shows it)."""
+        for object_id in (obj.id, obj.owner):
+            if object_id in self.runners:
+                self.runners[object_id].revision += 1
 
     def save_pending(self) -> None:
         for object_id in list(self._unsaved):
@@ -188,7 +198,9 @@ class ObjectManager(Launching, Recovery):
     # ---- making and starting ----------------------------------------------------------------
 
     def _check_capacity(self, starting: JObject) -> None:
-        running = sum(1 for o in self.objects.values() if o.state in LIVE and o is not starting)
+        if starting.owner:  # a part counts as its Flow
+            return
+        running = sum(1 for o in self.objects.values() if o.state in LIVE and o is not starting and not o.owner)
         if running >= self.config.max_running_objects:
             raise Conflict(f"this daemon already runs {running} objects, its limit; delete some first")
 
@@ -215,8 +227,11 @@ class ObjectManager(Launching, Recovery):
     async def _start_once(self, obj: JObject, runner: Runner) -> tuple[str | None, int | None]:
         """Spawn and wait for readiness: (None, None) when ready, else (reason, exit code)."""
         launch = runner.launch
+        if launch.parts and (reason := await self._ensure_parts(obj, launch)):
+            return reason, None
         if runner.child is None:  # else taken back from a previous run of the daemon, still starting
-            taken = [port for port in launch.ports.values() if not is_free(port)]
+            served = {plan.port for plan in launch.parts}  # by its parts, which run by now
+            taken = [port for port in launch.ports.values() if port not in served and not is_free(port)]
             if taken:
                 return f"port(s) {', '.join(map(str, taken))} already in use", None
             argv = launch.argv
@@ -323,7 +338,8 @@ class ObjectManager(Launching, Recovery):
                 return  # taken back, found dead: it ended by itself, and no policy starts it again
             elif first or not self._should_restart(obj, failed=True):
                 self._set_state(obj, State.FAILED, error=reason, exit_code=code, pid=None)
-                await self._drop_remotes(obj)  # a Flow that cannot start takes its remote parts along
+                await self._drop_remotes(obj)  # a Flow that cannot start takes its parts along
+                await self._drop_parts(obj)
                 runner.settle(reason)
                 return
             if failures >= self.config.restart_max_retries:
@@ -367,6 +383,7 @@ class ObjectManager(Launching, Recovery):
             # refused (bad YAML, a taken port) leaves the running object as it is.
             launch = await self._prepare_with_remotes(obj)
             await self._halt(obj, runner)
+            await self._halt_parts(obj)  # started again with the Flow, as it is prepared now
             runner.launch = launch
             await self._begin(obj, wait=False)
             start_result = runner.start_result
@@ -386,17 +403,19 @@ class ObjectManager(Launching, Recovery):
             (self.run_root / obj.id / DELETING).touch()
             await self._halt(obj, runner)
             await self._drop_remotes(obj)
+            await self._drop_parts(obj)
             self.store.delete(COLLECTION, obj.id)
             self.cgroups.remove(obj.id)
             del self.objects[obj.id]
             del self.runners[obj.id]
-            self.alloc.release(list(obj.ports.values()))
+            if obj.owner is None:  # a part's port stays its Flow's
+                self.alloc.release(list(obj.ports.values()))
             runner.log.remove()
             shutil.rmtree(self.run_root / obj.id, ignore_errors=True)
         return obj
 
     async def delete_in_workspace(self, workspace_id: str) -> None:
-        doomed = [obj for obj in self.objects.values() if obj.workspace_id == workspace_id]
+        doomed = [obj for obj in self.objects.values() if obj.workspace_id == workspace_id and obj.owner is None]
         await asyncio.gather(*(self._remove(obj) for obj in doomed))
 
     # ---- daemon life --------------------------------------------------------------------------
@@ -411,7 +430,9 @@ class ObjectManager(Launching, Recovery):
         for runner in running:
             if runner.child in samples:  # not a sample of a child that ended meanwhile
                 runner.resources = samples[runner.child]
-                runner.revision += 1
+        for obj in self.objects.values():
+            if self.runners[obj.id].child in samples:
+                self._changed(obj)
 
     def tend_logs(self) -> None:
         for runner in self.runners.values():

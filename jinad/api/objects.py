@@ -94,6 +94,12 @@ async def restart_object(request: web.Request) -> web.Response:
     return _answer(request, obj, created=False)
 
 
+async def update_executor(request: web.Request) -> web.Response:
+    body = await read_json(request, request.app[CONFIG].max_json_depth)
+    obj = await request.app[OBJECTS].update_executor(request.match_info["id"], request.match_info["name"], body, _wait(request))
+    return _answer(request, obj, created=False)
+
+
 async def delete_object(request: web.Request) -> web.Response:
     objects = request.app[OBJECTS]
     obj = await objects.delete(_kind(request), request.match_info["id"])
@@ -108,3 +114,4 @@ for _plural in KIND_OF_PLURAL:
     routes.get(f"/{_plural}/{{id}}")(get_object)
     routes.post(f"/{_plural}/{{id}}/restart")(restart_object)
     routes.delete(f"/{_plural}/{{id}}")(delete_object)
+routes.patch("/flows/{id}/executors/{name}")(update_executor)
