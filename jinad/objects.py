@@ -125,7 +125,7 @@ class ObjectManager(Launching, Recovery, Parts):
     def to_json(self, obj: JObject) -> dict:
         if obj.kind != "flow":
             return obj.to_json(self.resources_of(obj))
-        return {**obj.to_json(self.resources_of(obj)), "parts": self.parts_json(obj), "degraded": self.is_degraded(obj)}
+        return {**obj.to_json(self.flow_resources(obj)), "parts": self.parts_json(obj), "degraded": self.is_degraded(obj)}
 
     def log_of(self, object_id: str) -> Log:
         self.find(object_id)

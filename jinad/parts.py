@@ -35,6 +35,11 @@ class Parts:
         """Ready, but some of its parts are not: it serves with fewer replicas (or not every executor)."""
         return flow.state == State.READY and any(part.state != State.READY for part in self.parts_of(flow))
 
+    def flow_resources(self, flow: JObject) -> dict:
+        """What the Flow uses in all: its gateway and its local parts."""
+        samples = [self.resources_of(obj) for obj in (flow, *self.parts_of(flow))]
+        return {key: sum(sample[key] for sample in samples) for key in samples[0]}
+
     def parts_json(self, flow: JObject) -> list[dict]:
         """The Flow's gateway, local executor replicas and remote parts, as `parts` shows them."""
         gateway = {"name": "gateway", "replica": 0, "kind": "gateway", "id": flow.id, "state": flow.state, "pid": flow.pid,

@@ -35,6 +35,8 @@ class Recovery:
 
         def build(record: dict) -> JObject:
             obj = object_from_record(record)
+            if obj.owner is not None:  # a Flow's part runs on a port of its Flow's
+                return obj
             if clash := taken & set(obj.ports.values()):  # two records cannot both own a port
                 raise ValueError(f"port(s) {sorted(clash)} belong to another object's record")
             taken.update(obj.ports.values())
