@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 
-from .errors import Conflict, FailedToStart
+from .errors import Conflict, FailedToStart, NotFound
 from .ids import new_id, utc_now
 from .kinds import Launch, PartPlan, check_part_changes
 from .logs import Log
@@ -34,6 +34,16 @@ class Parts:
     def is_degraded(self, flow: JObject) -> bool:
         """Ready, but some of its parts are not: it serves with fewer replicas (or not every executor)."""
         return flow.state == State.READY and any(part.state != State.READY for part in self.parts_of(flow))
+
+    def part_named(self, flow_id: str, name: str) -> JObject:
+        """The part `NAME/REPLICA` (`NAME` alone: replica 0) of a Flow, as its log lines are marked."""
+        flow = self.get("flow", flow_id)
+        executor, _, replica = name.rpartition("/") if "/" in name else (name, "", "0")
+        found = next((part for part in self.parts_of(flow) if part.part == executor and str(part.replica) == replica), None)
+        if found is None:
+            names = ", ".join(f"{part.part}/{part.replica}" for part in self.parts_of(flow)) or "none"
+            raise NotFound(f"flow {flow.id} has no part {name!r} (its parts: {names})")
+        return found
 
     def flow_resources(self, flow: JObject) -> dict:
         """What the Flow uses in all: its gateway and its local parts."""

@@ -11,7 +11,7 @@ import signal
 import threading
 
 from tests.conftest import EXECUTORS, wait_until
-from tests.e2e.helpers import create, get, make_workspace
+from tests.e2e.helpers import create, get, make_workspace, ok, run_cli
 
 FLOW = b"""jtype: Flow
 with:
@@ -159,3 +159,28 @@ async def test_an_update_of_what_does_not_run_as_parts_is_refused(http, daemon):
     await patch(http, daemon, "jflow-0000", "upper", {"replicas": 2}, 404)
     after = await get(http, daemon, "flows", flow["id"])
     assert len(executors(after)) == 2 and after["state"] == "ready"
+
+
+async def test_parts_are_marked_in_the_flows_log_and_shown_and_updated_by_the_cli(http, daemon):
+    ws = await make_workspace(http, daemon, ("files", "flow.yml", FLOW))
+    flow = await create(http, daemon, "flows", {"workspace_id": ws, "filename": "flow.yml"})
+
+    async def text(query: str, expect: int = 200) -> str:
+        async with http.get(f"{daemon.url}/logs/{flow['id']}?follow=false&tail=all{query}") as resp:
+            assert resp.status == expect, await resp.text()
+            return await resp.text()
+
+    whole = await text("")
+    assert "[upper/0] upper executor ready" in whole and "[upper/1] upper executor ready" in whole
+    one = await text("&part=upper/1")
+    assert "upper executor ready" in one and "[upper/" not in one and "Flow is ready" not in one
+    assert "its parts: upper/0, upper/1" in await text("&part=upper/7", 404)
+
+    updated = await ok(daemon.url, "flow", "update", flow["id"], "upper", "--replicas", "3", "--uses-with", '{"suffix": "-x"}')
+    assert "upper/2" in updated and updated.count(" ready ") >= 4  # the gateway and three replicas
+    shown = await ok(daemon.url, "get", flow["id"])
+    assert "PART" in shown and "upper/2" in shown and "degraded" in shown
+    refused = await run_cli(daemon.url, "flow", "update", flow["id"], "upper")
+    assert refused.code == 1 and "any of" in refused.err
+    logs = await ok(daemon.url, "logs", flow["id"], "--part", "upper/2", "--tail", "all")
+    assert "upper executor ready" in logs
