@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 
-from .errors import Conflict, FailedToStart, NotFound
+from .errors import Conflict, FailedToStart
 from .ids import new_id, utc_now
 from .kinds import Launch, PartPlan, check_part_changes
 from .logs import Log
@@ -27,42 +27,6 @@ class Parts:
     """ObjectManager's methods for a Flow's parts; they use its objects, runners and transitions."""
 
     _updating: set[str]  # Flows with a rolling update running
-
-    def parts_of(self, flow: JObject) -> list[JObject]:
-        return sorted((o for o in self.objects.values() if o.owner == flow.id), key=lambda o: (o.part, o.replica))
-
-    def is_degraded(self, flow: JObject) -> bool:
-        """Ready, but some of its parts are not: it serves with fewer replicas (or not every executor)."""
-        return flow.state == State.READY and any(part.state != State.READY for part in self.parts_of(flow))
-
-    def part_named(self, flow_id: str, name: str) -> JObject:
-        """The part `NAME/REPLICA` (`NAME` alone: replica 0) of a Flow, as its log lines are marked."""
-        flow = self.get("flow", flow_id)
-        executor, _, replica = name.rpartition("/") if "/" in name else (name, "", "0")
-        found = next((part for part in self.parts_of(flow) if part.part == executor and str(part.replica) == replica), None)
-        if found is None:
-            names = ", ".join(f"{part.part}/{part.replica}" for part in self.parts_of(flow)) or "none"
-            raise NotFound(f"flow {flow.id} has no part {name!r} (its parts: {names})")
-        return found
-
-    def flow_resources(self, flow: JObject) -> dict:
-        """What the Flow uses in all: its gateway and its local parts."""
-        samples = [self.resources_of(obj) for obj in (flow, *self.parts_of(flow))]
-        return {key: sum(sample[key] for sample in samples) for key in samples[0]}
-
-    def parts_json(self, flow: JObject) -> list[dict]:
-        """The Flow's gateway, local executor replicas and remote parts, as `parts` shows them."""
-        gateway = {"name": "gateway", "replica": 0, "kind": "gateway", "id": flow.id, "state": flow.state, "pid": flow.pid,
-                   "host": self._advertised_host, "port": flow.ports.get("gateway"), "restarts": flow.restarts,
-                   "error": flow.error, "resources": self.resources_of(flow)}
-        local = [{"name": part.part, "replica": part.replica, "kind": "executor", "id": part.id, "state": part.state,
-                  "pid": part.pid, "host": self._advertised_host, "port": part.ports.get("executor"),
-                  "restarts": part.restarts, "error": part.error, "resources": self.resources_of(part)}
-                 for part in self.parts_of(flow)]
-        remote = [{"name": r.name, "replica": replica, "kind": "executor", "id": r.pod_id, "state": None, "pid": None,
-                   "host": r.host, "port": port, "restarts": None, "error": None, "resources": None, "jinad": r.jinad}
-                  for r in flow.remote for replica, port in enumerate(r.ports)]
-        return [gateway, *local, *remote]
 
     def _attach_log(self, part: JObject) -> None:
         """The part's lines go into its Flow's log too, marked with the part."""
