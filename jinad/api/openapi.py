@@ -105,7 +105,7 @@ SCHEMAS = {
     "Part": {
         "type": "object", "required": ["name", "replica", "kind", "state", "pid", "host", "port", "restarts", "error", "resources"],
         "properties": {
-            "name": {"type": "string"}, "replica": {"type": "integer"}, "kind": {"enum": ["executor", "gateway", "head"]},
+            "name": {"type": "string"}, "replica": {"type": "integer"}, "kind": {"enum": ["executor", "gateway"], "description": "a sharded executor runs inside the gateway's `jina flow`, not as parts"},
             "id": {"type": "string", "description": "the part's own object (a Pea; a Pod on `jinad` for a remote part)"},
             "state": {"enum": [*State.values(), None], "description": "null for a part on another daemon: ask it"},
             "pid": NULLABLE_INT, "host": {"type": "string"}, "port": NULLABLE_INT, "restarts": NULLABLE_INT,

@@ -40,6 +40,13 @@ def render(doc: dict) -> str:
     lines.append(_enum_line("restart", schemas["Object"]["properties"]["restart"]))
     lines.append(_enum_line("protocol", schemas["CreateExecutor"]["properties"]["protocol"]))
     lines.append(_enum_line("Workspace.state", schemas["Workspace"]["properties"]["state"]))
+    lines.append(_enum_line("Part.kind", schemas["Part"]["properties"]["kind"]))
+    lines += ["", "## A Flow's parts", ""]
+    for name in ("parts", "degraded"):
+        lines.append(f"- `Object.{name}`: {schemas['Object']['properties'][name]['description']}")
+    part = schemas["Part"]
+    lines.append(f"- `Part`: {', '.join(f'`{field}`' for field in part['properties'])} "
+                 f"(`state` null: {part['properties']['state']['description']})")
     return "\n".join(lines) + "\n"
 
 

@@ -206,3 +206,13 @@ async def test_a_line_torn_by_a_killed_daemon_is_cut_off_and_numbers_go_on(tmp_p
     assert log.last_seq == 1 and log.last_line_of("stdout") == 1
     log.close()
     assert path.read_bytes() == b"1 2026-11-30T00:00:00.000Z stdout one\n"
+
+
+async def test_a_parts_lines_are_copied_into_its_flows_log_marked(tmp_path):
+    flow_log, part_log = Log(tmp_path / "flow.log", 100, 1 << 20, 1 << 20, 1), Log(tmp_path / "part.log", 100, 1 << 20, 1 << 20, 1)
+    part_log.copy_to = (flow_log, "[upper/1] ")
+    part_log.append("stderr", ["boom", "again"])
+    part_log.flush()
+    assert [(e.stream, e.line) for e in part_log.tail(5)] == [("stderr", "boom"), ("stderr", "again")]
+    assert [(e.stream, e.line) for e in flow_log.tail(5)] == [("stderr", "[upper/1] boom"), ("stderr", "[upper/1] again")]
+    assert "[upper/1] again" in (tmp_path / "flow.log").read_text()  # flushed to the Flow's file too
