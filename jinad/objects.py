@@ -199,7 +199,7 @@ class ObjectManager(ObjectTable, Launching, Recovery, Parts):
             elif first or not self._should_restart(obj, failed=True):
                 self._set_state(obj, State.FAILED, error=reason, exit_code=code, pid=None)
                 await self._drop_remotes(obj)  # a Flow that cannot start takes its parts along
-                await self._drop_parts(obj)
+                await self._drop_parts(obj, release_spares=True)
                 runner.settle(reason)
                 return
             if failures >= self.config.restart_max_retries:

@@ -70,9 +70,15 @@ class Parts:
     async def _halt_parts(self, flow: JObject) -> None:
         await asyncio.gather(*(self._halt(part, self.runners[part.id]) for part in self.parts_of(flow)))
 
-    async def _drop_parts(self, flow: JObject) -> None:
+    async def _drop_parts(self, flow: JObject, release_spares: bool = False) -> None:
+        """Remove the Flow's parts; with `release_spares` (it failed to start) also the spare
+        ports its gateway would list (`NAME/R`), taken again at its next start, so a Flow that
+        does not run holds no more ports than a Flow in one `jina flow` would."""
         for part in self.parts_of(flow):
             await self._remove(part)
+        if release_spares and (spares := [name for name in flow.ports if "/" in name]):
+            self.alloc.release([flow.ports.pop(name) for name in spares])
+            self._save(flow)
 
     # ---- rolling updates and scaling ------------------------------------------------------------
 

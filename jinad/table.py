@@ -58,10 +58,17 @@ class ObjectTable:
         """A number that changes whenever `to_json(obj)` would."""
         return self.runners[obj.id].revision
 
+    def resources_shown(self, obj: JObject) -> dict:
+        """What its JSON says it uses: a Flow's gateway and local parts together."""
+        if obj.kind != "flow":
+            return self.resources_of(obj)
+        samples = [self.resources_of(part) for part in (obj, *self.parts_of(obj))]
+        return {key: sum(sample[key] for sample in samples) for key in samples[0]}
+
     def to_json(self, obj: JObject) -> dict:
         if obj.kind != "flow":
             return obj.to_json(self.resources_of(obj))
-        return {**obj.to_json(self.flow_resources(obj)), "parts": self.parts_json(obj), "degraded": self.is_degraded(obj)}
+        return {**obj.to_json(self.resources_shown(obj)), "parts": self.parts_json(obj), "degraded": self.is_degraded(obj)}
 
     # ---- a Flow's parts (parts.py starts and replaces them) ------------------------------------
 
@@ -71,11 +78,6 @@ class ObjectTable:
     def is_degraded(self, flow: JObject) -> bool:
         """Ready, but some of its parts are not: it serves with fewer replicas (or not every executor)."""
         return flow.state == State.READY and any(part.state != State.READY for part in self.parts_of(flow))
-
-    def flow_resources(self, flow: JObject) -> dict:
-        """What the Flow uses in all: its gateway and its local parts."""
-        samples = [self.resources_of(obj) for obj in (flow, *self.parts_of(flow))]
-        return {key: sum(sample[key] for sample in samples) for key in samples[0]}
 
     def parts_json(self, flow: JObject) -> list[dict]:
         """The Flow's gateway, local executor replicas and remote parts, as `parts` shows them."""
@@ -119,6 +121,8 @@ class ObjectTable:
     def state_counts(self) -> dict:
         counts: dict[str, dict[str, int]] = {kind.plural: {} for kind in KINDS.values()}
         for obj in self.objects.values():
+            if obj.owner is not None:  # counted as its Flow
+                continue
             states = counts[KINDS[obj.kind].plural]
             states[obj.state] = states.get(obj.state, 0) + 1
         return counts
