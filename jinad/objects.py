@@ -135,10 +135,29 @@ class ObjectManager(ObjectTable, Launching, Recovery, Parts):
         return obj
 
     async def _start_once(self, obj: JObject, runner: Runner) -> tuple[str | None, int | None]:
-        """A Flow's parts first (they must serve before its gateway starts), then its own child."""
-        if runner.launch.parts and (reason := await self._ensure_parts(obj, runner.launch)):
-            return reason, None
-        return await self.starter.start_once(obj, runner)
+        """Start the child; a Flow's gateway beside its parts, as `jina flow` starts its runtimes
+        together: the gateway waits for them itself and says it is ready once they serve. A part
+        that cannot start ends the gateway's start at once, rather than at its timeout."""
+        if not runner.launch.parts:
+            return await self.starter.start_once(obj, runner)
+        parts = asyncio.create_task(self._ensure_parts(obj, runner.launch), name=f"parts of {obj.id}")
+        gateway = asyncio.create_task(self.starter.start_once(obj, runner), name=f"gateway of {obj.id}")
+        try:
+            await asyncio.wait({parts, gateway}, return_when=asyncio.FIRST_COMPLETED)
+            if parts.done() and (reason := parts.result()) is not None:
+                await cancel_tasks([gateway])
+                if runner.child is not None:
+                    code = await runner.child.stop(self.config.stop_grace_s)
+                    runner.child = None
+                    return reason, code
+                return reason, None
+            reason, code = await gateway
+            if reason is None and (reason := await parts) is not None:  # a replica failed, another serves
+                code = await runner.child.stop(self.config.stop_grace_s)
+                runner.child = None
+            return reason, code
+        finally:
+            await cancel_tasks([parts, gateway])
 
     def _should_restart(self, obj: JObject, failed: bool) -> bool:
         return obj.restart == RestartPolicy.ALWAYS or (obj.restart == RestartPolicy.ON_FAILURE and failed)
