@@ -24,8 +24,10 @@ old id and ports.
 Beside the state machine, in modules of their own: the record (records.py), what lives in
 memory per object (runner.py), the table of objects that readers and housekeeping use
 (table.py, the base class), one start of a child and its readiness (starting.py), making
-launches with their remote parts and `create` (launching.py) and `recover` (recovery.py); the
-last two are parts of ObjectManager.
+launches with their remote parts and `create` (launching.py), `recover` (recovery.py) and a
+Flow's parts, each executor replica a Pea the Flow owns, with rolling updates (parts.py); the
+last three are parts of ObjectManager. A Flow's state is its gateway's; `degraded` says when a
+part of a ready Flow is not ready.
 """
 
 from __future__ import annotations

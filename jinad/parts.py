@@ -103,7 +103,7 @@ class Parts:
         task = asyncio.create_task(self._roll(flow, name, launch, earlier), name=f"update {flow.id} {name}")
         task.add_done_callback(lambda _: self._updating.discard(flow.id))
         if not wait:
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # told in the Flow's log and error
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failure is told in the Flow's log
             return flow
         await asyncio.shield(task)  # a client that goes away does not stop it halfway
         return flow
@@ -127,6 +127,7 @@ class Parts:
                         await self._replace(part, plan.spec, plan.envs)
                 except FailedToStart as exc:
                     runner.log.append("stderr", [f"update of {name!r}: replica {plan.replica} failed to start; rolling back"])
+                    runner.log.flush()
                     await self._roll_back(done)
                     flow.changes = earlier
                     runner.launch = self._prepare(flow)
