@@ -90,9 +90,10 @@ class ObjectManager(Launching, Recovery):
                                remote_context(config.remote_tls_ca, config.remote_tls_cert, config.remote_tls_key))
         self.cgroups = Cgroups(self.home)
         self.cgroups.remove_empty()
-        # The host in objects' addresses: the one the daemon listens on, or its name when it
-        # listens on every address.
-        self._advertised_host = config.host if config.host not in ("0.0.0.0", "::", "") else socket.gethostname()
+        # The host in objects' stored addresses (the API shows each client the host it dialled):
+        # advertise_host, else the one the daemon listens on, or its name when it listens on all.
+        self._advertised_host = config.advertise_host or (
+            config.host if config.host not in ("0.0.0.0", "::", "") else socket.gethostname())
 
     # ---- reading ------------------------------------------------------------------------------
 
