@@ -293,6 +293,7 @@ class ObjectManager(Launching, Recovery):
         A child taken back from a previous run of the daemon (`runner.child` already set) is
         not started: a ready one is checked (its ports answer), a starting one waited for."""
         failures = 0
+        restarts_at_start = obj.restarts  # past it, each start is the restart policy's
         adopted = runner.child is not None
         first = not (adopted and obj.state == State.READY)
         while True:
@@ -301,7 +302,9 @@ class ObjectManager(Launching, Recovery):
             else:
                 if not adopted:
                     self._set_state(obj, State.STARTING, pid=None, exit_code=None, error=None)
-                reason, code = await self._start_once(obj, runner)
+                reason, code = (await self._remake_remotes(obj, runner) if obj.restarts > restarts_at_start else None), None
+                if reason is None:
+                    reason, code = await self._start_once(obj, runner)
             adopted = False
             if reason is None:
                 if obj.state != State.READY:

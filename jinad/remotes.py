@@ -28,6 +28,12 @@ from .states import LIVE, UP, WorkspaceState
 
 log = logging.getLogger(__name__)
 STATE_TIMEOUT = aiohttp.ClientTimeout(total=10)  # asking a remote daemon how a part is, at a (re)start
+WATCH_TIMEOUT = aiohttp.ClientTimeout(total=2)  # asking it while the Flow runs: a cut shows within seconds
+WATCH_INTERVAL_S = 1.0
+WATCH_BACKOFF_MAX_S = 4.0  # between asks of a daemon that does not answer
+UNREACHABLE_AFTER = 2  # asks in a row without an answer before the part is shown unreachable
+FOLLOW_RETRY_S = 2.0  # before following a part's log again after its daemon could not be reached
+ENDED = frozenset({"missing", "exited", "failed"})  # a part in these no longer serves its Flow
 
 
 def content_hash(folder: Path) -> str:
@@ -143,9 +149,9 @@ class Remotes:
         await self.remove(gone, keep_workspaces={part.placed for part in gone})
         return [part for part in parts if part not in gone]
 
-    async def _state_of(self, part: RemotePart) -> str:
+    async def _state_of(self, part: RemotePart, timeout: aiohttp.ClientTimeout = STATE_TIMEOUT) -> str:
         try:
-            pod = await self.client(part.jinad).request("GET", f"/pods/{part.pod_id}", timeout=STATE_TIMEOUT)
+            pod = await self.client(part.jinad).request("GET", f"/pods/{part.pod_id}", timeout=timeout)
         except JinadError as exc:
             return "missing" if exc.code == "not_found" else "unknown"
         except (OSError, aiohttp.ClientError, asyncio.TimeoutError, ValueError):
@@ -174,21 +180,49 @@ class Remotes:
             except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 log.warning("could not remove %s on %s: %s", part.pod_id, part.jinad, exc)
 
-    def follow_all(self, parts: list[RemotePart], sink: Log, on_end: Callable[[str], None]) -> list[asyncio.Task]:
-        """A task per part that follows its log (see `follow`)."""
-        return [asyncio.create_task(self.follow(part, sink, on_end)) for part in parts]
+    def follow_all(self, parts: list[RemotePart], sink: Log, report: Callable[[str | None], bool],
+                   ended: Callable[[str], bool]) -> list[asyncio.Task]:
+        """Tasks that follow each part's log (see `follow`) and watch it (see `watch`)."""
+        return [asyncio.create_task(job) for part in parts for job in (self.follow(part, sink), self.watch(part, report, ended))]
 
-    async def follow(self, part: RemotePart, sink: Log, on_end: Callable[[str], None]) -> None:
-        """Copy a remote part's log into the Flow's log until the part ends; then say why."""
+    async def watch(self, part: RemotePart, report: Callable[[str | None], bool], ended: Callable[[str], bool]) -> None:
+        """Ask the part's daemon how the part is while its Flow runs. `report` why it cannot be
+        reached after UNREACHABLE_AFTER asks without an answer (asked again with back-off), and
+        None once it answers again; False from it: the Flow no longer runs, stop. `ended` why,
+        once the part no longer runs there, until it says it took that (True): the Flow's
+        restart policy takes over, as for a part of its own."""
+        misses = 0
+        while True:
+            state = await self._state_of(part, WATCH_TIMEOUT)
+            if state in ENDED:
+                if ended(f"remote executor {part.name!r} on {part.jinad} is {state}"):
+                    return
+            elif state == "unknown":
+                misses += 1
+                if misses == UNREACHABLE_AFTER and not report(
+                        f"remote executor {part.name!r} on {part.jinad} cannot be reached (no answer to {misses} asks in a row)"):
+                    return
+            elif misses:
+                if misses >= UNREACHABLE_AFTER and not report(None):
+                    return
+                misses = 0
+            await asyncio.sleep(min(WATCH_INTERVAL_S * 2 ** max(misses - UNREACHABLE_AFTER, 0), WATCH_BACKOFF_MAX_S))
+
+    async def follow(self, part: RemotePart, sink: Log) -> None:
+        """Copy a remote part's log into the Flow's log, each line marked with where it comes
+        from, until the part ends; after a cut the stream is taken up again where it stopped,
+        so no line is lost or repeated (`watch` tells the Flow how the part is)."""
         mark = f"[{part.name}@{urlsplit(part.jinad).netloc}] "
-        reason = "its log stream ended"
-        try:
-            async for item in self.client(part.jinad).logs(part.pod_id, tail="all"):
-                if item["event"] == "log":
-                    sink.append(item["stream"], [mark + item["line"]])
-                    sink.flush()
-                elif item["event"] == "state" and item["state"] not in UP:
-                    reason = f"it is {item['state']}"
-        except (JinadError, ConnectionError) as exc:
-            reason = f"its daemon cannot be reached ({exc})"
-        on_end(f"remote executor {part.name!r} on {part.jinad} ended: {reason}")
+        last_seq = -1
+        while True:
+            try:
+                async for item in self.client(part.jinad).logs(part.pod_id, tail="all"):
+                    if item["event"] == "log" and item["seq"] > last_seq:
+                        last_seq = item["seq"]
+                        sink.append(item["stream"], [mark + item["line"]])
+                        sink.flush()
+                return
+            except JinadError:  # the part is gone there
+                return
+            except ConnectionError:
+                await asyncio.sleep(FOLLOW_RETRY_S)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.conftest import JINAD, Daemon, children_of_home
@@ -40,6 +42,14 @@ def cannot_make_hosts() -> str | None:
         return f"cannot make a network namespace: {made.stderr.strip()}"
     run("ip", "netns", "del", probe, check=False)
     return None
+
+
+def _listens(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 class HostDaemon(Daemon):
@@ -133,6 +143,11 @@ class Network:
         self._relays.append(subprocess.Popen(
             ["ip", "netns", "exec", host.namespace, sys.executable, str(RELAY), str(RELAY_PORT), target.address, str(delay_s)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 10
+        while not _listens(host.address, RELAY_PORT):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the relay on {host.address} did not listen within 10 s")
+            time.sleep(0.05)
         return host
 
     def close(self) -> list[str]:
