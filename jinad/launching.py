@@ -62,7 +62,7 @@ class Launching:
         if not launch.remote_needed:
             return launch
         obj.remote = obj.remote + await self.remotes.deploy(launch.remote_needed, self.workspaces.files_dir(obj.workspace_id),
-                                                            obj.timeout_s)
+                                                            obj.timeout_s, obj.id)
         try:
             return self._prepare(obj)
         except BaseException:
@@ -127,7 +127,7 @@ class Launching:
         obj = JObject(
             id=new_id(kind.name), kind=kind.name, workspace_id=request.workspace_id, spec=request.spec,
             envs=request.envs, restart=request.restart, timeout_s=request.timeout_s or self.config.start_timeout_s,
-            created_at=utc_now(), limits=request.limits,
+            created_at=utc_now(), limits=request.limits, owner=request.owner,
         )
         self._check_capacity(obj)
         try:

@@ -109,16 +109,19 @@ class Remotes:
         self._workspaces[(url, digest)] = workspace_id
         return workspace_id
 
-    async def deploy(self, needed: list[dict], files: Path, timeout_s: float) -> list[RemotePart]:
-        """Start every needed executor on its daemon; roll all back and raise if one fails."""
+    async def deploy(self, needed: list[dict], files: Path, timeout_s: float, flow_id: str) -> list[RemotePart]:
+        """Start every needed executor on its daemon; roll all back and raise if one fails. A
+        Pod there that already runs this part of this Flow (made by a try whose answer was
+        lost, or by a daemon killed before it stored it) is used rather than made twice."""
         digest = await asyncio.to_thread(content_hash, files)
         made: list[RemotePart] = []
         try:
             for need in needed:
                 url, name = need["jinad"], need["name"]
+                owner = f"{flow_id}/{name}"
                 try:
                     workspace_id = await self._workspace_on(url, files, digest)
-                    pod = await self.client(url).create("pod", workspace_id=workspace_id, timeout_s=timeout_s, **need["pod"])
+                    pod = await self._owned_by(url, owner) or await self._create(url, owner, workspace_id, timeout_s, need["pod"])
                 except JinadError as exc:
                     raise FailedToStart(f"remote executor {name!r} on {url} failed: {exc.message}",
                                         remote=name, log_tail=exc.body.get("log_tail", [])) from None
@@ -136,6 +139,32 @@ class Remotes:
             await self.remove(made, keep_workspaces=set())
             raise
         return made
+
+    async def _owned_by(self, url: str, owner: str) -> dict | None:
+        """The live Pod on that daemon made for `owner`; one there that no longer runs is deleted."""
+        found = None
+        for pod in await self.client(url).list("pod"):
+            if pod.get("owner") != owner:
+                continue
+            if pod["state"] in LIVE and found is None:
+                found = pod
+            else:
+                with contextlib.suppress(JinadError):
+                    await self.client(url).delete(pod["id"])
+        if found:
+            log.info("remote executor %s is already on %s as %s; using it", owner, url, found["id"])
+        return found
+
+    async def _create(self, url: str, owner: str, workspace_id: str, timeout_s: float, request: dict) -> dict:
+        """Make the part's Pod there; when the answer is lost on the way, ask once whether it
+        was made (its `owner` finds it) before saying the daemon cannot be reached."""
+        try:
+            return await self.client(url).create("pod", workspace_id=workspace_id, timeout_s=timeout_s, owner=owner, **request)
+        except (OSError, aiohttp.ClientError, asyncio.TimeoutError):
+            with contextlib.suppress(OSError, aiohttp.ClientError, asyncio.TimeoutError, JinadError):
+                if found := await self._owned_by(url, owner):
+                    return found
+            raise
 
     async def still_running(self, parts: list[RemotePart]) -> list[RemotePart]:
         """The parts whose Pods still run on their daemons. A part that does not (deleted,

@@ -16,7 +16,7 @@ from .uploads import RenamedPart, check_size, form_parts
 
 routes = web.RouteTableDef()
 KIND_OF_PLURAL = {kind.plural: kind.name for kind in KINDS.values()}
-FLOW_FORM_OPTIONS = {"envs", "restart", "timeout_s", "limits", "tls"}
+FLOW_FORM_OPTIONS = {"envs", "restart", "timeout_s", "limits", "tls", "owner"}
 
 
 def _kind(request: web.Request) -> str:

@@ -83,6 +83,7 @@ async def test_a_flow_over_three_hosts_answers_and_merges_their_logs(http, hosts
     # As seen from host c, B's Pod is at B's address too.
     seen = json.loads(c.exec("python3", "-c", f"import urllib.request; print(urllib.request.urlopen('{b.daemon.url}/pods').read().decode())").stdout)
     assert seen[0]["address"].startswith(f"{b.address}:")
+    assert seen[0]["owner"] == f"{flow['id']}/upper_b"  # a retry of this part finds it by this
 
     async def merged_has_every_line(host, part: dict) -> bool:
         own, _ = await read_stream(http, f"{host.daemon.url}/logs/{part['pod_id']}?tail=all&follow=false")
