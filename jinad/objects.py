@@ -87,7 +87,7 @@ class ObjectManager(Launching, Recovery):
         self._events = Broadcast()
         self._unsaved: set[str] = set()
         self.remotes = Remotes(config.tokens_by_remote,
-                               remote_context(config.remote_tls_ca, config.remote_tls_cert, config.remote_tls_key))
+                               remote_context(config.remote_tls_ca, config.remote_tls_cert, config.remote_tls_key), store)
         self.cgroups = Cgroups(self.home)
         self.cgroups.remove_empty()
         # The host in objects' stored addresses (the API shows each client the host it dialled):

@@ -29,6 +29,7 @@ class Recovery:
     async def recover(self) -> None:
         """Take back the children a previous run left under their keepers (live restore), end
         what cannot be taken back, then start again what should be running."""
+        self.remotes.remove_leftovers()
         keepers = await asyncio.to_thread(find_keepers, self.home)
         leftovers = await asyncio.to_thread(find_marked, self.home)
         taken: set[int] = set()

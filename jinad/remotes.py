@@ -23,8 +23,8 @@ import aiohttp
 from .client.api import Client, JinadError, folder_files
 from .errors import FailedToStart
 from .logs import Log
-from .store import from_record
-from .states import LIVE, UP, WorkspaceState
+from .store import Store, from_record
+from .states import LIVE, WorkspaceState
 
 log = logging.getLogger(__name__)
 STATE_TIMEOUT = aiohttp.ClientTimeout(total=10)  # asking a remote daemon how a part is, at a (re)start
@@ -34,6 +34,10 @@ WATCH_BACKOFF_MAX_S = 4.0  # between asks of a daemon that does not answer
 UNREACHABLE_AFTER = 2  # asks in a row without an answer before the part is shown unreachable
 FOLLOW_RETRY_S = 2.0  # before following a part's log again after its daemon could not be reached
 ENDED = frozenset({"missing", "exited", "failed"})  # a part in these no longer serves its Flow
+REMOVE_TIMEOUT = aiohttp.ClientTimeout(total=120)  # a delete of a part: it waits for the Pod's stop
+LEFTOVERS = "remote_leftovers"  # records of parts a delete could not reach, removed once their daemon answers
+LEFTOVER_RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # between tries to remove one, the last repeated
+LEFTOVER_TRIES = 3000  # about a day
 
 
 def content_hash(folder: Path) -> str:
@@ -75,8 +79,10 @@ class Remotes:
     """Parts on other daemons: deploying, checking, removing and following them, and which
     workspace there holds which files (so the same files go up once)."""
 
-    def __init__(self, tokens: dict[str, str], ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, tokens: dict[str, str], ssl_context: ssl.SSLContext | None = None, store: Store | None = None) -> None:
         self.tokens = tokens
+        self.store = store  # where parts left to remove later are kept across restarts
+        self._retries: set[asyncio.Task] = set()
         # Always a context of its own: never the JINAD_TLS_* a Client would read from the environment.
         self.ssl_context = ssl_context or ssl.create_default_context()
         self._clients: dict[str, Client] = {}
@@ -90,6 +96,9 @@ class Remotes:
         return self._clients[url]
 
     async def close(self) -> None:
+        for task in self._retries:  # their records stay: the next start tries again
+            task.cancel()
+        await asyncio.gather(*self._retries, return_exceptions=True)
         for client in self._clients.values():
             await client.close()
 
@@ -197,17 +206,59 @@ class Remotes:
 
     async def remove(self, parts: list[RemotePart], keep_workspaces: set[tuple[str, str]]) -> None:
         """Delete the parts' Pods, and their workspaces unless another Flow still uses them.
-        A daemon that cannot be reached is logged, not waited for."""
+        A daemon that cannot be reached is not waited for: the part is removed there once it
+        answers again (`_remove_later`), also after a restart of this daemon."""
         for part in parts:
-            client = self.client(part.jinad)
+            with_workspace = part.placed not in keep_workspaces
             try:
-                with contextlib.suppress(JinadError):
-                    await client.delete(part.pod_id)
-                if part.placed not in keep_workspaces:
-                    with contextlib.suppress(JinadError):
-                        await client.delete_workspace(part.workspace_id, force=False)
+                await self._remove_one(part, with_workspace)
             except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                log.warning("could not remove %s on %s: %s", part.pod_id, part.jinad, exc)
+                log.warning("could not remove %s on %s (%s); trying again until it answers", part.pod_id, part.jinad,
+                            exc or type(exc).__name__)
+                self._remove_later(part, with_workspace)
+
+    async def _remove_one(self, part: RemotePart, with_workspace: bool) -> None:
+        client = self.client(part.jinad)
+        await client.request("GET", "/", timeout=WATCH_TIMEOUT)  # one that is cut off shows in seconds
+        with contextlib.suppress(JinadError):  # gone already, or (its workspace) used again
+            await client.request("DELETE", f"/pods/{part.pod_id}", timeout=REMOVE_TIMEOUT)
+        if with_workspace:
+            with contextlib.suppress(JinadError):
+                await client.request("DELETE", f"/workspaces/{part.workspace_id}", timeout=REMOVE_TIMEOUT)
+
+    def _remove_later(self, part: RemotePart, with_workspace: bool, stored: bool = False) -> None:
+        """Try again with back-off, at most LEFTOVER_TRIES times; kept in the store until done."""
+        if self.store is not None and not stored:
+            try:
+                self.store.save(LEFTOVERS, {"id": part.pod_id, "part": dataclasses.asdict(part), "workspace": with_workspace})
+            except OSError as exc:
+                log.error("could not store %s as left to remove (%s); only this run will try", part.pod_id, exc)
+
+        async def retry() -> None:
+            for attempt in range(LEFTOVER_TRIES):
+                await asyncio.sleep(LEFTOVER_RETRY_S[min(attempt, len(LEFTOVER_RETRY_S) - 1)])
+                try:
+                    await self._remove_one(part, with_workspace)
+                except (OSError, aiohttp.ClientError, asyncio.TimeoutError):
+                    continue
+                log.info("removed %s on %s, left by a delete that could not reach it", part.pod_id, part.jinad)
+                break
+            else:
+                log.error("gave up removing %s on %s after %d tries", part.pod_id, part.jinad, LEFTOVER_TRIES)
+            if self.store is not None:
+                with contextlib.suppress(OSError):
+                    self.store.delete(LEFTOVERS, part.pod_id)
+
+        task = asyncio.create_task(retry(), name=f"remove {part.pod_id} on {part.jinad}")
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
+
+    def remove_leftovers(self) -> None:
+        """At start: remove the parts an earlier run's deletes could not reach."""
+        if self.store is None:
+            return
+        for part, with_workspace in self.store.load_all(LEFTOVERS, lambda r: (RemotePart.from_record(r["part"]), bool(r["workspace"]))):
+            self._remove_later(part, with_workspace, stored=True)
 
     def follow_all(self, parts: list[RemotePart], sink: Log, report: Callable[[str | None], bool],
                    ended: Callable[[str], bool]) -> list[asyncio.Task]:

@@ -9,7 +9,10 @@ import pytest
 from jinad.client.api import JinadError
 from jinad.errors import FailedToStart
 from jinad.records import object_from_record
-from jinad.remotes import RemotePart, Remotes
+from jinad import remotes as remotes_module
+from jinad.remotes import LEFTOVERS, RemotePart, Remotes
+from jinad.store import Store
+from tests.conftest import wait_until
 
 PART = {"name": "e", "jinad": "http://b:8000", "workspace_id": "jworkspace-b", "content": "c0ffee",
         "pod_id": "jpod-1", "host": "b", "ports": [21000], "address": "b:21000"}
@@ -39,6 +42,7 @@ class FakeDaemon:
 
     def __init__(self, url: str, refuse: set[str] = frozenset(), lose_answers: int = 0) -> None:
         self.url, self.refuse, self.lose_answers = url, refuse, lose_answers
+        self.down = False  # True: it cannot be reached
         self.calls: list[tuple] = []
         self.pods: list[dict] = []
 
@@ -67,12 +71,21 @@ class FakeDaemon:
         self.calls.append(("delete", object_id))
         self.pods = [pod for pod in self.pods if pod["id"] != object_id]
 
-    async def delete_workspace(self, workspace_id, force):
-        self.calls.append(("delete_workspace", workspace_id))
+    async def request(self, method, path, timeout):
+        if self.down:
+            raise ConnectionRefusedError(f"{self.url} is down")
+        if (method, path) == ("GET", "/"):
+            return {}
+        assert method == "DELETE"
+        _, plural, object_id = path.split("/")
+        if plural == "pods":
+            await self.delete(object_id)
+        else:
+            self.calls.append(("delete_workspace", object_id))
 
 
-def remotes_with(*daemons: FakeDaemon) -> Remotes:
-    remotes = Remotes({})
+def remotes_with(*daemons: FakeDaemon, store: Store | None = None) -> Remotes:
+    remotes = Remotes({}, store=store)
     by_url = {d.url: d for d in daemons}
     remotes.client = by_url.__getitem__
     return remotes
@@ -117,3 +130,21 @@ async def test_a_part_whose_answer_was_lost_or_that_a_try_made_before_is_found_n
     assert [call[0] for call in b.calls].count("create") == 1
     [other] = await remotes.deploy([needed("x", b.url)], tmp_path, 5.0, "jflow-g")  # another Flow's part
     assert other.pod_id != part.pod_id
+
+
+async def test_a_part_whose_daemon_is_down_at_delete_is_removed_once_it_answers_even_after_a_restart(tmp_path, monkeypatch):
+    monkeypatch.setattr(remotes_module, "LEFTOVER_RETRY_S", (0.01,))
+    (tmp_path / "a.py").write_text("")
+    b, store = FakeDaemon("http://b:1"), Store(tmp_path / "state")
+    [part] = await remotes_with(b).deploy([needed("x", b.url)], tmp_path, 5.0, "jflow-f")
+    b.down = True
+    first_run = remotes_with(b, store=store)
+    await first_run.drop([part], in_use=set())
+    assert b.pods and store.load_all(LEFTOVERS, dict)[0]["id"] == part.pod_id
+    await first_run.close()  # the daemon stops before B is back: the record stays
+    b.down = False
+    next_run = remotes_with(b, store=store)
+    next_run.remove_leftovers()
+    await wait_until(lambda: not b.pods and not store.load_all(LEFTOVERS, dict), 5, "the part removed and its record with it")
+    assert ("delete_workspace", part.workspace_id) in b.calls
+    await next_run.close()
