@@ -14,7 +14,7 @@ import time
 import aiohttp
 import pytest
 
-from tests.conftest import form, wait_until
+from tests.conftest import JINAD, form, wait_until
 from tests.e2e.helpers import UPPER, ask_http, read_stream, remote_flow
 
 ANSWER = "HI-B-c"
@@ -107,6 +107,9 @@ async def test_slow_links_and_latency_still_deploy_answer_log_and_delete(http, n
     flow = await deploy(http, a, f"http://{relay.address}:8000", c.daemon.url)
     print(f"deploy over 2 Mbit/s links, B 100 ms round trip away: {time.monotonic() - began:.1f} s")
     assert await ask(http, a, flow) == ANSWER
+    # `jinad ping` run on A measures A's link to B: the relay's 2 x 50 ms are in every round trip.
+    pinged = a.exec(str(JINAD), "ping", "--host", f"http://{relay.address}:8000", "-c", "3", "--json")
+    assert json.loads(pinged.stdout)["min_ms"] >= 100
 
     async def marked() -> bool:
         merged, _ = await read_stream(http, f"{a.daemon.url}/logs/{flow['id']}?tail=all&follow=false")
@@ -129,6 +132,8 @@ async def test_a_cut_off_host_shows_on_the_flow_and_heals_and_so_does_a_killed_d
     cut_at = time.monotonic()
     b.cut()
     shown = await wait_until(error_naming_b, 8, "the Flow to show B unreachable")
+    pinged = a.exec(str(JINAD), "ping", "--host", b.daemon.url, "-c", "1", "--timeout", "1", check=False)
+    assert pinged.returncode == 3 and b.daemon.url in pinged.stderr  # cannot reach
     assert "upper_b" in shown and "cannot be reached" in shown
     assert (await get(http, url))["state"] == "ready"
     assert [p["state"] for p in await get(http, c.daemon.url + "/pods")] == ["ready"]  # the rest serves on
