@@ -54,7 +54,9 @@ def _listens(address: str, port: int) -> bool:
 
 class HostDaemon(Daemon):
     """A `jinad` inside a host's namespace, listening on every address with the default port
-    and port range (no --port-range: hosts do not share ports)."""
+    and port range (no --port-range: hosts do not share ports), without auth."""
+
+    headers: dict[str, str] = {}  # what a client sends it (the benchmarks' upload helper reads it)
 
     def __init__(self, home: Path, host: "Host", *extra: str) -> None:
         super().__init__(home, *extra, host=host.address)
@@ -86,6 +88,10 @@ class Host:
         for where in (["ip", "netns", "exec", self.namespace, "tc"], ["tc"]):
             dev = "eth0" if len(where) > 1 else self.link
             run(*where, "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms")
+
+    def unlimit(self) -> None:
+        for where in (["ip", "netns", "exec", self.namespace, "tc"], ["tc"]):
+            run(*where, "qdisc", "del", "dev", "eth0" if len(where) > 1 else self.link, "root", check=False)
 
     def cut(self) -> None:
         run("ip", "link", "set", self.link, "down")
