@@ -74,17 +74,24 @@ async def delete_and_check_nothing_left(http, a, flow: dict, *remotes) -> None:
 
 async def test_a_flow_over_three_hosts_answers_and_merges_their_logs(http, hosts):
     a, b, c = hosts
+    b.daemon.stop()
+    b.daemon.extra = ["--advertise-host", "b.example"]  # B says how others reach it
+    b.daemon.start()
     flow = await deploy(http, a, b.daemon.url, c.daemon.url)
-    # Every address is what this client, on another machine, dials: never the name "vm" all share.
+    # Every address is what a client on another machine dials: never the name "vm" all share.
     assert flow["address"] == f"{a.address}:{flow['ports']['gateway']}"
-    assert [part["address"].split(":")[0] for part in flow["remote"]] == [b.address, c.address]
+    assert [part["address"].split(":")[0] for part in flow["remote"]] == ["b.example", c.address]
     assert len(flow["remote"][1]["ports"]) == 2
     for n in range(5):
         assert await ask(http, a, flow, f"hi{n}") == f"HI{n}-B-c"
-    # As seen from host c, B's Pod is at B's address too.
-    seen = json.loads(c.exec("python3", "-c", f"import urllib.request; print(urllib.request.urlopen('{b.daemon.url}/pods').read().decode())").stdout)
-    assert seen[0]["address"].startswith(f"{b.address}:")
-    assert seen[0]["owner"] == f"{flow['id']}/upper_b"  # a retry of this part finds it by this
+
+    def seen_from_c(url: str):
+        return json.loads(c.exec("python3", "-c", f"import urllib.request; print(urllib.request.urlopen('{url}').read().decode())").stdout)
+
+    assert seen_from_c(f"{a.daemon.url}/flows/{flow['id']}")["address"] == flow["address"]
+    [b_pod] = seen_from_c(f"{b.daemon.url}/pods")
+    assert b_pod["address"].startswith("b.example:")
+    assert b_pod["owner"] == f"{flow['id']}/upper_b"  # a retry of this part finds it by this
 
     async def merged_has_every_line(host, part: dict) -> bool:
         own, _ = await read_stream(http, f"{host.daemon.url}/logs/{part['pod_id']}?tail=all&follow=false")
