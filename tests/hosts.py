@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -162,7 +163,11 @@ class Network:
         left: list[str] = []
         for host in self.hosts:
             if host.daemon is not None:
-                host.daemon.stop()
+                try:
+                    host.daemon.stop()
+                except subprocess.TimeoutExpired:  # the rest is torn down all the same
+                    left.append(f"daemon of {host.name} did not stop within 60 s; killed")
+                    host.daemon.stop(signal.SIGKILL)
                 procs = children_of_home(host.daemon.home)
                 left += [f"process {p.pid} {' '.join(p.cmdline())}" for p in procs]
                 for proc in procs:
