@@ -9,13 +9,13 @@ from pathlib import Path
 
 from .cgroups import Cgroups
 from .config import Config
+from .errors import ContractError
 from .ids import new_id, utc_now
 from .kinds import KINDS, Launch, Preparation, parse_request
 from .logs import Log
 from .ports import PortAllocator
 from .records import COLLECTION, JObject
 from .remotes import Remotes
-from .errors import ContractError
 from .runner import Runner, cancel_tasks
 from .states import LIVE
 from .store import Store

@@ -83,6 +83,9 @@ class Remotes:
         self.tokens = tokens
         self.store = store  # where parts left to remove later are kept across restarts
         self._retries: set[asyncio.Task] = set()
+        # pod id -> the last line of its log copied into its Flow's: followed anew (after a
+        # restart of the Flow), a part's log goes on from there, never twice.
+        self._copied: dict[str, int] = {}
         # Always a context of its own: never the JINAD_TLS_* a Client would read from the environment.
         self.ssl_context = ssl_context or ssl.create_default_context()
         self._clients: dict[str, Client] = {}
@@ -209,6 +212,7 @@ class Remotes:
         A daemon that cannot be reached is not waited for: the part is removed there once it
         answers again (`_remove_later`), also after a restart of this daemon."""
         for part in parts:
+            self._copied.pop(part.pod_id, None)
             with_workspace = part.placed not in keep_workspaces
             try:
                 await self._remove_one(part, with_workspace)
@@ -293,12 +297,11 @@ class Remotes:
         from, until the part ends; after a cut the stream is taken up again where it stopped,
         so no line is lost or repeated (`watch` tells the Flow how the part is)."""
         mark = f"[{part.name}@{urlsplit(part.jinad).netloc}] "
-        last_seq = -1
         while True:
             try:
                 async for item in self.client(part.jinad).logs(part.pod_id, tail="all"):
-                    if item["event"] == "log" and item["seq"] > last_seq:
-                        last_seq = item["seq"]
+                    if item["event"] == "log" and item["seq"] > self._copied.get(part.pod_id, -1):
+                        self._copied[part.pod_id] = item["seq"]
                         sink.append(item["stream"], [mark + item["line"]])
                         sink.flush()
                 return

@@ -64,6 +64,14 @@ async def answers(http, a, flow: dict) -> bool:
         return False
 
 
+async def copied_and_own(http, a, flow_id: str, host, part: dict) -> tuple[list[str], list[str]]:
+    """(the part's lines in the Flow's log on A, unmarked; its lines in its own log on its host)"""
+    own, _ = await read_stream(http, f"{host.daemon.url}/logs/{part['pod_id']}?tail=all&follow=false")
+    merged, _ = await read_stream(http, f"{a.daemon.url}/logs/{flow_id}?tail=all&follow=false")
+    mark = f"[{part['name']}@{host.address}:8000] "
+    return [e["line"][len(mark):] for e in merged if e["line"].startswith(mark)], [e["line"] for e in own]
+
+
 async def delete_and_check_nothing_left(http, a, flow: dict, *remotes) -> None:
     async with http.delete(f"{a.daemon.url}/flows/{flow['id']}") as resp:
         assert resp.status == 200
@@ -94,11 +102,8 @@ async def test_a_flow_over_three_hosts_answers_and_merges_their_logs(http, hosts
     assert b_pod["owner"] == f"{flow['id']}/upper_b"  # a retry of this part finds it by this
 
     async def merged_has_every_line(host, part: dict) -> bool:
-        own, _ = await read_stream(http, f"{host.daemon.url}/logs/{part['pod_id']}?tail=all&follow=false")
-        merged, _ = await read_stream(http, f"{a.daemon.url}/logs/{flow['id']}?tail=all&follow=false")
-        mark = f"[{part['name']}@{host.address}:8000] "
-        copied = [e["line"][len(mark):] for e in merged if e["line"].startswith(mark)]
-        return sum("upper handled 1 docs" in line for line in copied) == 5 and copied == [e["line"] for e in own]
+        copied, own = await copied_and_own(http, a, flow["id"], host, part)
+        return sum("upper handled 1 docs" in line for line in copied) == 5 and copied == own
 
     for host, part in zip((b, c), flow["remote"]):
         await wait_until(lambda: merged_has_every_line(host, part), 30, f"every line of {part['name']} in the Flow's log, marked")
@@ -197,6 +202,8 @@ async def test_killed_remote_part_and_killed_flow_daemon_are_made_again(http, ho
     assert [p["id"] for p in await get(http, b.daemon.url + "/pods")] == [pod_ids(body)[0]]
     assert pod_ids(body)[1] == c_pod
     await wait_until(lambda: answers(http, a, body), 30, "the Flow to answer with B's new part")
+    copied, own = await copied_and_own(http, a, flow["id"], c, next(p for p in body["remote"] if p["name"] == "upper_c"))
+    assert copied == own  # C's part, followed anew after the Flow's restart: no line twice
 
     # A's daemon killed; C's part goes meanwhile: A finds B's by its record and makes C's again.
     b_pod = pod_ids(body)[0]
