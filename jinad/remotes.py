@@ -218,7 +218,7 @@ class Remotes:
                 await self._remove_one(part, with_workspace)
             except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 log.warning("could not remove %s on %s (%s); trying again until it answers", part.pod_id, part.jinad,
-                            exc or type(exc).__name__)
+                            str(exc) or type(exc).__name__)
                 self._remove_later(part, with_workspace)
 
     async def _remove_one(self, part: RemotePart, with_workspace: bool) -> None:
