@@ -82,14 +82,15 @@ class ObjectManager(ObjectTable, Launching, Recovery, Parts):
         self.alloc = PortAllocator(config.ports)
         self.jina = jina_executable()
         self.remotes = Remotes(config.tokens_by_remote,
-                               remote_context(config.remote_tls_ca, config.remote_tls_cert, config.remote_tls_key))
+                               remote_context(config.remote_tls_ca, config.remote_tls_cert, config.remote_tls_key), store)
         self.cgroups = Cgroups(self.home)
         self.cgroups.remove_empty()
         self.starter = Starter(config, workspaces, self.cgroups, self._save)
         self._updating: set[str] = set()
-        # The host in objects' addresses: the one the daemon listens on, or its name when it
-        # listens on every address.
-        self._advertised_host = config.host if config.host not in ("0.0.0.0", "::", "") else socket.gethostname()
+        # The host in objects' stored addresses (the API shows each client the host it dialled):
+        # advertise_host, else the one the daemon listens on, or its name when it listens on all.
+        self._advertised_host = config.advertise_host or (
+            config.host if config.host not in ("0.0.0.0", "::", "") else socket.gethostname())
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -110,9 +111,9 @@ class ObjectManager(ObjectTable, Launching, Recovery, Parts):
     # ---- making and starting ----------------------------------------------------------------
 
     def _check_capacity(self, starting: JObject) -> None:
-        if starting.owner:  # a part counts as its Flow
+        if starting.part_of:  # a part counts as its Flow
             return
-        running = sum(1 for o in self.objects.values() if o.state in LIVE and o is not starting and not o.owner)
+        running = sum(1 for o in self.objects.values() if o.state in LIVE and o is not starting and not o.part_of)
         if running >= self.config.max_running_objects:
             raise Conflict(f"this daemon already runs {running} objects, its limit; delete some first")
 
@@ -186,6 +187,7 @@ class ObjectManager(ObjectTable, Launching, Recovery, Parts):
         A child taken back from a previous run of the daemon (`runner.child` already set) is
         not started: a ready one is checked (its ports answer), a starting one waited for."""
         failures = 0
+        restarts_at_start = obj.restarts  # past it, each start is the restart policy's
         adopted = runner.child is not None
         first = not (adopted and obj.state == State.READY)
         while True:
@@ -196,7 +198,9 @@ class ObjectManager(ObjectTable, Launching, Recovery, Parts):
             else:
                 if not adopted:
                     self._set_state(obj, State.STARTING, pid=None, exit_code=None, error=None)
-                reason, code = await self._start_once(obj, runner)
+                reason, code = (await self._remake_remotes(obj, runner) if obj.restarts > restarts_at_start else None), None
+                if reason is None:
+                    reason, code = await self._start_once(obj, runner)
             adopted = False
             if reason is None:
                 if obj.state != State.READY:
@@ -289,14 +293,14 @@ class ObjectManager(ObjectTable, Launching, Recovery, Parts):
             self.cgroups.remove(obj.id)
             del self.objects[obj.id]
             del self.runners[obj.id]
-            if obj.owner is None:  # a part's port stays its Flow's
+            if obj.part_of is None:  # a part's port stays its Flow's
                 self.alloc.release(list(obj.ports.values()))
             runner.log.remove()
             shutil.rmtree(self.run_root / obj.id, ignore_errors=True)
         return obj
 
     async def delete_in_workspace(self, workspace_id: str) -> None:
-        doomed = [obj for obj in self.objects.values() if obj.workspace_id == workspace_id and obj.owner is None]
+        doomed = [obj for obj in self.objects.values() if obj.workspace_id == workspace_id and obj.part_of is None]
         await asyncio.gather(*(self._remove(obj) for obj in doomed))
 
     # ---- daemon life --------------------------------------------------------------------------

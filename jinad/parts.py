@@ -30,13 +30,13 @@ class Parts:
 
     def _attach_log(self, part: JObject) -> None:
         """The part's lines go into its Flow's log too, marked with the part."""
-        if part.owner in self.runners:
-            self.runners[part.id].log.copy_to = (self.runners[part.owner].log, f"[{part.part}/{part.replica}] ")
+        if part.part_of in self.runners:
+            self.runners[part.id].log.copy_to = (self.runners[part.part_of].log, f"[{part.part}/{part.replica}] ")
 
     def _new_part(self, flow: JObject, plan: PartPlan) -> JObject:
         part = JObject(id=new_id("pea"), kind="pea", workspace_id=flow.workspace_id, spec=plan.spec, envs=plan.envs,
                        restart=flow.restart, timeout_s=flow.timeout_s, created_at=utc_now(),
-                       ports={"executor": plan.port}, owner=flow.id, part=plan.name, replica=plan.replica)
+                       ports={"executor": plan.port}, part_of=flow.id, part=plan.name, replica=plan.replica)
         self.store.save(COLLECTION, dataclasses.asdict(part))
         self.objects[part.id] = part
         self.runners[part.id] = Runner(log=Log.from_config(self.config, part.id))

@@ -34,10 +34,11 @@ class JObject:
     restarts: int = 0
     error: str | None = None
     limits: dict = dataclasses.field(default_factory=dict)  # see limits.py; enforced with cgroups
+    owner: str | None = None  # who made it, for what (a Flow's remote part: `<flow id>/<part name>`)
     remote: list[RemotePart] = dataclasses.field(default_factory=list)  # stored as dicts of its fields
     # A Pea that is one replica of a Flow's executor (see parts.py): the Flow's id, the
     # executor's name and the replica's number.
-    owner: str | None = None
+    part_of: str | None = None
     part: str | None = None
     replica: int | None = None
     # A Flow's rolling updates, by executor name: what they changed of its YAML.

@@ -29,13 +29,14 @@ class Recovery:
     async def recover(self) -> None:
         """Take back the children a previous run left under their keepers (live restore), end
         what cannot be taken back, then start again what should be running."""
+        self.remotes.remove_leftovers()
         keepers = await asyncio.to_thread(find_keepers, self.home)
         leftovers = await asyncio.to_thread(find_marked, self.home)
         taken: set[int] = set()
 
         def build(record: dict) -> JObject:
             obj = object_from_record(record)
-            if obj.owner is not None:  # a Flow's part runs on a port of its Flow's
+            if obj.part_of is not None:  # a Flow's part runs on a port of its Flow's
                 return obj
             if clash := taken & set(obj.ports.values()):  # two records cannot both own a port
                 raise ValueError(f"port(s) {sorted(clash)} belong to another object's record")
@@ -48,7 +49,7 @@ class Recovery:
             self.alloc.held.update(obj.ports.values())
             self.remotes.remember(obj.remote)
         for obj in self.objects.values():
-            if obj.owner is not None:
+            if obj.part_of is not None:
                 self._attach_log(obj)
         # Objects a daemon died deleting: never taken back, their delete is finished below.
         deleting = {obj.id for obj in self.objects.values() if (self.run_root / obj.id / DELETING).exists()}
@@ -79,16 +80,16 @@ class Recovery:
             with contextlib.suppress(psutil.Error):
                 keeper.kill()
         # A Flow's parts first: a Flow starting waits for its parts, and starts those not begun.
-        adopted.sort(key=lambda obj: obj.owner is None)
+        adopted.sort(key=lambda obj: obj.part_of is None)
         for obj in adopted:
             if obj.pid is None:  # it was starting, and its pid not yet stored
                 obj.pid = self.runners[obj.id].child.pid
                 self._save(obj)
             await self._recover_one(obj)
-        for obj in sorted(self.objects.values(), key=lambda obj: obj.owner is None):
+        for obj in sorted(self.objects.values(), key=lambda obj: obj.part_of is None):
             if obj in adopted:
                 continue
-            if obj.id in deleting or (obj.owner is not None and obj.owner not in self.objects):  # or its Flow's
+            if obj.id in deleting or (obj.part_of is not None and obj.part_of not in self.objects):  # or its Flow's
                 await self._remove(obj)
                 continue
             should_run = obj.state in LIVE | {State.STOPPED} or (
@@ -103,9 +104,13 @@ class Recovery:
 
     async def _recover_one(self, obj: JObject) -> None:
         runner = self.runners[obj.id]
+        recorded = {part.pod_id for part in obj.remote}
         try:
             self.workspaces.get(obj.workspace_id)
             runner.launch = await self._prepare_with_remotes(obj)
+            if runner.child is not None and {part.pod_id for part in obj.remote} != recorded:
+                # Taken back, but some remote parts had to be made again: it dials the old ones.
+                await self._halt(obj, runner)
         except Exception as exc:  # whatever it is, the daemon starts, with this object failed
             reason = exc.message if isinstance(exc, ContractError) else f"{type(exc).__name__}: {exc}"
             if runner.child is not None:  # taken back, but it cannot be described any more

@@ -48,7 +48,7 @@ class ObjectTable:
 
     def list(self, kind: str) -> list[JObject]:
         """The objects of a kind that were asked for (a Flow's parts are listed in the Flow)."""
-        return [obj for obj in self.objects.values() if obj.kind == kind and obj.owner is None]
+        return [obj for obj in self.objects.values() if obj.kind == kind and obj.part_of is None]
 
     def resources_of(self, obj: JObject) -> dict:
         """The object's latest resource sample (a new dict at each sample)."""
@@ -73,7 +73,7 @@ class ObjectTable:
     # ---- a Flow's parts (parts.py starts and replaces them) ------------------------------------
 
     def parts_of(self, flow: JObject) -> list[JObject]:
-        return sorted((o for o in self.objects.values() if o.owner == flow.id), key=lambda o: (o.part, o.replica))
+        return sorted((o for o in self.objects.values() if o.part_of == flow.id), key=lambda o: (o.part, o.replica))
 
     def is_degraded(self, flow: JObject) -> bool:
         """Ready, but some of its parts are not: it serves with fewer replicas (or not every executor)."""
@@ -121,7 +121,7 @@ class ObjectTable:
     def state_counts(self) -> dict:
         counts: dict[str, dict[str, int]] = {kind.plural: {} for kind in KINDS.values()}
         for obj in self.objects.values():
-            if obj.owner is not None:  # counted as its Flow
+            if obj.part_of is not None:  # counted as its Flow
                 continue
             states = counts[KINDS[obj.kind].plural]
             states[obj.state] = states.get(obj.state, 0) + 1
@@ -148,7 +148,7 @@ class ObjectTable:
 
     def _changed(self, obj: JObject) -> None:
         """Bump the revision of the object and of the Flow it is a part of (which shows it)."""
-        for object_id in (obj.id, obj.owner):
+        for object_id in (obj.id, obj.part_of):
             if object_id in self.runners:
                 self.runners[object_id].revision += 1
 

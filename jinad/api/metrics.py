@@ -62,7 +62,7 @@ def exposition(app: web.Application) -> str:
     out.family("jinad_uptime_seconds", "gauge", "Seconds since the daemon started.")(
         "", round(time.monotonic() - app[STARTED_AT], 3))
 
-    asked = [obj for obj in objects.objects.values() if obj.owner is None]  # a Flow's parts are in the Flow
+    asked = [obj for obj in objects.objects.values() if obj.part_of is None]  # a Flow's parts are in the Flow
     counts = Counter((obj.kind, obj.state) for obj in asked)
     sample = out.family("jinad_objects", "gauge", "Flows, Pods and Peas by kind and state.")
     for kind in KINDS:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import __version__
-from ..kinds import KINDS
+from ..kinds import KINDS, MAX_OWNER_CHARS
 from ..limits import LIMIT_KEYS, MIN_CPUS, MIN_MEMORY_BYTES
 from ..states import LIVE, TERMINAL, Protocol, RestartPolicy, State, WorkspaceState
 
@@ -95,9 +95,10 @@ SCHEMAS = {
                 "Flow only: its gateway, then each executor replica that runs as a part of its own (a Pea owned by "
                 "the Flow, restarted alone by the Flow's restart policy), then its parts on other daemons")},
             "degraded": {"type": "boolean", "description": "Flow only: `ready`, but a part of it is not (it serves with fewer replicas)"},
-            "owner": {**NULLABLE_STRING, "description": "Pea: the Flow it is a part of"},
+            "part_of": {**NULLABLE_STRING, "description": "Pea: the Flow it is a part of (it is listed there, not in `GET /peas`)"},
             "part": {**NULLABLE_STRING, "description": "Pea: the executor of its Flow it runs"},
             "replica": {**NULLABLE_INT, "description": "Pea: which replica of that executor it is"},
+            "owner": {**NULLABLE_STRING, "maxLength": MAX_OWNER_CHARS, "description": "who made it, for what (a Flow's remote part: `<flow id>/<part name>`); a retry finds it by this"},
             "limits": {"type": "object", "description": "its limits as enforced: memory in bytes, cpus, pids",
                        "properties": {"memory": {"type": "integer"}, "cpus": {"type": "number"}, "pids": {"type": "integer"}}},
         },
@@ -123,7 +124,8 @@ SCHEMAS = {
         "properties": {"workspace_id": {"type": "string"}, "filename": {"type": "string"},
                        "tls": {"type": "boolean", "description": "serve the gateway with the daemon's certificate (`400` without one)"},
                        "envs": {"type": "object"}, "restart": RESTART,
-                       "timeout_s": {"type": "number"}, "limits": LIMITS},
+                       "timeout_s": {"type": "number"}, "limits": LIMITS,
+                       "owner": {"type": "string", "minLength": 1, "maxLength": MAX_OWNER_CHARS, "description": "who made it, for what (a Flow's remote part: `<flow id>/<part name>`); a retry finds it by this"}},
     },
     "CreateExecutor": {
         "type": "object", "required": ["workspace_id", "uses"],
@@ -132,7 +134,8 @@ SCHEMAS = {
                        "replicas": {"type": "integer", "minimum": 1}, "shards": {"type": "integer", "minimum": 1},
                        "protocol": {"enum": Protocol.values()}, "port": NULLABLE_INT,
                        "envs": {"type": "object"}, "restart": RESTART,
-                       "timeout_s": {"type": "number"}, "limits": LIMITS},
+                       "timeout_s": {"type": "number"}, "limits": LIMITS,
+                       "owner": {"type": "string", "minLength": 1, "maxLength": MAX_OWNER_CHARS, "description": "who made it, for what (a Flow's remote part: `<flow id>/<part name>`); a retry finds it by this"}},
     },
     "Status": {
         "type": "object", "required": ["jinad", "jina", "system", "workspaces", "flows", "pods", "peas"],

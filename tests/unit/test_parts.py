@@ -29,7 +29,7 @@ def flow_and_parts(tmp_path):
     flow = make(table, tmp_path, "jflow-f", "flow", state="ready", address="h:20000", pid=10)
     flow.remote = [RemotePart(name="far", jinad="http://o:8000", workspace_id="jworkspace-o", content="c", pod_id="jpod-p",
                               host="o", ports=[1, 2], address="o:1")]
-    parts = [make(table, tmp_path, f"jpea-{r}", "pea", state="ready", address=f"h:2000{r + 1}", pid=20 + r, owner=flow.id,
+    parts = [make(table, tmp_path, f"jpea-{r}", "pea", state="ready", address=f"h:2000{r + 1}", pid=20 + r, part_of=flow.id,
                   part="upper", replica=r) for r in (1, 0)]
     return table, flow, sorted(parts, key=lambda p: p.replica)
 
