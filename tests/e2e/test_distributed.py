@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 
 from tests.conftest import EXECUTORS, form, wait_until
@@ -86,8 +87,16 @@ async def test_same_files_go_up_once_and_a_remote_that_dies_shows_on_the_flow(ht
     async with http.delete(f"{a.url}/flows/{flows[0]['id']}") as resp:
         assert resp.status == 200
     assert len(await listing(http, b, "/workspaces")) == 1  # still used by the second Flow
-    async with http.delete(f"{a.url}/flows/{flows[1]['id']}") as resp:
-        assert resp.status == 200
+    async with http.post(a.url + "/flows", json={"workspace_id": ws, "filename": "flow.yml"}) as resp:
+        assert resp.status == 201, await resp.text()
+        flows.append(await resp.json())
+
+    async def delete(flow: dict) -> None:
+        async with http.delete(f"{a.url}/flows/{flow['id']}") as resp:
+            assert resp.status == 200
+
+    await asyncio.gather(*(delete(flow) for flow in flows[1:]))  # deleted together: the last one removes it
+    assert await listing(http, b, "/pods") == []
     assert await listing(http, b, "/workspaces") == []
 
 

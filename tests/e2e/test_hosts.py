@@ -220,4 +220,11 @@ async def test_killed_remote_part_and_killed_flow_daemon_are_made_again(http, ho
     assert pod_ids(body)[0] == b_pod
     assert [p["id"] for p in await get(http, c.daemon.url + "/pods")] == [pod_ids(body)[1]]
     await wait_until(lambda: answers(http, a, body), 30, "the Flow to answer after A's restart")
+
+    async def b_copied_once() -> bool:  # B's part, followed again by A's next run: no line twice
+        copied, own = await copied_and_own(http, a, flow["id"], b, next(p for p in body["remote"] if p["name"] == "upper_b"))
+        # (its lines follow those of B's first Pod, killed above, under the same mark)
+        return copied[-len(own):] == own and sum(b_pod in line for line in copied) == sum(b_pod in line for line in own) > 0
+
+    await wait_until(b_copied_once, 30, "B's lines in the Flow's log once each after A's restart")
     await delete_and_check_nothing_left(http, a, flow, b, c)
