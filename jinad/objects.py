@@ -239,8 +239,8 @@ class ObjectManager(ObjectTable, Launching, Recovery, Parts):
         """A Flow's part on another daemon that ended, started again there alone by the Flow's
         restart policy, with back-off growing as for `_live` (`failures` keeps its count): the
         same Pod, so on the same ports the gateway lists, which serves with the rest meanwhile.
-        A Pod its daemon no longer has is made anew by a restart of the whole Flow (the new
-        Pod's ports are the gateway's to learn). False when it is left ended."""
+        A Pod its daemon no longer has is made anew as the Flow's gateway is started again, to
+        learn the new Pod's ports (`_live`; its other parts run on). False when it is left ended."""
         def tell(line: str) -> None:
             runner.log.append("stderr", [line])
             runner.log.flush()
@@ -251,7 +251,7 @@ class ObjectManager(ObjectTable, Launching, Recovery, Parts):
             tell(f"{reason}; the Flow's restart policy ({obj.restart}) leaves it so")
             return False
         if pod["state"] == RemoteState.MISSING:
-            tell(f"{reason}; making it again with the whole Flow")
+            tell(f"{reason}; making it again, and the gateway with it")
             if runner.child is not None:
                 runner.child.fault = reason
             return False

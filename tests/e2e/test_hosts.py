@@ -230,8 +230,21 @@ async def test_killed_remote_part_and_killed_flow_daemon_are_made_again(http, ho
     await wait_until(lambda: answers(http, a, body), 30, "the Flow to answer with B's part again, its gateway unchanged")
     merged, _ = await read_stream(http, f"{a.daemon.url}/logs/{flow['id']}?tail=all&follow=false")
     assert any("remote executor 'upper_b'" in e["line"] and "starting it again there" in e["line"] for e in merged)
+    # B's Pod deleted there: made again with new ports, which the gateway learns as it starts
+    # again; C's part runs on.
+    async with http.delete(f"{b.daemon.url}/pods/{b_pod}") as resp:
+        assert resp.status == 200
+
+    async def remade_with_new_b():
+        body = await get(http, url)
+        return body if body["state"] == "ready" and body["restarts"] == 1 and pod_ids(body)[0] != b_pod else None
+
+    body = await wait_until(remade_with_new_b, 60, "the Flow to make B's part again")
+    assert pod_ids(body)[1] == c_pod and body["pid"] != gateway_pid
+    assert [p["id"] for p in await get(http, b.daemon.url + "/pods")] == [pod_ids(body)[0]]
+    await wait_until(lambda: answers(http, a, body), 30, "the Flow to answer with B's new part")
     copied, own = await copied_and_own(http, a, flow["id"], c, next(p for p in body["remote"] if p["name"] == "upper_c"))
-    assert copied == own  # C's part's lines, none twice
+    assert copied == own  # C's part, followed anew after the gateway's restart: no line twice
 
     # A's daemon killed; C's part goes meanwhile: A finds B's by its record and makes C's again.
     b_pod = pod_ids(body)[0]
