@@ -22,6 +22,7 @@ from .errors import BadRequest, NotFound, check_plain_text, shallow
 from .limits import parse_limits
 from .ports import PortAllocator
 from .states import Protocol, RestartPolicy
+from .urls import daemon_url
 
 if TYPE_CHECKING:
     from .remotes import RemotePart
@@ -423,8 +424,12 @@ RUN_KEYS = ("jinad", "uses", "py_modules", "uses_with", "replicas", "shards", "p
 def _remote_request(executor: dict, name: str, paths: PathResolver, ws_root: Path) -> dict:
     """The Pod request that runs this executor on the daemon its `jinad:` names."""
     url = executor["jinad"]
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise BadRequest(f"jinad of executor {name!r} must be a daemon's URL like http://HOST:8000, not {url!r}")
+    try:
+        if not isinstance(url, str) or "://" not in url:
+            raise ValueError(f"{url!r} is not a daemon URL like http://HOST:8000")
+        url = daemon_url(url, "http://HOST:8000")
+    except ValueError as exc:
+        raise BadRequest(f"jinad of executor {name!r}: {exc}") from None
     root = ws_root.resolve()
 
     def relative(path: str) -> str:
@@ -445,7 +450,7 @@ def _remote_request(executor: dict, name: str, paths: PathResolver, ws_root: Pat
             pod["limits"] = parse_limits(executor["limits"])
         except BadRequest as exc:
             raise BadRequest(f"executor {name!r}: {exc.message}") from None
-    return {"name": name, "jinad": url.rstrip("/"), "pod": pod}
+    return {"name": name, "jinad": url, "pod": pod}
 
 
 def _external_entry(executor: dict, remote: RemotePart) -> dict:

@@ -37,6 +37,7 @@ class Launching:
     run_root: Path
     jina: str
     _advertised_host: str
+    _removing: set[str]
 
     def _prepare(self, obj: JObject) -> Launch:
         """Validate the object's definition and write its launch files; raises on bad input."""
@@ -128,7 +129,10 @@ class Launching:
         runner = self.runners.get(obj.id)
         for task in runner.followers if runner else []:
             task.cancel()
-        await self.remotes.drop(obj.remote, in_use={p.placed for o in self.objects.values() if o is not obj for p in o.remote})
+        # Flows deleted at the same time each try their shared workspace (its daemon refuses
+        # while one of their Pods still runs there), so the last one removes it.
+        users = [o for o in self.objects.values() if o is not obj and o.id not in self._removing]
+        await self.remotes.drop(obj.remote, in_use={p.placed for o in users for p in o.remote})
         obj.remote = []
         if obj.id in self.objects:  # not for a Flow being refused before it had a record
             self._save(obj)

@@ -52,6 +52,7 @@ from .runner import NO_RESOURCES, Runner, cancel_tasks, jina_executable
 from .states import LIVE, RemoteState, RestartPolicy, State
 from .store import Store
 from .tls import remote_context
+from .urls import host_name
 from .starting import Starter
 from .supervision import end_processes, tree
 from .table import ObjectTable
@@ -87,9 +88,10 @@ class ObjectManager(ObjectTable, Launching, Recovery, Parts):
         self.cgroups.remove_empty()
         self.starter = Starter(config, workspaces, self.cgroups, self._save)
         self._updating: set[str] = set()
+        self._removing: set[str] = set()  # objects being deleted: their remote workspaces are no one's use
         # The host in objects' stored addresses (the API shows each client the host it dialled):
         # advertise_host, else the one the daemon listens on, or its name when it listens on all.
-        self._advertised_host = config.advertise_host or (
+        self._advertised_host = host_name(config.advertise_host) if config.advertise_host else (
             config.host if config.host not in ("0.0.0.0", "::", "") else socket.gethostname())
 
     # ---- state ------------------------------------------------------------------------------
@@ -325,8 +327,12 @@ class ObjectManager(ObjectTable, Launching, Recovery, Parts):
             # (recovery.py) instead of starting the object again.
             (self.run_root / obj.id).mkdir(parents=True, exist_ok=True)
             (self.run_root / obj.id / DELETING).touch()
-            await self._halt(obj, runner)
-            await self._drop_remotes(obj)
+            self._removing.add(obj.id)
+            try:
+                await self._halt(obj, runner)
+                await self._drop_remotes(obj)
+            finally:
+                self._removing.discard(obj.id)
             await self._drop_parts(obj)
             self.store.delete(COLLECTION, obj.id)
             self.cgroups.remove(obj.id)

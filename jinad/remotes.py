@@ -13,6 +13,8 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import os
+import re
 import ssl
 from pathlib import Path
 from typing import Callable
@@ -20,7 +22,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from .client.api import Client, JinadError, folder_files
+from .client.api import Client, JinadError, folder_files, network_reason
 from .errors import FailedToStart
 from .logs import Log
 from .store import Store, from_record
@@ -35,6 +37,7 @@ UNREACHABLE_AFTER = 2  # asks in a row without an answer before the part is show
 FOLLOW_RETRY_S = 2.0  # before following a part's log again after its daemon could not be reached
 ENDED = frozenset({RemoteState.MISSING, State.EXITED, State.FAILED})  # a part in these no longer serves its Flow
 REMOVE_TIMEOUT = aiohttp.ClientTimeout(total=120)  # a delete of a part: it waits for the Pod's stop
+COPIED = "remote_copied"  # per remote part, the last line of its log copied into its Flow's
 LEFTOVERS = "remote_leftovers"  # records of parts a delete could not reach, removed once their daemon answers
 LEFTOVER_RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # between tries to remove one, the last repeated
 LEFTOVER_TRIES = 3000  # about a day
@@ -60,6 +63,7 @@ class RemotePart:
     host: str
     ports: list  # the Pod's executor ports: the Flow's external entry lists them all
     address: str
+    owner: str = ""  # the Pod's owner there, '<flow id>/<name>': finds it when its id is not known
     restarts: int = 0  # times its Flow started it again there after it ended
 
     def seen(self, pod: dict | None) -> dict:
@@ -71,6 +75,11 @@ class RemotePart:
         error = f"{self.jinad} has no Pod {self.pod_id} any more" if pod["state"] == RemoteState.MISSING else pod.get("error")
         return {"state": pod["state"], "pid": pod.get("pid"), "restarts": self.restarts + (pod.get("restarts") or 0),
                 "error": error, "resources": pod.get("resources")}
+
+    @property
+    def key(self) -> str:
+        """What names it among parts left to remove: its Pod's id, else a digest of where and whose."""
+        return self.pod_id or "owned-" + hashlib.sha256(f"{self.jinad} {self.owner}".encode()).hexdigest()[:16]
 
     @classmethod
     def from_record(cls, record: object) -> "RemotePart":
@@ -99,7 +108,7 @@ def failing_as_part(name: str, url: str):
                             f"({exc.certificate_error}); give this daemon the CA that signed it with "
                             f"--remote-tls-ca", remote=name, log_tail=[]) from None
     except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        raise FailedToStart(f"remote executor {name!r}: cannot reach the daemon at {url} ({exc or type(exc).__name__})",
+        raise FailedToStart(f"remote executor {name!r}: cannot reach the daemon at {url} ({network_reason(exc)})",
                             remote=name, log_tail=[]) from None
 
 
@@ -112,7 +121,8 @@ class Remotes:
         self.store = store  # where parts left to remove later are kept across restarts
         self._retries: set[asyncio.Task] = set()
         # pod id -> the last line of its log copied into its Flow's: followed anew (after a
-        # restart of the Flow), a part's log goes on from there, never twice.
+        # restart of the Flow, or of this daemon: it is kept on disk too), a part's log goes on
+        # from there, never twice.
         self._copied: dict[str, int] = {}
         # Always a context of its own: never the JINAD_TLS_* a Client would read from the environment.
         self.ssl_context = ssl_context or ssl.create_default_context()
@@ -159,12 +169,15 @@ class Remotes:
             for need in needed:
                 url, name = need["jinad"], need["name"]
                 owner = f"{flow_id}/{name}"
+                # Until its answer is in: a Pod its daemon may have made (the answer lost, the
+                # daemon killed meanwhile) is found by its owner and removed with the rest.
+                made.append(RemotePart(name=name, jinad=url, workspace_id="", content=digest, pod_id="",
+                                       host=urlsplit(url).hostname, ports=[], address="", owner=owner))
                 with failing_as_part(name, url):
-                    workspace_id = await self._workspace_on(url, files, digest)
+                    made[-1].workspace_id = workspace_id = await self._workspace_on(url, files, digest)
                     pod = await self._owned_by(url, owner) or await self._create(url, owner, workspace_id, timeout_s, need["pod"])
-                ports = [p for key, p in sorted(pod["ports"].items()) if key.startswith("executor")]
-                made.append(RemotePart(name=name, jinad=url, workspace_id=workspace_id, content=digest, pod_id=pod["id"],
-                                       host=urlsplit(url).hostname, ports=ports, address=pod["address"]))
+                made[-1].ports = [p for key, p in sorted(pod["ports"].items()) if key.startswith("executor")]
+                made[-1].pod_id, made[-1].address = pod["id"], pod["address"]
         except BaseException:
             await self.remove(made, keep_workspaces=set())
             raise
@@ -243,20 +256,24 @@ class Remotes:
         answers again (`_remove_later`), also after a restart of this daemon."""
         for part in parts:
             self._copied.pop(part.pod_id, None)
+            if position := self._position_file(part.pod_id):
+                position.unlink(missing_ok=True)
             with_workspace = part.placed not in keep_workspaces
             try:
                 await self._remove_one(part, with_workspace)
             except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                log.warning("could not remove %s on %s (%s); trying again until it answers", part.pod_id, part.jinad,
-                            str(exc) or type(exc).__name__)
+                log.warning("could not remove %s on %s (%s); trying again until it answers", part.key, part.jinad,
+                            network_reason(exc))
                 self._remove_later(part, with_workspace)
 
     async def _remove_one(self, part: RemotePart, with_workspace: bool) -> None:
         client = self.client(part.jinad)
         await client.request("GET", "/", timeout=WATCH_TIMEOUT)  # one that is cut off shows in seconds
-        with contextlib.suppress(JinadError):  # gone already, or (its workspace) used again
-            await client.request("DELETE", f"/pods/{part.pod_id}", timeout=REMOVE_TIMEOUT)
-        if with_workspace:
+        pods = [part.pod_id] if part.pod_id else [pod["id"] for pod in await client.list("pod") if pod.get("owner") == part.owner]
+        for pod_id in pods:
+            with contextlib.suppress(JinadError):  # gone already
+                await client.request("DELETE", f"/pods/{pod_id}", timeout=REMOVE_TIMEOUT)
+        if with_workspace and part.workspace_id:  # (a workspace used again is refused there)
             with contextlib.suppress(JinadError):
                 await client.request("DELETE", f"/workspaces/{part.workspace_id}", timeout=REMOVE_TIMEOUT)
 
@@ -264,9 +281,9 @@ class Remotes:
         """Try again with back-off, at most LEFTOVER_TRIES times; kept in the store until done."""
         if self.store is not None and not stored:
             try:
-                self.store.save(LEFTOVERS, {"id": part.pod_id, "part": dataclasses.asdict(part), "workspace": with_workspace})
+                self.store.save(LEFTOVERS, {"id": part.key, "part": dataclasses.asdict(part), "workspace": with_workspace})
             except OSError as exc:
-                log.error("could not store %s as left to remove (%s); only this run will try", part.pod_id, exc)
+                log.error("could not store %s as left to remove (%s); only this run will try", part.key, exc)
 
         async def retry() -> None:
             for attempt in range(LEFTOVER_TRIES):
@@ -275,15 +292,15 @@ class Remotes:
                     await self._remove_one(part, with_workspace)
                 except (OSError, aiohttp.ClientError, asyncio.TimeoutError):
                     continue
-                log.info("removed %s on %s, left by a delete that could not reach it", part.pod_id, part.jinad)
+                log.info("removed %s on %s, left by a delete that could not reach it", part.key, part.jinad)
                 break
             else:
-                log.error("gave up removing %s on %s after %d tries", part.pod_id, part.jinad, LEFTOVER_TRIES)
+                log.error("gave up removing %s on %s after %d tries", part.key, part.jinad, LEFTOVER_TRIES)
             if self.store is not None:
                 with contextlib.suppress(OSError):
-                    self.store.delete(LEFTOVERS, part.pod_id)
+                    self.store.delete(LEFTOVERS, part.key)
 
-        task = asyncio.create_task(retry(), name=f"remove {part.pod_id} on {part.jinad}")
+        task = asyncio.create_task(retry(), name=f"remove {part.key} on {part.jinad}")
         self._retries.add(task)
         task.add_done_callback(self._retries.discard)
 
@@ -321,15 +338,45 @@ class Remotes:
         from, until the part ends; after a cut the stream is taken up again where it stopped,
         so no line is lost or repeated (`watch` tells the Flow how the part is)."""
         mark = f"[{part.name}@{urlsplit(part.jinad).netloc}] "
+        if part.pod_id not in self._copied:
+            self._copied[part.pod_id] = self._copied_before(part.pod_id)
         while True:
             try:
                 async for item in self.client(part.jinad).logs(part.pod_id, tail="all"):
-                    if item["event"] == "log" and item["seq"] > self._copied.get(part.pod_id, -1):
+                    if item["event"] == "log" and item["seq"] > self._copied[part.pod_id]:
                         self._copied[part.pod_id] = item["seq"]
                         sink.append(item["stream"], [mark + item["line"]])
                         sink.flush()
+                        self._note_copied(part.pod_id, item["seq"])
                 return
             except JinadError:  # the part is gone there
                 return
             except ConnectionError:
                 await asyncio.sleep(FOLLOW_RETRY_S)
+
+    def _position_file(self, pod_id: str) -> Path | None:
+        """Where the last line copied from that Pod's log is kept (an id its daemon gave, so
+        only one of the shape ids have names a file)."""
+        if self.store is None or not re.fullmatch(r"j[a-z]+-[0-9a-f]{1,32}", pod_id):
+            return None
+        return self.store.root / COPIED / pod_id
+
+    def _copied_before(self, pod_id: str) -> int:
+        """The last line of the part's log an earlier run of this daemon copied, or -1."""
+        position = self._position_file(pod_id)
+        try:
+            return int(position.read_text()) if position else -1
+        except (OSError, ValueError):  # none kept, or torn: its lines are copied again, not lost
+            return -1
+
+    def _note_copied(self, pod_id: str, seq: int) -> None:
+        """Kept right after the line reached the Flow's log file: a daemon killed between the
+        two copies that one line again at its next start, and loses none. Renamed into place,
+        not fsynced: what a killed daemon needs, and a line costs no disk flush."""
+        if not (position := self._position_file(pod_id)):
+            return
+        partial = position.with_name(f".{pod_id}")
+        with contextlib.suppress(OSError):  # a full disk: this run still copies each line once
+            position.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(str(seq))
+            os.replace(partial, position)

@@ -27,6 +27,13 @@ class JinadError(Exception):
         self.status, self.code, self.message, self.body = status, code, message, body or {}
 
 
+def network_reason(exc: BaseException) -> str:
+    """Why a daemon could not be reached, in words: a timeout's own text is empty."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return "no answer in time"
+    return str(exc) or type(exc).__name__
+
+
 def kind_of(object_id: str) -> str:
     """`jflow-…` -> `flow`; ids carry their kind."""
     kind = object_id.split("-", 1)[0][1:]

@@ -59,7 +59,7 @@ import aiohttp
 from .. import local, tls
 from ..states import RestartPolicy
 from . import contexts
-from .api import PLURAL, Client, JinadError, kind_of
+from .api import PLURAL, Client, JinadError, kind_of, network_reason
 from .contexts import ContextError, Contexts, Target
 
 KINDS = tuple(PLURAL)
@@ -631,7 +631,7 @@ def main(argv: list[str]) -> int:
     except BrokenPipeError:  # `jinad logs ID | head`: the reader left, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-        print(f"jinad: cannot reach the daemon at {target.url} (from {target.url_from}): {exc or type(exc).__name__}",
-              file=sys.stderr)
+        message = f"cannot reach the daemon at {target.url} (from {target.url_from}): {network_reason(exc)}"
+        print(json.dumps({"error": "unreachable", "message": message}) if args.json else f"jinad: {message}", file=sys.stderr)
         return EXIT_UNREACHABLE
     return 0

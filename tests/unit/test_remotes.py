@@ -27,8 +27,9 @@ RECORD = {"id": "jflow-x", "kind": "flow", "workspace_id": "jworkspace-a", "spec
 def test_a_record_with_remote_parts_loads_and_stores_the_same_shape():
     obj = object_from_record(RECORD)
     assert obj.remote == [RemotePart(**PART)]
-    assert dataclasses.asdict(obj)["remote"] == [PART]
-    assert obj.to_json({})["remote"] == [PART]
+    stored = {**PART, "owner": ""}  # a record from before parts carried their owner
+    assert dataclasses.asdict(obj)["remote"] == [stored]
+    assert obj.to_json({})["remote"] == [stored]
     before_restarts = {k: v for k, v in PART.items() if k != "restarts"}  # stored before parts were restarted alone
     assert object_from_record({**RECORD, "remote": [before_restarts]}).remote[0].restarts == 0
 
@@ -44,8 +45,9 @@ class FakeDaemon:
     """What Remotes asks of a daemon's Client, recorded; `refuse` names executors it fails,
     `lose_answers` how many answers to a create are lost on the way (the Pod is made)."""
 
-    def __init__(self, url: str, refuse: set[str] = frozenset(), lose_answers: int = 0) -> None:
-        self.url, self.refuse, self.lose_answers = url, refuse, lose_answers
+    def __init__(self, url: str, refuse: set[str] = frozenset(), lose_answers: int = 0, dies_creating: bool = False) -> None:
+        self.url, self.refuse, self.lose_answers, self.dies_creating = url, refuse, lose_answers, dies_creating
+        self.lines: list[dict] = []  # its Pods' log, as `logs` streams it
         self.down = False  # True: it cannot be reached
         self.calls: list[tuple] = []
         self.pods: list[dict] = []
@@ -58,7 +60,13 @@ class FakeDaemon:
         return {"state": "ready"}
 
     async def list(self, kind):
+        if self.down:
+            raise ConnectionRefusedError(f"{self.url} is down")
         return self.pods
+
+    async def logs(self, object_id, tail):
+        for line in self.lines:
+            yield line
 
     async def create(self, kind, workspace_id, timeout_s, owner, **pod):
         self.calls.append(("create", pod["uses"]))
@@ -67,8 +75,9 @@ class FakeDaemon:
         n = len(self.pods) + 1
         self.pods.append({"id": f"jpod-{n}", "ports": {"executor": 21000 + n}, "address": "h:1", "owner": owner, "state": "ready",
                           "uses": pod["uses"], "pid": 100 + n, "restarts": 0, "error": None, "resources": {"processes": 1}})
-        if self.lose_answers:
-            self.lose_answers -= 1
+        if self.lose_answers or self.dies_creating:
+            self.lose_answers = max(self.lose_answers - 1, 0)
+            self.down = self.dies_creating
             raise ConnectionResetError("the answer was lost")
         return self.pods[-1]
 
@@ -206,3 +215,42 @@ async def test_a_part_is_restarted_as_the_same_pod_and_a_failed_restart_names_it
     b.down = True
     with pytest.raises(FailedToStart, match="remote executor 'x': cannot reach the daemon at http://b:1"):
         await remotes.restart(good)
+
+
+async def test_a_part_made_by_a_daemon_that_died_before_answering_is_removed_once_it_is_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(remotes_module, "LEFTOVER_RETRY_S", (0.01,))
+    b, store = FakeDaemon("http://b:1", dies_creating=True), Store(tmp_path / "state")
+    remotes = remotes_with(b, store=store)
+    with pytest.raises(FailedToStart, match="cannot reach the daemon at http://b:1"):
+        await remotes.deploy([needed("x", b.url)], tmp_path, 5.0, "jflow-f")
+    assert [pod["owner"] for pod in b.pods] == ["jflow-f/x"]  # made there; no Flow here knows it
+    assert store.load_all(LEFTOVERS, dict)[0]["part"]["owner"] == "jflow-f/x"
+    b.down = False
+    await wait_until(lambda: not b.pods and not store.load_all(LEFTOVERS, dict), 5, "the Pod found by its owner and removed")
+    await remotes.close()
+
+
+class Lines:
+    """A Flow's log as `follow` writes into it."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def append(self, stream, lines):
+        self.lines += lines
+
+    def flush(self):
+        pass
+
+
+async def test_a_remote_log_followed_again_by_the_next_run_of_the_daemon_goes_on_where_it_stopped(tmp_path):
+    b, store = FakeDaemon("http://b:8000"), Store(tmp_path / "state")
+    part = RemotePart(**PART)
+    b.lines = [{"event": "log", "seq": n, "stream": "stdout", "line": f"line {n}"} for n in range(3)]
+    first, sink = remotes_with(b, store=store), Lines()
+    await first.follow(part, sink)
+    b.lines += [{"event": "log", "seq": n, "stream": "stdout", "line": f"line {n}"} for n in range(3, 5)]
+    await remotes_with(b, store=store).follow(part, sink)  # a daemon killed and started again
+    assert sink.lines == [f"[e@b:8000] line {n}" for n in range(5)]
+    await first.drop([part], in_use=set())
+    assert not (store.root / remotes_module.COPIED / part.pod_id).exists()
