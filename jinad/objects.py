@@ -47,9 +47,9 @@ from .parts import Parts
 from .ports import PortAllocator
 from .records import COLLECTION, DELETING, JObject
 from .recovery import Recovery
-from .remotes import Remotes
+from .remotes import RemotePart, Remotes
 from .runner import NO_RESOURCES, Runner, cancel_tasks, jina_executable
-from .states import LIVE, RestartPolicy, State
+from .states import LIVE, RemoteState, RestartPolicy, State
 from .store import Store
 from .tls import remote_context
 from .urls import host_name
@@ -235,6 +235,45 @@ class ObjectManager(ObjectTable, Launching, Recovery, Parts):
             failures += 1
             await backoff(min(2 ** (failures - 1), BACKOFF_MAX_S))
             obj.restarts += 1
+
+    async def _restart_remote(self, obj: JObject, runner: Runner, part: RemotePart, pod: dict,
+                              failures: dict[str, tuple[int, float]]) -> bool:
+        """A Flow's part on another daemon that ended, started again there alone by the Flow's
+        restart policy, with back-off growing as for `_live` (`failures` keeps its count): the
+        same Pod, so on the same ports the gateway lists, which serves with the rest meanwhile.
+        A Pod its daemon no longer has is made anew as the Flow's gateway is started again, to
+        learn the new Pod's ports (`_live`; its other parts run on). False when it is left ended."""
+        def tell(line: str) -> None:
+            runner.log.append("stderr", [line])
+            runner.log.flush()
+
+        code = pod.get("exit_code")
+        reason = f"remote executor {part.name!r} on {part.jinad} is {pod['state']}" + (f" (exit code {code})" if code is not None else "")
+        if not self._should_restart(obj, failed=pod["state"] != State.EXITED or code != 0):
+            tell(f"{reason}; the Flow's restart policy ({obj.restart}) leaves it so")
+            return False
+        if pod["state"] == RemoteState.MISSING:
+            tell(f"{reason}; making it again, and the gateway with it")
+            if runner.child is not None:
+                runner.child.fault = reason
+            return False
+        count, ran_at = failures.get(part.pod_id, (0, 0.0))
+        count = 0 if time.monotonic() - ran_at > BACKOFF_RESET_S else count
+        while count < self.config.restart_max_retries:
+            count += 1
+            tell(f"{reason}; starting it again there (try {count})")
+            await backoff(min(2 ** (count - 1), BACKOFF_MAX_S))
+            try:
+                await self.remotes.restart(part)
+            except FailedToStart as exc:
+                reason = exc.message
+                continue
+            failures[part.pod_id] = (count, time.monotonic())
+            part.restarts += 1
+            self._save(obj)
+            return True
+        tell(f"gave up starting remote executor {part.name!r} again after {count} restarts in a row; the last: {reason}")
+        return False
 
     # ---- stopping -----------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 
-from .errors import Conflict, FailedToStart
+from .errors import BadRequest, Conflict, FailedToStart
 from .ids import new_id, utc_now
 from .kinds import Launch, PartPlan, check_part_changes
 from .logs import Log
@@ -87,6 +87,9 @@ class Parts:
         time on their ports, added or removed (see `_roll`). Without `wait`, answers at once."""
         flow = self.get("flow", flow_id)
         changes = check_part_changes(body)
+        if remote := next((part for part in flow.remote if part.name == name), None):
+            raise BadRequest(f"executor {name!r} runs on {remote.jinad}; an update of a part on another daemon is not "
+                             f"supported yet: change the Flow YAML and restart the Flow, or update its Pod {remote.pod_id} there")
         if flow.id in self._updating:
             raise Conflict(f"another update of flow {flow.id} runs; send this one when it has finished")
         if flow.state != State.READY:

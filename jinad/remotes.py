@@ -26,7 +26,7 @@ from .client.api import Client, JinadError, folder_files, network_reason
 from .errors import FailedToStart
 from .logs import Log
 from .store import Store, from_record
-from .states import LIVE, WorkspaceState
+from .states import LIVE, RemoteState, State, WorkspaceState
 
 log = logging.getLogger(__name__)
 STATE_TIMEOUT = aiohttp.ClientTimeout(total=10)  # asking a remote daemon how a part is, at a (re)start
@@ -35,7 +35,7 @@ WATCH_INTERVAL_S = 1.0
 WATCH_BACKOFF_MAX_S = 4.0  # between asks of a daemon that does not answer
 UNREACHABLE_AFTER = 2  # asks in a row without an answer before the part is shown unreachable
 FOLLOW_RETRY_S = 2.0  # before following a part's log again after its daemon could not be reached
-ENDED = frozenset({"missing", "exited", "failed"})  # a part in these no longer serves its Flow
+ENDED = frozenset({RemoteState.MISSING, State.EXITED, State.FAILED})  # a part in these no longer serves its Flow
 REMOVE_TIMEOUT = aiohttp.ClientTimeout(total=120)  # a delete of a part: it waits for the Pod's stop
 COPIED = "remote_copied"  # per remote part, the last line of its log copied into its Flow's
 LEFTOVERS = "remote_leftovers"  # records of parts a delete could not reach, removed once their daemon answers
@@ -64,6 +64,17 @@ class RemotePart:
     ports: list  # the Pod's executor ports: the Flow's external entry lists them all
     address: str
     owner: str = ""  # the Pod's owner there, '<flow id>/<name>': finds it when its id is not known
+    restarts: int = 0  # times its Flow started it again there after it ended
+
+    def seen(self, pod: dict | None) -> dict:
+        """The fields `parts` shows for it, from its Pod as its daemon shows it (None: the
+        daemon does not answer)."""
+        if pod is None:
+            return {"state": RemoteState.UNREACHABLE, "pid": None, "restarts": self.restarts,
+                    "error": f"remote executor {self.name!r} on {self.jinad} cannot be reached", "resources": None}
+        error = f"{self.jinad} has no Pod {self.pod_id} any more" if pod["state"] == RemoteState.MISSING else pod.get("error")
+        return {"state": pod["state"], "pid": pod.get("pid"), "restarts": self.restarts + (pod.get("restarts") or 0),
+                "error": error, "resources": pod.get("resources")}
 
     @property
     def key(self) -> str:
@@ -82,6 +93,23 @@ class RemotePart:
     def placed(self) -> tuple[str, str]:
         """(daemon, workspace id): where its files are."""
         return self.jinad, self.workspace_id
+
+
+@contextlib.contextmanager
+def failing_as_part(name: str, url: str):
+    """A remote daemon's refusal, or its silence, as FailedToStart of the part `name` there."""
+    try:
+        yield
+    except JinadError as exc:
+        raise FailedToStart(f"remote executor {name!r} on {url} failed: {exc.message}",
+                            remote=name, log_tail=exc.body.get("log_tail", [])) from None
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise FailedToStart(f"remote executor {name!r}: the certificate of the daemon at {url} is not trusted "
+                            f"({exc.certificate_error}); give this daemon the CA that signed it with "
+                            f"--remote-tls-ca", remote=name, log_tail=[]) from None
+    except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise FailedToStart(f"remote executor {name!r}: cannot reach the daemon at {url} ({network_reason(exc)})",
+                            remote=name, log_tail=[]) from None
 
 
 class Remotes:
@@ -145,19 +173,9 @@ class Remotes:
                 # daemon killed meanwhile) is found by its owner and removed with the rest.
                 made.append(RemotePart(name=name, jinad=url, workspace_id="", content=digest, pod_id="",
                                        host=urlsplit(url).hostname, ports=[], address="", owner=owner))
-                try:
+                with failing_as_part(name, url):
                     made[-1].workspace_id = workspace_id = await self._workspace_on(url, files, digest)
                     pod = await self._owned_by(url, owner) or await self._create(url, owner, workspace_id, timeout_s, need["pod"])
-                except JinadError as exc:
-                    raise FailedToStart(f"remote executor {name!r} on {url} failed: {exc.message}",
-                                        remote=name, log_tail=exc.body.get("log_tail", [])) from None
-                except aiohttp.ClientConnectorCertificateError as exc:
-                    raise FailedToStart(f"remote executor {name!r}: the certificate of the daemon at {url} is not trusted "
-                                        f"({exc.certificate_error}); give this daemon the CA that signed it with "
-                                        f"--remote-tls-ca", remote=name, log_tail=[]) from None
-                except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                    raise FailedToStart(f"remote executor {name!r}: cannot reach the daemon at {url} ({network_reason(exc)})",
-                                        remote=name, log_tail=[]) from None
                 made[-1].ports = [p for key, p in sorted(pod["ports"].items()) if key.startswith("executor")]
                 made[-1].pod_id, made[-1].address = pod["id"], pod["address"]
         except BaseException:
@@ -203,14 +221,26 @@ class Remotes:
         await self.remove(gone, keep_workspaces={part.placed for part in gone})
         return [part for part in parts if part not in gone]
 
-    async def _state_of(self, part: RemotePart, timeout: aiohttp.ClientTimeout = STATE_TIMEOUT) -> str:
+    async def _state_of(self, part: RemotePart) -> str:
+        pod = await self._pod_of(part, STATE_TIMEOUT)
+        return "unknown" if pod is None else pod["state"]
+
+    async def _pod_of(self, part: RemotePart, timeout: aiohttp.ClientTimeout) -> dict | None:
+        """The part's Pod as its daemon shows it (state `missing` when it has none), or None
+        when the daemon does not answer."""
         try:
             pod = await self.client(part.jinad).request("GET", f"/pods/{part.pod_id}", timeout=timeout)
         except JinadError as exc:
-            return "missing" if exc.code == "not_found" else "unknown"
+            return {"state": RemoteState.MISSING} if exc.code == "not_found" else None
         except (OSError, aiohttp.ClientError, asyncio.TimeoutError, ValueError):
-            return "unknown"
-        return pod.get("state", "unknown") if isinstance(pod, dict) else "unknown"
+            return None
+        return pod if isinstance(pod, dict) and isinstance(pod.get("state"), str) else None
+
+    async def restart(self, part: RemotePart) -> None:
+        """Start the part's Pod again on its daemon: the same Pod, so on the same ports, which
+        the Flow's gateway already lists. FailedToStart if it does not start there."""
+        with failing_as_part(part.name, part.jinad):
+            await self.client(part.jinad).request("POST", f"/pods/{part.pod_id}/restart", timeout=REMOVE_TIMEOUT)
 
     async def drop(self, parts: list[RemotePart], in_use: set[tuple[str, str]]) -> None:
         """Remove an object's parts for good: their workspaces too, but those `in_use` (as
@@ -281,32 +311,26 @@ class Remotes:
         for part, with_workspace in self.store.load_all(LEFTOVERS, lambda r: (RemotePart.from_record(r["part"]), bool(r["workspace"]))):
             self._remove_later(part, with_workspace, stored=True)
 
-    def follow_all(self, parts: list[RemotePart], sink: Log, report: Callable[[str | None], bool],
-                   ended: Callable[[str], bool]) -> list[asyncio.Task]:
+    def follow_all(self, parts: list[RemotePart], sink: Log, report: Callable[[RemotePart, dict], bool],
+                   ended: Callable[[RemotePart, dict], bool]) -> list[asyncio.Task]:
         """Tasks that follow each part's log (see `follow`) and watch it (see `watch`)."""
         return [asyncio.create_task(job) for part in parts for job in (self.follow(part, sink), self.watch(part, report, ended))]
 
-    async def watch(self, part: RemotePart, report: Callable[[str | None], bool], ended: Callable[[str], bool]) -> None:
-        """Ask the part's daemon how the part is while its Flow runs. `report` why it cannot be
-        reached after UNREACHABLE_AFTER asks without an answer (asked again with back-off), and
-        None once it answers again; False from it: the Flow no longer runs, stop. `ended` why,
-        once the part no longer runs there, until it says it took that (True): the Flow's
-        restart policy takes over, as for a part of its own."""
+    async def watch(self, part: RemotePart, report: Callable[[RemotePart, dict], bool],
+                    ended: Callable[[RemotePart, dict], bool]) -> None:
+        """Ask the part's daemon how the part is while its Flow runs, and `report` it (as
+        `RemotePart.seen`): at each answer, and after UNREACHABLE_AFTER asks in a row without
+        one (then asked again with back-off). `ended` the Pod while it no longer runs there:
+        the Flow's restart policy takes over, as for a part of its own. False from `report`,
+        or True from `ended`: the Flow no longer runs, stop."""
         misses = 0
         while True:
-            state = await self._state_of(part, WATCH_TIMEOUT)
-            if state in ENDED:
-                if ended(f"remote executor {part.name!r} on {part.jinad} is {state}"):
-                    return
-            elif state == "unknown":
-                misses += 1
-                if misses == UNREACHABLE_AFTER and not report(
-                        f"remote executor {part.name!r} on {part.jinad} cannot be reached (no answer to {misses} asks in a row)"):
-                    return
-            elif misses:
-                if misses >= UNREACHABLE_AFTER and not report(None):
-                    return
-                misses = 0
+            pod = await self._pod_of(part, WATCH_TIMEOUT)
+            misses = 0 if pod is not None else misses + 1
+            if (pod is not None or misses >= UNREACHABLE_AFTER) and not report(part, part.seen(pod)):
+                return
+            if pod is not None and pod["state"] in ENDED and ended(part, pod):
+                return
             await asyncio.sleep(min(WATCH_INTERVAL_S * 2 ** max(misses - UNREACHABLE_AFTER, 0), WATCH_BACKOFF_MAX_S))
 
     async def follow(self, part: RemotePart, sink: Log) -> None:

@@ -76,8 +76,11 @@ class ObjectTable:
         return sorted((o for o in self.objects.values() if o.part_of == flow.id), key=lambda o: (o.part, o.replica))
 
     def is_degraded(self, flow: JObject) -> bool:
-        """Ready, but some of its parts are not: it serves with fewer replicas (or not every executor)."""
-        return flow.state == State.READY and any(part.state != State.READY for part in self.parts_of(flow))
+        """Ready, but some of its parts, here or on other daemons, are not: it serves with fewer
+        replicas (or not every executor). A remote part not yet asked about counts as ready."""
+        seen = self.runners[flow.id].remote_seen
+        return flow.state == State.READY and (any(part.state != State.READY for part in self.parts_of(flow))
+                                              or any(seen[r.pod_id]["state"] != State.READY for r in flow.remote if r.pod_id in seen))
 
     def parts_json(self, flow: JObject) -> list[dict]:
         """The Flow's gateway, local executor replicas and remote parts, as `parts` shows them."""
@@ -87,8 +90,10 @@ class ObjectTable:
                     "host": host, "port": int(port) if port else None, "restarts": obj.restarts, "error": obj.error,
                     "resources": self.resources_of(obj)}
 
-        remote = [{"name": r.name, "replica": replica, "kind": "executor", "id": r.pod_id, "state": None, "pid": None,
-                   "host": r.host, "port": port, "restarts": None, "error": None, "resources": None, "jinad": r.jinad}
+        seen = self.runners[flow.id].remote_seen
+        unknown = {"state": None, "pid": None, "restarts": None, "error": None, "resources": None}
+        remote = [{"name": r.name, "replica": replica, "kind": "executor", "id": r.pod_id, "host": r.host, "port": port,
+                   **seen.get(r.pod_id, unknown), "jinad": r.jinad}
                   for r in flow.remote for replica, port in enumerate(r.ports)]
         return [local(flow, "gateway", 0, "gateway"), *(local(part, part.part, part.replica, "executor") for part in self.parts_of(flow)),
                 *remote]

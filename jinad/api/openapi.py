@@ -11,7 +11,7 @@ from aiohttp import web
 from .. import __version__
 from ..kinds import KINDS, MAX_OWNER_CHARS
 from ..limits import LIMIT_KEYS, MIN_CPUS, MIN_MEMORY_BYTES
-from ..states import LIVE, TERMINAL, Protocol, RestartPolicy, State, WorkspaceState
+from ..states import LIVE, TERMINAL, Protocol, RemoteState, RestartPolicy, State, WorkspaceState
 
 LIMITS = {
     "type": "object", "additionalProperties": False,
@@ -108,7 +108,9 @@ SCHEMAS = {
         "properties": {
             "name": {"type": "string"}, "replica": {"type": "integer"}, "kind": {"enum": ["executor", "gateway"], "description": "a sharded executor runs inside the gateway's `jina flow`, not as parts"},
             "id": {"type": "string", "description": "the part's own object (a Pea; a Pod on `jinad` for a remote part)"},
-            "state": {"enum": [*State.values(), None], "description": "null for a part on another daemon: ask it"},
+            "state": {"enum": [*State.values(), *RemoteState.values(), None], "description": (
+                "a part on another daemon: its Pod's state there as last seen (`missing`: that daemon has it no more), "
+                "`unreachable` while its daemon does not answer, null until first asked")},
             "pid": NULLABLE_INT, "host": {"type": "string"}, "port": NULLABLE_INT, "restarts": NULLABLE_INT,
             "error": NULLABLE_STRING, "resources": {"type": ["object", "null"]}, "jinad": {"type": "string"},
         },
@@ -229,7 +231,7 @@ def document() -> dict:
         paths.update(_kind_paths(kind.plural, kind.name))
     paths["/flows/{id}/executors/{name}"] = {
         "parameters": [ID, {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
-        "patch": {"summary": "rolling update or scale of one executor: its replicas replaced one at a time on their ports",
+        "patch": {"summary": "rolling update or scale of one executor: its replicas replaced one at a time on their ports (`400` for one on another daemon: not supported yet)",
                   "parameters": [WAIT], "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("UpdateExecutor")}}},
                   "responses": {"200": _json(_ref("Object"), "updated"), "202": _json(_ref("Object"), "updating (wait=false)"),
                                 **_errors(400, 404, 409, 422)}},

@@ -54,3 +54,17 @@ def test_a_part_is_found_by_its_mark_and_its_change_is_its_flows(flow_and_parts)
     before = table.revision_of(flow)
     table._save(parts[1])
     assert table.revision_of(flow) == before + 1
+
+
+def test_a_remote_part_shows_as_its_watcher_last_saw_it_and_counts_toward_degraded(flow_and_parts):
+    table, flow, _ = flow_and_parts
+    assert [p["state"] for p in table.to_json(flow)["parts"][3:]] == [None, None]  # not yet asked: not degraded either
+    seen = {"state": "ready", "pid": 7, "restarts": 1, "error": None, "resources": {"processes": 2}}
+    table.runners[flow.id].remote_seen["jpod-p"] = seen
+    shown = table.to_json(flow)
+    assert [{k: p[k] for k in seen} for p in shown["parts"][3:]] == [seen, seen] and shown["degraded"] is False
+    table.runners[flow.id].remote_seen["jpod-p"] = {**seen, "state": "unreachable", "error": "far cannot be reached"}
+    shown = table.to_json(flow)
+    assert shown["degraded"] is True and shown["parts"][3]["error"] == "far cannot be reached"
+    flow.remote = []  # dropped: what was seen of it no longer counts
+    assert table.to_json(flow)["degraded"] is False
