@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 
 from .errors import BadRequest, Conflict, FailedToStart
 from .ids import new_id, utc_now
@@ -113,35 +114,62 @@ class Parts:
 
     async def _roll(self, flow: JObject, name: str, launch: Launch, earlier: dict) -> None:
         """Replace, add and remove the executor's replicas one at a time; if one fails to start,
-        put back every replica changed so far and raise FailedToStart."""
+        put back every replica changed so far and raise FailedToStart. The Flow's `last_update`
+        says how it went."""
         runner = self.runners[flow.id]
         async with runner.lock:
-            have = {part.replica: part for part in self.parts_of(flow) if part.part == name}
-            done: list[tuple[JObject, tuple[dict, dict] | None]] = []  # (part, its spec and envs before; None: new)
-            for plan in (plan for plan in launch.parts if plan.name == name):
-                part = have.pop(plan.replica, None)
-                try:
-                    if part is None:
-                        part = self._new_part(flow, plan)
-                        done.append((part, None))
-                        await self._begin(part, wait=True)
-                    elif (part.spec, part.envs) != (plan.spec, plan.envs) or part.state != State.READY:
-                        done.append((part, (part.spec, part.envs)))
-                        await self._replace(part, plan.spec, plan.envs)
-                except FailedToStart as exc:
-                    runner.log.append("stderr", [f"update of {name!r}: replica {plan.replica} failed to start; rolling back"])
-                    runner.log.flush()
-                    await self._roll_back(done)
-                    flow.changes = earlier
-                    runner.launch = self._prepare(flow)
-                    self._save(flow)
-                    raise FailedToStart(f"executor {name!r} replica {plan.replica} failed to start, so the update "
-                                        f"was rolled back: {exc.message}", id=flow.id,
-                                        log_tail=exc.details.get("log_tail", [])) from None
-            for gone in have.values():  # scaled down
-                await self._remove(gone)
-            runner.launch = launch
+            flow.last_update = {"executor": name, "state": "running", "started_at": utc_now(), "finished_at": None,
+                                "unavailable_s": 0.0}
             self._save(flow)
+            try:
+                await self._roll_replicas(flow, name, launch, earlier)
+            except FailedToStart:
+                flow.last_update.update(state="rolled_back", finished_at=utc_now())
+                raise
+            except BaseException:  # the daemon stopping mid-update: the next run starts the Flow as stored
+                flow.last_update.update(state="interrupted", finished_at=utc_now())
+                raise
+            else:
+                flow.last_update.update(state="done", finished_at=utc_now())
+            finally:
+                self._save(flow)
+
+    async def _roll_replicas(self, flow: JObject, name: str, launch: Launch, earlier: dict) -> None:
+        """`_roll`'s work, under the Flow's lock."""
+        runner = self.runners[flow.id]
+        have = {part.replica: part for part in self.parts_of(flow) if part.part == name}
+        done: list[tuple[JObject, tuple[dict, dict] | None]] = []  # (part, its spec and envs before; None: new)
+        for plan in (plan for plan in launch.parts if plan.name == name):
+            part = have.pop(plan.replica, None)
+            try:
+                if part is None:
+                    part = self._new_part(flow, plan)
+                    done.append((part, None))
+                    await self._begin(part, wait=True)
+                elif (part.spec, part.envs) != (plan.spec, plan.envs) or part.state != State.READY:
+                    done.append((part, (part.spec, part.envs)))
+                    alone = not any(other.state == State.READY for other in self.parts_of(flow)
+                                    if other.part == name and other is not part)
+                    began = time.monotonic()
+                    try:
+                        await self._replace(part, plan.spec, plan.envs)
+                    finally:
+                        if alone:  # no other replica served meanwhile: the executor was down
+                            flow.last_update["unavailable_s"] += round(time.monotonic() - began, 3)
+            except FailedToStart as exc:
+                runner.log.append("stderr", [f"update of {name!r}: replica {plan.replica} failed to start; rolling back"])
+                runner.log.flush()
+                await self._roll_back(done)
+                flow.changes = earlier
+                runner.launch = self._prepare(flow)
+                self._save(flow)
+                raise FailedToStart(f"executor {name!r} replica {plan.replica} failed to start, so the update "
+                                    f"was rolled back: {exc.message}", id=flow.id,
+                                    log_tail=exc.details.get("log_tail", [])) from None
+        for gone in have.values():  # scaled down
+            await self._remove(gone)
+        runner.launch = launch
+        self._save(flow)
 
     async def _replace(self, part: JObject, spec: dict, envs: dict) -> None:
         part.spec, part.envs = spec, envs

@@ -43,6 +43,9 @@ class JObject:
     replica: int | None = None
     # A Flow's rolling updates, by executor name: what they changed of its YAML.
     changes: dict = dataclasses.field(default_factory=dict)
+    # A Flow's last rolling update: {executor, state: running | done | rolled_back | interrupted, started_at,
+    # finished_at, unavailable_s: how long no replica of that executor served (1 replica)}.
+    last_update: dict | None = None
 
     def to_json(self, resources: dict) -> dict:
         # Plain getattr, not dataclasses.asdict: this is on GET's hot path, asdict deep-copies.

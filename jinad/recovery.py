@@ -51,6 +51,8 @@ class Recovery:
         for obj in self.objects.values():
             if obj.part_of is not None:
                 self._attach_log(obj)
+            if obj.last_update and obj.last_update.get("state") == "running":  # a daemon killed mid-update
+                obj.last_update = {**obj.last_update, "state": "interrupted"}
         # Objects a daemon died deleting: never taken back, their delete is finished below.
         deleting = {obj.id for obj in self.objects.values() if (self.run_root / obj.id / DELETING).exists()}
         adopted = []

@@ -98,6 +98,12 @@ SCHEMAS = {
             "part_of": {**NULLABLE_STRING, "description": "Pea: the Flow it is a part of (it is listed there, not in `GET /peas`)"},
             "part": {**NULLABLE_STRING, "description": "Pea: the executor of its Flow it runs"},
             "replica": {**NULLABLE_INT, "description": "Pea: which replica of that executor it is"},
+            "last_update": {"type": ["object", "null"], "description": (
+                "Flow only: its last rolling update or scale (`PATCH /flows/{id}/executors/{name}`): `executor`, "
+                "`state` (running, done, rolled_back, interrupted), `started_at`, `finished_at`, and `unavailable_s`: how "
+                "long no replica of that executor served (with one replica, its restart; 0 with two or more)"),
+                "properties": {"executor": {"type": "string"}, "state": {"type": "string", "enum": ["running", "done", "rolled_back", "interrupted"]},
+                               "started_at": {"type": "string"}, "finished_at": NULLABLE_STRING, "unavailable_s": {"type": "number"}}},
             "owner": {**NULLABLE_STRING, "maxLength": MAX_OWNER_CHARS, "description": "who made it, for what (a Flow's remote part: `<flow id>/<part name>`); a retry finds it by this"},
             "limits": {"type": "object", "description": "its limits as enforced: memory in bytes, cpus, pids",
                        "properties": {"memory": {"type": "integer"}, "cpus": {"type": "number"}, "pids": {"type": "integer"}}},

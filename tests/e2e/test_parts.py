@@ -158,7 +158,15 @@ async def test_an_update_of_what_does_not_run_as_parts_is_refused(http, daemon):
     await patch(http, daemon, flow["id"], "upper", {"replicas": 0}, 400)
     await patch(http, daemon, "jflow-0000", "upper", {"replicas": 2}, 404)
     after = await get(http, daemon, "flows", flow["id"])
-    assert len(executors(after)) == 2 and after["state"] == "ready"
+    assert len(executors(after)) == 2 and after["state"] == "ready" and after["last_update"] is None
+
+    # With one replica an update has it down while the new version starts: the answer says how long.
+    one = await patch(http, daemon, flow["id"], "upper", {"replicas": 1}, 200)
+    assert len(executors(one)) == 1 and one["last_update"]["unavailable_s"] == 0  # the other replica served
+    updated = await patch(http, daemon, flow["id"], "upper", {"uses_with": {"suffix": "-v2"}}, 200)
+    report = updated["last_update"]
+    assert (report["executor"], report["state"]) == ("upper", "done") and report["unavailable_s"] > 0
+    assert report["started_at"] <= report["finished_at"]
 
 
 async def test_parts_are_marked_in_the_flows_log_and_shown_and_updated_by_the_cli(http, daemon):
