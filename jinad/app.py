@@ -12,9 +12,9 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from .api import health, logs, metrics, objects, openapi, ui, workspaces
-from .api.keys import BATCH_FRAMES, CONFIG, COORDINATOR, HTTP_STATS, OBJECT_BODIES, OBJECTS, STARTED_AT, STREAMS, WORKSPACES
+from .api.keys import SSE_BYTES, CONFIG, COORDINATOR, HTTP_STATS, OBJECT_BODIES, OBJECTS, STARTED_AT, STREAMS, WORKSPACES
 from .api.middleware import HttpStats, front_door
-from .api.wire import BatchFrames, ObjectBodies
+from .api.wire import KeptBytes, ObjectBodies
 from .config import Config
 from .coordinator import Coordinator
 from .objects import ObjectManager
@@ -67,7 +67,7 @@ def create_app(config: Config) -> web.Application:
         app.add_routes(module.routes)
     app[STREAMS] = weakref.WeakSet()
     app[OBJECT_BODIES] = ObjectBodies()
-    app[BATCH_FRAMES] = BatchFrames()
+    app[SSE_BYTES] = KeptBytes()
     app.on_shutdown.append(logs.end_streams)
     app.cleanup_ctx.append(_managers)
     return app

@@ -37,6 +37,10 @@ REREAD_BYTES = 512 * 1024  # a block of log file, as followers behind the ring r
 REREAD_KEPT = 4  # blocks read back, kept for the other followers at the same place
 REREAD_IDLE_S = 10.0  # kept blocks go when no follower has used them for this long
 WAKE_INTERVAL_S = 0.002  # followers are woken at most this often: a fast log wakes them per lot
+# ... and a little less often the more there are: each wake-up costs every follower a send
+# (most of the daemon's CPU with 100 of them), while the wait it adds is a fraction of a ms.
+WAKE_INTERVAL_PER_FOLLOWER_S = 0.00001
+LOTS_KEPT = 64  # lots kept per log for the other followers at the same place
 
 
 class LogLine:
@@ -96,6 +100,19 @@ class Piece:
         """The lines up to `seq` and the lines after it."""
         cut = seq + 1 - self.batch.first
         return Piece(self.batch, self.start, cut), Piece(self.batch, cut, self.stop)
+
+
+@dataclass(frozen=True, slots=True)
+class Lot:
+    """What a follower after line `begin` that has seen `notes_begin` state notes is given
+    next: built once for every follower at that place (and so encoded once, see api.wire).
+    `after` and `notes_seen` are where it leaves the follower."""
+
+    items: list[Piece | StateNote]
+    after: int
+    notes_seen: int
+    lasting: bool  # more lines could not change it (it holds READ_BATCH lines)
+    built_at: tuple[int, int]  # the log's last line and note count when it was built
 
 
 def _pieces_after(batches: list[Batch], seq: int, limit: int) -> list[Piece]:
@@ -218,6 +235,7 @@ class Log:
         self._wake_timer: asyncio.TimerHandle | None = None
         self._reread: collections.deque[list[Batch]] = collections.deque(maxlen=REREAD_KEPT)
         self._reread_used = 0.0
+        self._lots: dict[tuple[int, int], Lot] = {}
         self.notes: list[StateNote] = []
         self.followers = 0  # streams reading it now (`follow`), for the daemon's metrics
 
@@ -337,7 +355,7 @@ class Log:
         if self._wake_timer is not None:
             return
         loop = asyncio.get_running_loop()
-        delay = self._last_wake + WAKE_INTERVAL_S - loop.time()
+        delay = self._last_wake + WAKE_INTERVAL_S + self.followers * WAKE_INTERVAL_PER_FOLLOWER_S - loop.time()
         if delay > 0:
             self._wake_timer = loop.call_later(delay, self._wake_now)
         else:
@@ -405,6 +423,38 @@ class Log:
         self._reread.append(chunk)
         return _pieces_after(chunk, seq, limit)
 
+    def lot_after(self, after: int, notes_seen: int) -> Lot | None:
+        """The lines after `after` (about READ_BATCH) with the state notes among and right
+        after them, from note `notes_seen` on; None when there is nothing new. Kept for the
+        other followers at the same place while it is what they would be given."""
+        key = (after, notes_seen)
+        kept = self._lots.get(key)
+        if kept is not None and (kept.lasting or kept.built_at == (self.last_seq, len(self.notes))):
+            return kept
+        notes = self.notes
+        pieces = self.read_after(after)
+        items: list[Piece | StateNote] = []
+        for piece in pieces:
+            while notes_seen < len(notes) and notes[notes_seen].after_seq < piece.last_seq:
+                note = notes[notes_seen]
+                if note.after_seq >= piece.first_seq:  # it came between two lines of the piece
+                    head, piece = piece.split(note.after_seq)
+                    items.append(head)
+                items.append(note)
+                notes_seen += 1
+            items.append(piece)
+            after = piece.last_seq
+        while notes_seen < len(notes) and notes[notes_seen].after_seq <= after:
+            items.append(notes[notes_seen])
+            notes_seen += 1
+        if not items:
+            return None
+        lasting = sum(piece.stop - piece.start for piece in pieces) >= READ_BATCH
+        lot = self._lots[key] = Lot(items, after, notes_seen, lasting, (self.last_seq, len(notes)))
+        if len(self._lots) > LOTS_KEPT:
+            del self._lots[next(iter(self._lots))]
+        return lot
+
     def seq_before(self, ts: str) -> int:
         """The number of the last line written before time `ts` (RFC 3339 UTC with
         milliseconds, as lines carry it): the lines after it are those at or after `ts`.
@@ -465,6 +515,7 @@ class Log:
         self._closed = True
         self._close_file()
         self._reread.clear()
+        self._lots.clear()
         for path in self.files():
             path.unlink(missing_ok=True)
         self.wake()  # its followers end: their owner is gone
@@ -581,34 +632,20 @@ async def follow(log: Log, after: int, keep_following: bool, finished: Callable[
     try:
         while True:
             changed = log.changed
-            pieces = log.read_after(after)
-            lot: list[Piece | StateNote] = []
-            for piece in pieces:
-                while notes_seen < len(log.notes) and log.notes[notes_seen].after_seq < piece.last_seq:
-                    note = log.notes[notes_seen]
-                    if note.after_seq >= piece.first_seq:  # it came between two lines of the piece
-                        head, piece = piece.split(note.after_seq)
-                        lot.append(head)
-                    lot.append(note)
-                    notes_seen += 1
-                lot.append(piece)
-                after = piece.last_seq
-            while notes_seen < len(log.notes) and log.notes[notes_seen].after_seq <= after:
-                lot.append(log.notes[notes_seen])
-                notes_seen += 1
-            past = False
-            if windowed:
-                lot, past = _in_window(lot, since, until)
-            if lot:
-                yield lot
-            if past:
-                return
-            if pieces:
-                # Let the loop run between lots: a socket that takes all it is given never makes a
-                # sender wait, and a follower catching up would otherwise keep the loop from
-                # draining the children's pipes.
-                await asyncio.sleep(0)
-                continue
+            lot = log.lot_after(after, notes_seen)
+            if lot is not None:
+                after, notes_seen = lot.after, lot.notes_seen
+                items, past = _in_window(lot.items, since, until) if windowed else (lot.items, False)
+                if items:
+                    yield items
+                if past:
+                    return
+                if after < log.last_seq or notes_seen < len(log.notes):
+                    # Let the loop run between lots: a socket that takes all it is given never
+                    # makes a sender wait, and a follower catching up would otherwise keep the
+                    # loop from draining the children's pipes.
+                    await asyncio.sleep(0)
+                    continue
             if not keep_following or finished():
                 return
             if stop_at is None:

@@ -11,7 +11,7 @@ from ..coordinator import Coordinator
 from ..objects import ObjectManager
 from ..workspaces import WorkspaceManager
 from .middleware import HttpStats
-from .wire import BatchFrames, ObjectBodies
+from .wire import KeptBytes, ObjectBodies
 
 CONFIG = web.AppKey("config", Config)
 WORKSPACES = web.AppKey("workspaces", WorkspaceManager)
@@ -20,6 +20,6 @@ COORDINATOR = web.AppKey("coordinator", Coordinator)
 STARTED_AT = web.AppKey("started_at", float)
 HTTP_STATS = web.AppKey("http_stats", HttpStats)
 OBJECT_BODIES = web.AppKey("object_bodies", ObjectBodies)
-BATCH_FRAMES = web.AppKey("batch_frames", BatchFrames)
+SSE_BYTES = web.AppKey("sse_bytes", KeptBytes)
 # Tasks of open log and event streams, ended when the daemon shuts down.
 STREAMS = web.AppKey("streams", weakref.WeakSet)
