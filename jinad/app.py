@@ -13,7 +13,7 @@ from aiohttp import web
 
 from .api import health, logs, metrics, objects, openapi, ui, workspaces
 from .api.keys import SSE_BYTES, CONFIG, COORDINATOR, HTTP_STATS, OBJECT_BODIES, OBJECTS, STARTED_AT, STREAMS, WORKSPACES
-from .api.middleware import HttpStats, front_door
+from .api.middleware import HttpStats, add_guarded, add_no_route, front_door
 from .api.wire import KeptBytes, ObjectBodies
 from .config import Config
 from .coordinator import Coordinator
@@ -55,7 +55,8 @@ async def _housekeeping(app: web.Application) -> None:
 def create_app(config: Config) -> web.Application:
     # client_max_size bounds bodies read whole (JSON); uploads stream past it under their own limits.
     stats = HttpStats()
-    app = web.Application(middlewares=[front_door(config.token, stats)], client_max_size=config.max_json_bytes)
+    app = web.Application(client_max_size=config.max_json_bytes)
+    guard = front_door(config.token, stats)
     app[HTTP_STATS] = stats
     store = Store(config.home / "state")
     app[CONFIG] = config
@@ -64,7 +65,8 @@ def create_app(config: Config) -> web.Application:
     app[OBJECTS] = ObjectManager(config, store, app[WORKSPACES])
     app[COORDINATOR] = Coordinator(app[WORKSPACES], app[OBJECTS])
     for module in (health, workspaces, objects, logs, ui, openapi, metrics):
-        app.add_routes(module.routes)
+        add_guarded(app, module.routes, guard)
+    add_no_route(app, guard)
     app[STREAMS] = weakref.WeakSet()
     app[OBJECT_BODIES] = ObjectBodies()
     app[SSE_BYTES] = KeptBytes()

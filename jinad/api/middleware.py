@@ -1,6 +1,9 @@
-"""The daemon's one middleware: the token check, every error as JSON, and each request
-counted and timed for `GET /metrics`. One, not three: aiohttp wraps each middleware around
-every request, which shows on a busy GET.
+"""The daemon's front door: the token check, every error as JSON, and each request counted and
+timed for `GET /metrics`, around every route's handler. Put around each handler as its route
+is added, not as an aiohttp middleware: aiohttp runs middlewares through a chain of its own
+(a cache lookup keyed by the app, a wrapper that sets `current_app`, one more coroutine each),
+which cost a busy GET about as much as jinad's own work. Paths and methods without a route go
+to `no_route`, registered last, which answers them as aiohttp would, through the same door.
 
 The server cancels a handler whose client went away (`handler_cancellation`), so a stream
 nobody reads ends at once and frees its memory. A change (any method but GET) runs to its
@@ -12,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 from time import perf_counter
+from typing import Awaitable, Callable, Iterable
 
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractResource
@@ -56,27 +61,63 @@ class HttpStats:
         entry.statuses[status] = entry.statuses.get(status, 0) + 1
 
 
-def front_door(token: str, stats: HttpStats):
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def front_door(token: str, stats: HttpStats) -> Callable[[Handler, str], Handler]:
+    """`guard(handler, method)`: the handler of a route for `method` ("*": any), behind the door."""
     expected = token.encode() if token else None
     observe = stats.observe
 
-    async def answer(request: web.Request, handler) -> web.StreamResponse:
-        began = perf_counter()
-        try:
-            if expected is not None and (refused := refusal(request, expected)) is not None:
-                response = refused
-            else:
-                response = await handler(request)
-        except Exception as exc:
-            response = error_answer(request, exc)
-        # The route as aiohttp's resource object: its pattern is written only at a scrape.
-        observe(request.method, request.match_info.route.resource, response.status, perf_counter() - began)
-        return response
+    def guard(handler: Handler, method: str) -> Handler:
+        unrouted = handler is no_route  # counted as aiohttp's own 404/405 were: no route
 
-    @web.middleware
-    async def middleware(request: web.Request, handler) -> web.StreamResponse:
-        if request.method in READ_ONLY:
-            return await answer(request, handler)
-        return await asyncio.shield(answer(request, handler))
+        @functools.wraps(handler)
+        async def answer(request: web.Request) -> web.StreamResponse:
+            began = perf_counter()
+            try:
+                if expected is not None and (refused := refusal(request, expected)) is not None:
+                    response = refused
+                else:
+                    response = await handler(request)
+            except Exception as exc:
+                response = error_answer(request, exc)
+            # The route as aiohttp's resource object: its pattern is written only at a scrape.
+            resource = None if unrouted else request.match_info.route.resource
+            observe(request.method, resource, response.status, perf_counter() - began)
+            return response
 
-    return middleware
+        if method in READ_ONLY:
+            return answer
+
+        @functools.wraps(handler)
+        async def shielded(request: web.Request) -> web.StreamResponse:
+            if request.method in READ_ONLY:
+                return await answer(request)
+            return await asyncio.shield(answer(request))
+
+        return shielded
+
+    return guard
+
+
+async def no_route(request: web.Request) -> web.StreamResponse:
+    """A request no route takes: 405 with the methods of the routes its path has, else 404."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
+
+
+def add_guarded(app: web.Application, routes: Iterable[web.RouteDef], guard: Callable[[Handler, str], Handler]) -> None:
+    for route in routes:
+        web.RouteDef(route.method, route.path, guard(route.handler, route.method), route.kwargs).register(app.router)
+
+
+def add_no_route(app: web.Application, guard: Callable[[Handler, str], Handler]) -> None:
+    """After every other route: aiohttp tries the routes whose literal prefix a path has from the
+    longest prefix down, and this one's is `/`."""
+    app.router.add_route("*", "/{path:.*}", guard(no_route, "*"))
