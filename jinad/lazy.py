@@ -1,22 +1,20 @@
 """Modules an idle daemon does not need, loaded on their first use (an attribute read).
 
-Each costs about a MB of resident memory the moment it is imported; the stdlib's LazyLoader
-keeps `import x` at the top of the modules that use it, and loads x the first time they do."""
+Each costs about a MB of resident memory the moment it is imported. Not importlib's LazyLoader:
+on Python 3.11 two threads reading a lazy module's first attribute at once can both run it
+(the daemon samples processes from worker threads); `import_module` holds the import lock."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from types import ModuleType
+import importlib
+from typing import Any
 
 
-def lazy_module(name: str) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    assert spec is not None and spec.loader is not None, name
-    spec.loader = importlib.util.LazyLoader(spec.loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+class LazyModule:
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:  # only for names not kept yet
+        value = getattr(importlib.import_module(self._name), attr)
+        setattr(self, attr, value)
+        return value

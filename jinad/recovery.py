@@ -9,14 +9,14 @@ import contextlib
 import logging
 
 from .errors import ContractError
-from .lazy import lazy_module
+from .lazy import LazyModule
 from .logs import Log
 from .records import COLLECTION, DELETING, JObject, object_from_record
 from .runner import Runner
 from .states import LIVE, State
 from .supervision import adopt, end_processes, find_keepers, find_marked
 
-psutil = lazy_module("psutil")  # ~1 MB: loaded when first used (processes to scan or sample)
+psutil = LazyModule("psutil")  # ~1 MB: loaded when first used (processes to scan or sample)
 
 log = logging.getLogger(__name__)
 

@@ -32,10 +32,10 @@ from typing import BinaryIO, Callable, Iterable, Mapping, Sequence
 
 import aiohttp
 
-from .lazy import lazy_module
+from .lazy import LazyModule
 from .logs import Log
 
-psutil = lazy_module("psutil")  # ~1 MB: loaded when first used (processes to scan or sample)
+psutil = LazyModule("psutil")  # ~1 MB: loaded when first used (processes to scan or sample)
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from functools import cache
 from aiohttp import web
 
 from .. import __version__
-from ..lazy import lazy_module
+from ..lazy import LazyModule
 from .keys import CONFIG, OBJECTS, STARTED_AT, WORKSPACES
 
-psutil = lazy_module("psutil")  # ~1 MB: loaded when first used (processes to scan or sample)
+psutil = LazyModule("psutil")  # ~1 MB: loaded when first used (processes to scan or sample)
 
 routes = web.RouteTableDef()
 
