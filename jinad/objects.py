@@ -22,37 +22,36 @@ ends what it cannot take back and starts again every object that should be runni
 old id and ports.
 
 Beside the state machine, in modules of their own: the record (records.py), what lives in
-memory per object (runner.py), making launches with their remote parts and `create`
-(launching.py) and `recover` (recovery.py); the last two are parts of ObjectManager.
+memory per object (runner.py), the table of objects that readers and housekeeping use
+(table.py, the base class), one start of a child and its readiness (starting.py), making
+launches with their remote parts and `create` (launching.py) and `recover` (recovery.py); the
+last two are parts of ObjectManager.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import shutil
 import socket
 import time
-from typing import AsyncIterator
 
 from .cgroups import Cgroups
 from .config import Config
-from .events import Broadcast
 from .errors import Conflict, FailedToStart, NotFound
 from .ids import utc_now
-from .kinds import KINDS
 from .launching import Launching
-from .logs import Log
-from .ports import PortAllocator, is_free
+from .ports import PortAllocator
 from .records import COLLECTION, DELETING, JObject
 from .recovery import Recovery
 from .remotes import Remotes
 from .runner import NO_RESOURCES, Runner, cancel_tasks, jina_executable
-from .states import LIVE, TERMINAL, RestartPolicy, State
+from .states import LIVE, RestartPolicy, State
 from .store import Store
 from .tls import remote_context
-from .supervision import end_processes, sample_children, spawn, tree, wait_ready
+from .starting import Starter
+from .supervision import end_processes, tree
+from .table import ObjectTable
 from .workspaces import WorkspaceManager
 
 log = logging.getLogger(__name__)
@@ -70,106 +69,25 @@ backoff = asyncio.sleep  # the wait between restarts: a name of its own, so test
 LOG_TAIL_LINES = 30
 
 
-ADOPTED_ANSWER_S = 5.0  # how long a child taken back as ready may take to answer on its ports
-
-
-class ObjectManager(Launching, Recovery):
+class ObjectManager(ObjectTable, Launching, Recovery):
     def __init__(self, config: Config, store: Store, workspaces: WorkspaceManager) -> None:
+        super().__init__(store)
         self.config = config
-        self.store = store
         self.workspaces = workspaces
         self.home = str(config.home)
         self.run_root = config.home / "run"
         self.alloc = PortAllocator(config.ports)
         self.jina = jina_executable()
-        self.objects: dict[str, JObject] = {}
-        self.runners: dict[str, Runner] = {}
-        self._events = Broadcast()
-        self._unsaved: set[str] = set()
         self.remotes = Remotes(config.tokens_by_remote,
                                remote_context(config.remote_tls_ca, config.remote_tls_cert, config.remote_tls_key))
         self.cgroups = Cgroups(self.home)
         self.cgroups.remove_empty()
+        self.starter = Starter(config, workspaces, self.cgroups, self._save)
         # The host in objects' addresses: the one the daemon listens on, or its name when it
         # listens on every address.
         self._advertised_host = config.host if config.host not in ("0.0.0.0", "::", "") else socket.gethostname()
 
-    # ---- reading ------------------------------------------------------------------------------
-
-    def get(self, kind: str, object_id: str) -> JObject:
-        obj = self.objects.get(object_id)
-        if obj is None or obj.kind != kind:
-            raise NotFound(f"no {kind} {object_id!r} on this daemon")
-        return obj
-
-    def find(self, object_id: str) -> JObject:
-        try:
-            return self.objects[object_id]
-        except KeyError:
-            raise NotFound(f"no object {object_id!r} on this daemon") from None
-
-    def list(self, kind: str) -> list[JObject]:
-        return [obj for obj in self.objects.values() if obj.kind == kind]
-
-    def resources_of(self, obj: JObject) -> dict:
-        """The object's latest resource sample (a new dict at each sample)."""
-        return self.runners[obj.id].resources
-
-    def revision_of(self, obj: JObject) -> int:
-        """A number that changes whenever `to_json(obj)` would."""
-        return self.runners[obj.id].revision
-
-    def to_json(self, obj: JObject) -> dict:
-        return obj.to_json(self.resources_of(obj))
-
-    def log_of(self, object_id: str) -> Log:
-        self.find(object_id)
-        return self.runners[object_id].log
-
-    def is_finished(self, object_id: str) -> bool:
-        """Has the object ended for good (no process, and no restart coming)?"""
-        obj = self.objects.get(object_id)
-        if obj is None:
-            return True
-        task = self.runners[obj.id].task
-        return obj.state in TERMINAL and (task is None or task.done())
-
-    def has_live_objects(self, workspace_id: str) -> bool:
-        return any(o.workspace_id == workspace_id and o.state in LIVE for o in self.objects.values())
-
-    def state_counts(self) -> dict:
-        counts: dict[str, dict[str, int]] = {kind.plural: {} for kind in KINDS.values()}
-        for obj in self.objects.values():
-            states = counts[KINDS[obj.kind].plural]
-            states[obj.state] = states.get(obj.state, 0) + 1
-        return counts
-
-    def events(self) -> AsyncIterator[dict]:
-        """Every state change of every object from now on."""
-        return self._events.subscribe()
-
     # ---- state ------------------------------------------------------------------------------
-
-    def _save(self, obj: JObject) -> None:
-        """Store the record; on a full disk keep going and retry later (`save_pending`), so a
-        supervisor never dies of it and the record catches up once space is back. Every change
-        of an object is stored, so this is also where its revision is bumped."""
-        if obj.id in self.runners:
-            self.runners[obj.id].revision += 1
-        try:
-            self.store.save(COLLECTION, dataclasses.asdict(obj))
-            self._unsaved.discard(obj.id)
-        except OSError as exc:
-            if obj.id not in self._unsaved:
-                log.error("could not store %s (%s); will retry", obj.id, exc)
-            self._unsaved.add(obj.id)
-
-    def save_pending(self) -> None:
-        for object_id in list(self._unsaved):
-            if object_id in self.objects:
-                self._save(self.objects[object_id])
-            else:
-                self._unsaved.discard(object_id)
 
     def _set_state(self, obj: JObject, state: str, **fields) -> None:
         if state not in TRANSITIONS[obj.state] and state != obj.state:
@@ -212,61 +130,6 @@ class ObjectManager(Launching, Recovery):
                 raise FailedToStart(f"{obj.kind} {obj.id} failed to start: {reason}", id=obj.id, log_tail=tail)
         return obj
 
-    async def _start_once(self, obj: JObject, runner: Runner) -> tuple[str | None, int | None]:
-        """Spawn and wait for readiness: (None, None) when ready, else (reason, exit code)."""
-        launch = runner.launch
-        if runner.child is None:  # else taken back from a previous run of the daemon, still starting
-            taken = [port for port in launch.ports.values() if not is_free(port)]
-            if taken:
-                return f"port(s) {', '.join(map(str, taken))} already in use", None
-            argv = launch.argv
-            if obj.limits:
-                try:
-                    runner.cgroup = await asyncio.to_thread(self.cgroups.make, obj.id, obj.limits)
-                except OSError as exc:
-                    return f"could not set its limits {obj.limits}: {exc}", None
-                argv = runner.cgroup.wrap(argv)
-            try:
-                runner.child = await spawn(
-                    argv, self.workspaces.files_dir(obj.workspace_id), self.workspaces.child_env(obj.workspace_id, obj.envs),
-                    runner.log, self.config.log_max_line_bytes, obj.id, self.home, launch.ready_line,
-                )
-            except (OSError, ValueError) as exc:  # ValueError: an argument the OS cannot take
-                return f"could not run {launch.argv[0]}: {exc}", None
-            obj.pid = runner.child.pid
-            self._save(obj)
-        reason = await wait_ready(runner.child, "127.0.0.1", launch.probes, obj.timeout_s)
-        if reason is None:
-            return None, None
-        code = await runner.child.stop(self.config.stop_grace_s)
-        reason = self._oom_said(obj, runner, runner.child.explain(reason))
-        runner.child = None
-        return reason, code
-
-    @staticmethod
-    def _oom_said(obj: JObject, runner: Runner, reason: str) -> str:
-        """The reason, led by the memory limit when the cgroup counted an OOM kill this run."""
-        if runner.cgroup and (killed := runner.cgroup.oom_killed()):
-            return (f"ended by its memory limit of {obj.limits.get('memory')} bytes (the kernel's OOM killer ended "
-                    f"{killed} of its processes, says its cgroup); {reason}")
-        return reason
-
-    async def _check_adopted(self, obj: JObject, runner: Runner) -> tuple[str | None, int | None]:
-        """A child taken back as ready: it stays `ready` if its ports answer; else it is ended,
-        `exited`, and its restart policy decides."""
-        if runner.child.has_exited:  # it ended while no daemon ran: (None, None), wait() says how
-            return None, None
-        # Ports that served before answer at once: a short wait, not the start's whole timeout
-        # (a worker that died while no daemon ran leaves its parent alive and its port closed).
-        reason = await wait_ready(runner.child, "127.0.0.1", runner.launch.probes, min(obj.timeout_s, ADOPTED_ANSWER_S))
-        if reason is None:
-            return None, None
-        code = await runner.child.stop(self.config.stop_grace_s)
-        reason = self._oom_said(obj, runner, runner.child.explain(f"taken back after a daemon restart, {reason}"))
-        runner.child = None
-        self._set_state(obj, State.EXITED, exit_code=code, pid=None, error=reason)
-        return reason, code
-
     def _should_restart(self, obj: JObject, failed: bool) -> bool:
         return obj.restart == RestartPolicy.ALWAYS or (obj.restart == RestartPolicy.ON_FAILURE and failed)
 
@@ -281,10 +144,10 @@ class ObjectManager(Launching, Recovery):
             if runner.child is not None:
                 await runner.child.stop(self.config.stop_grace_s)
                 runner.child = None
-            if obj.state == "ready":
-                self._set_state(obj, "exited", pid=None, error=reason)
-            if obj.state != "failed":
-                self._set_state(obj, "failed", pid=None, error=reason)
+            if obj.state == State.READY:
+                self._set_state(obj, State.EXITED, pid=None, error=reason)
+            if obj.state != State.FAILED:
+                self._set_state(obj, State.FAILED, pid=None, error=reason)
             runner.settle(reason)
 
     async def _live(self, obj: JObject, runner: Runner) -> None:
@@ -296,11 +159,13 @@ class ObjectManager(Launching, Recovery):
         first = not (adopted and obj.state == State.READY)
         while True:
             if adopted and obj.state == State.READY:
-                reason, code = await self._check_adopted(obj, runner)
+                reason, code = await self.starter.check_adopted(obj, runner)
+                if reason is not None:
+                    self._set_state(obj, State.EXITED, exit_code=code, pid=None, error=reason)
             else:
                 if not adopted:
                     self._set_state(obj, State.STARTING, pid=None, exit_code=None, error=None)
-                reason, code = await self._start_once(obj, runner)
+                reason, code = await self.starter.start_once(obj, runner)
             adopted = False
             if reason is None:
                 if obj.state != State.READY:
@@ -310,7 +175,7 @@ class ObjectManager(Launching, Recovery):
                 ready_at = time.monotonic()
                 code, reason = await runner.child.wait(self.config.stop_grace_s, [port for port, _ in runner.launch.probes])
                 # An object that ended by itself always says why, with the last errors it printed.
-                error = self._oom_said(obj, runner, runner.child.explain(reason or runner.child.ended()))
+                error = self.starter.explain(obj, runner, reason or runner.child.ended())
                 runner.child = None
                 self._set_state(obj, State.EXITED, exit_code=code, pid=None, error=error)
                 if time.monotonic() - ready_at > BACKOFF_RESET_S:
@@ -400,22 +265,6 @@ class ObjectManager(Launching, Recovery):
         await asyncio.gather(*(self._remove(obj) for obj in doomed))
 
     # ---- daemon life --------------------------------------------------------------------------
-
-    async def sample_resources(self) -> None:
-        """Refresh `resources` of every running object, one scan of the process table for all."""
-        running = [runner for runner in self.runners.values() if runner.child]
-        samples = await sample_children([runner.child for runner in running if not (runner.cgroup and runner.cgroup.counts_resources())])
-        # An object in cgroups is counted from their files: no scan of the process table.
-        samples.update({runner.child: await asyncio.to_thread(runner.cgroup.resources)
-                        for runner in running if runner.cgroup and runner.cgroup.counts_resources()})
-        for runner in running:
-            if runner.child in samples:  # not a sample of a child that ended meanwhile
-                runner.resources = samples[runner.child]
-                runner.revision += 1
-
-    def tend_logs(self) -> None:
-        for runner in self.runners.values():
-            runner.log.tend()
 
     async def shutdown(self) -> None:
         """Stop every child; each is `stopped`, which the next start of the daemon takes as

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from jinad import objects
+from jinad import objects, starting
 from jinad.config import Config
 from jinad.objects import ObjectManager
 from jinad.store import Store
@@ -56,8 +56,8 @@ async def manager(tmp_path, monkeypatch):
     async def no_sleep(seconds):
         sleeps.append(seconds)
 
-    monkeypatch.setattr(objects, "spawn", spawn)
-    monkeypatch.setattr(objects, "wait_ready", wait_ready)
+    monkeypatch.setattr(starting, "spawn", spawn)
+    monkeypatch.setattr(starting, "wait_ready", wait_ready)
     monkeypatch.setattr(objects, "backoff", no_sleep)
     yield manager
     for runner in manager.runners.values():

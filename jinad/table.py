@@ -1,0 +1,128 @@
+"""The objects a daemon knows and what runs each: read, stored, sampled, watched.
+
+ObjectManager (objects.py) is the state machine on top of this table; the table is what the
+HTTP layer reads and what housekeeping tends, with no transition of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import AsyncIterator
+
+from .errors import NotFound
+from .events import Broadcast
+from .kinds import KINDS
+from .logs import Log
+from .records import COLLECTION, JObject
+from .runner import Runner
+from .states import LIVE, TERMINAL
+from .store import Store
+from .supervision import sample_children
+
+log = logging.getLogger(__name__)
+
+
+class ObjectTable:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.objects: dict[str, JObject] = {}
+        self.runners: dict[str, Runner] = {}
+        self._events = Broadcast()
+        self._unsaved: set[str] = set()
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    def get(self, kind: str, object_id: str) -> JObject:
+        obj = self.objects.get(object_id)
+        if obj is None or obj.kind != kind:
+            raise NotFound(f"no {kind} {object_id!r} on this daemon")
+        return obj
+
+    def find(self, object_id: str) -> JObject:
+        try:
+            return self.objects[object_id]
+        except KeyError:
+            raise NotFound(f"no object {object_id!r} on this daemon") from None
+
+    def list(self, kind: str) -> list[JObject]:
+        return [obj for obj in self.objects.values() if obj.kind == kind]
+
+    def resources_of(self, obj: JObject) -> dict:
+        """The object's latest resource sample (a new dict at each sample)."""
+        return self.runners[obj.id].resources
+
+    def revision_of(self, obj: JObject) -> int:
+        """A number that changes whenever `to_json(obj)` would."""
+        return self.runners[obj.id].revision
+
+    def to_json(self, obj: JObject) -> dict:
+        return obj.to_json(self.resources_of(obj))
+
+    def log_of(self, object_id: str) -> Log:
+        self.find(object_id)
+        return self.runners[object_id].log
+
+    def is_finished(self, object_id: str) -> bool:
+        """Has the object ended for good (no process, and no restart coming)?"""
+        obj = self.objects.get(object_id)
+        if obj is None:
+            return True
+        task = self.runners[obj.id].task
+        return obj.state in TERMINAL and (task is None or task.done())
+
+    def has_live_objects(self, workspace_id: str) -> bool:
+        return any(o.workspace_id == workspace_id and o.state in LIVE for o in self.objects.values())
+
+    def state_counts(self) -> dict:
+        counts: dict[str, dict[str, int]] = {kind.plural: {} for kind in KINDS.values()}
+        for obj in self.objects.values():
+            states = counts[KINDS[obj.kind].plural]
+            states[obj.state] = states.get(obj.state, 0) + 1
+        return counts
+
+    def events(self) -> AsyncIterator[dict]:
+        """Every state change of every object from now on."""
+        return self._events.subscribe()
+
+    # ---- storing ------------------------------------------------------------------------------
+
+    def _save(self, obj: JObject) -> None:
+        """Store the record; on a full disk keep going and retry later (`save_pending`), so a
+        supervisor never dies of it and the record catches up once space is back. Every change
+        of an object is stored, so this is also where its revision is bumped."""
+        if obj.id in self.runners:
+            self.runners[obj.id].revision += 1
+        try:
+            self.store.save(COLLECTION, dataclasses.asdict(obj))
+            self._unsaved.discard(obj.id)
+        except OSError as exc:
+            if obj.id not in self._unsaved:
+                log.error("could not store %s (%s); will retry", obj.id, exc)
+            self._unsaved.add(obj.id)
+
+    def save_pending(self) -> None:
+        for object_id in list(self._unsaved):
+            if object_id in self.objects:
+                self._save(self.objects[object_id])
+            else:
+                self._unsaved.discard(object_id)
+
+    # ---- housekeeping -------------------------------------------------------------------------
+
+    async def sample_resources(self) -> None:
+        """Refresh `resources` of every running object, one scan of the process table for all."""
+        running = [runner for runner in self.runners.values() if runner.child]
+        samples = await sample_children([runner.child for runner in running if not (runner.cgroup and runner.cgroup.counts_resources())])
+        # An object in cgroups is counted from their files: no scan of the process table.
+        samples.update({runner.child: await asyncio.to_thread(runner.cgroup.resources)
+                        for runner in running if runner.cgroup and runner.cgroup.counts_resources()})
+        for runner in running:
+            if runner.child in samples:  # not a sample of a child that ended meanwhile
+                runner.resources = samples[runner.child]
+                runner.revision += 1
+
+    def tend_logs(self) -> None:
+        for runner in self.runners.values():
+            runner.log.tend()
