@@ -12,9 +12,9 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from .api import health, logs, metrics, objects, openapi, ui, workspaces
-from .api.keys import SSE_BYTES, CONFIG, COORDINATOR, HTTP_STATS, OBJECT_BODIES, OBJECTS, STARTED_AT, STREAMS, WORKSPACES
+from .api.keys import CONFIG, COORDINATOR, HTTP_STATS, OBJECT_BODIES, OBJECTS, SSE_CHUNKS, SSE_FRAMES, STARTED_AT, STREAMS, WORKSPACES
 from .api.middleware import HttpStats, add_guarded, add_no_route, front_door
-from .api.wire import KeptBytes, ObjectBodies
+from .api.wire import CHUNKS_MAX_BYTES, KeptBytes, ObjectBodies
 from .config import Config
 from .coordinator import Coordinator
 from .objects import ObjectManager
@@ -69,7 +69,8 @@ def create_app(config: Config) -> web.Application:
     add_no_route(app, guard)
     app[STREAMS] = weakref.WeakSet()
     app[OBJECT_BODIES] = ObjectBodies()
-    app[SSE_BYTES] = KeptBytes()
+    app[SSE_FRAMES] = KeptBytes()
+    app[SSE_CHUNKS] = KeptBytes(CHUNKS_MAX_BYTES)
     app.on_shutdown.append(logs.end_streams)
     app.cleanup_ctx.append(_managers)
     return app

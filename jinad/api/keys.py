@@ -20,6 +20,7 @@ COORDINATOR = web.AppKey("coordinator", Coordinator)
 STARTED_AT = web.AppKey("started_at", float)
 HTTP_STATS = web.AppKey("http_stats", HttpStats)
 OBJECT_BODIES = web.AppKey("object_bodies", ObjectBodies)
-SSE_BYTES = web.AppKey("sse_bytes", KeptBytes)
+SSE_FRAMES = web.AppKey("sse_frames", KeptBytes)  # of log batches
+SSE_CHUNKS = web.AppKey("sse_chunks", KeptBytes)  # of lots, as HTTP chunks
 # Tasks of open log and event streams, ended when the daemon shuts down.
 STREAMS = web.AppKey("streams", weakref.WeakSet)

@@ -16,7 +16,7 @@ from aiohttp_sse import EventSourceResponse
 from ..config import truth
 from ..errors import BadRequest
 from ..logs import Batch, Log, Piece, StateNote, follow
-from .keys import COORDINATOR, OBJECTS, SSE_BYTES, STREAMS
+from .keys import COORDINATOR, OBJECTS, SSE_CHUNKS, SSE_FRAMES, STREAMS
 from .wire import KeptBytes
 
 routes = web.RouteTableDef()
@@ -176,12 +176,12 @@ async def object_log(request: web.Request) -> web.StreamResponse:
     async with contextlib.aclosing(follow(log, after, following, finished, resuming, since_ts, until_ts, stop_at)) as items:
         if sse:
             async with _event_stream(request) as resp:
-                kept = request.app[SSE_BYTES]
+                frames, chunks = request.app[SSE_FRAMES], request.app[SSE_CHUNKS]
                 # Lots are shared by the followers at the same place, but a window's are its own.
                 shared = since_ts is None and until_ts is None
                 async for lot in items:
-                    chunk = kept.get(lot, lambda lot: _http_chunk(_sse_frames(lot, kept))) if shared \
-                        else _http_chunk(_sse_frames(lot, kept))
+                    chunk = chunks.get(lot, lambda lot: _http_chunk(_sse_frames(lot, frames))) if shared \
+                        else _http_chunk(_sse_frames(lot, frames))
                     await _send_chunk(request, resp, chunk)
                 await resp.write(_sse_frame("end", {}).encode())
             return resp

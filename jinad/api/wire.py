@@ -12,6 +12,9 @@ from ..records import JObject
 
 T = TypeVar("T")
 FRAMES_MAX_BYTES = 16 * 1024 * 1024  # about four rings' worth: followers of a log are near its end
+# Lots as HTTP chunks, apart from the batches' frames: followers spread over a flood make a lot
+# each, which would otherwise push out the frames they all build their lots from.
+CHUNKS_MAX_BYTES = 4 * 1024 * 1024
 
 
 class ObjectBodies:
