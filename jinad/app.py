@@ -13,7 +13,7 @@ from aiohttp import web
 
 from .api import health, logs, metrics, objects, openapi, ui, workspaces
 from .api.keys import CONFIG, COORDINATOR, HTTP_STATS, OBJECT_BODIES, OBJECTS, SSE_CHUNKS, SSE_FRAMES, STARTED_AT, STREAMS, WORKSPACES
-from .api.middleware import HttpStats, add_guarded, add_no_route, front_door
+from .api.front_door import HttpStats, add_guarded, add_no_route, front_door
 from .api.wire import CHUNKS_MAX_BYTES, KeptBytes, ObjectBodies
 from .config import Config
 from .coordinator import Coordinator

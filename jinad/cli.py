@@ -133,7 +133,7 @@ def serve(config: settings.Config, listening) -> None:
         loop=new_event_loop(),
         access_log=None,
         shutdown_timeout=5,
-        # A client that goes away cancels its handler (see api/middleware.py): streams end at once.
+        # A client that goes away cancels its handler (see api/front_door.py): streams end at once.
         handler_cancellation=True,
         print=listening,
     )

@@ -10,7 +10,7 @@ from ..config import Config
 from ..coordinator import Coordinator
 from ..objects import ObjectManager
 from ..workspaces import WorkspaceManager
-from .middleware import HttpStats
+from .front_door import HttpStats
 from .wire import KeptBytes, ObjectBodies
 
 CONFIG = web.AppKey("config", Config)
