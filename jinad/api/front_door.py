@@ -22,7 +22,7 @@ from typing import Awaitable, Callable, Iterable
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractResource
 
-from .auth import refusal
+from .auth import OPEN_PATHS, refusal
 from .errors import error_answer
 
 READ_ONLY = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -62,28 +62,30 @@ class HttpStats:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Guard = Callable[[Handler, str, "AbstractResource | None"], Handler]
 
 
-def front_door(token: str, stats: HttpStats) -> Callable[[Handler, str], Handler]:
-    """`guard(handler, method)`: the handler of a route for `method` ("*": any), behind the door."""
+def front_door(token: str, stats: HttpStats) -> Guard:
+    """`guard(handler, method, resource)`: the handler of `resource`'s route for `method` ("*":
+    any; resource None: no route), behind the door. What a route is is known when it is added,
+    so a request is not asked (the token is not asked on the open paths either)."""
     expected = token.encode() if token else None
     observe = stats.observe
 
-    def guard(handler: Handler, method: str) -> Handler:
-        unrouted = handler is no_route  # counted as aiohttp's own 404/405 were: no route
+    def guard(handler: Handler, method: str, resource: AbstractResource | None) -> Handler:
+        token_needed = expected if resource is None or resource.canonical not in OPEN_PATHS else None
 
         @functools.wraps(handler)
         async def answer(request: web.Request) -> web.StreamResponse:
             began = perf_counter()
             try:
-                if expected is not None and (refused := refusal(request, expected)) is not None:
+                if token_needed is not None and (refused := refusal(request, token_needed)) is not None:
                     response = refused
                 else:
                     response = await handler(request)
             except Exception as exc:
                 response = error_answer(request, exc)
             # The route as aiohttp's resource object: its pattern is written only at a scrape.
-            resource = None if unrouted else request.match_info.route.resource
             observe(request.method, resource, response.status, perf_counter() - began)
             return response
 
@@ -112,12 +114,16 @@ async def no_route(request: web.Request) -> web.StreamResponse:
     raise web.HTTPNotFound()
 
 
-def add_guarded(app: web.Application, routes: Iterable[web.RouteDef], guard: Callable[[Handler, str], Handler]) -> None:
+def add_guarded(app: web.Application, routes: Iterable[web.RouteDef], guard: Guard) -> None:
     for route in routes:
-        web.RouteDef(route.method, route.path, guard(route.handler, route.method), route.kwargs).register(app.router)
+        resource = app.router.add_resource(route.path)
+        guarded = guard(route.handler, route.method, resource)
+        resource.add_route(route.method, guarded)
+        if route.method == "GET":  # as aiohttp's add_get does
+            resource.add_route("HEAD", guarded)
 
 
-def add_no_route(app: web.Application, guard: Callable[[Handler, str], Handler]) -> None:
+def add_no_route(app: web.Application, guard: Guard) -> None:
     """After every other route: aiohttp tries the routes whose literal prefix a path has from the
-    longest prefix down, and this one's is `/`."""
-    app.router.add_route("*", "/{path:.*}", guard(no_route, "*"))
+    longest prefix down, and this one's is `/`. Counted as aiohttp's own 404/405 were: no route."""
+    app.router.add_route("*", "/{path:.*}", guard(no_route, "*", None))
