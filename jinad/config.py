@@ -42,6 +42,8 @@ def outside_name(field: dataclasses.Field) -> str:
 class Config:
     host: str = setting("0.0.0.0", "address to listen on")
     port_expose: int = setting(DEFAULT_PORT, "port of the REST API")
+    advertise_host: str = setting("", "host name or address put in objects' addresses, which clients on other machines "
+                                      "dial (default: the host each client used to reach the daemon)")
     home: Path = setting(Path(DEFAULT_HOME), "the daemon's home: its state, workspaces and logs", name="workspace")
     token: str = setting("", "bearer token clients must send (empty on a non-loopback address: one is made and kept)")
     no_auth: bool = setting(False, "serve without a token even on a non-loopback address")

@@ -453,7 +453,8 @@ class Kind:
     fields: frozenset[str]  # request fields of this kind, beside the common ones
 
 
-COMMON_FIELDS = frozenset({"workspace_id", "envs", "restart", "timeout_s", "limits"})
+COMMON_FIELDS = frozenset({"workspace_id", "envs", "restart", "timeout_s", "limits", "owner"})
+MAX_OWNER_CHARS = 256
 EXECUTOR_FIELDS = frozenset({"uses", "py_modules", "uses_with", "protocol", "port"})
 KINDS = {
     kind.name: kind
@@ -475,6 +476,7 @@ class Request:
     restart: str
     timeout_s: float | None
     limits: dict = dataclasses.field(default_factory=dict)  # normalised (see limits.py)
+    owner: str | None = None  # who made it, for what: a Flow's remote part names its Flow and part
 
 
 def parse_request(kind: Kind, body: dict) -> Request:
@@ -505,5 +507,11 @@ def parse_request(kind: Kind, body: dict) -> Request:
         if not 0 < seconds < math.inf:  # NaN fails this too
             raise BadRequest("'timeout_s' must be a positive, finite number of seconds")
         timeout = seconds
+    owner = body.get("owner")
+    if owner is not None:
+        if not isinstance(owner, str) or not 0 < len(owner) <= MAX_OWNER_CHARS:
+            raise BadRequest(f"'owner' must be a text of 1 to {MAX_OWNER_CHARS} characters")
+        check_plain_text(owner, "'owner'")
     spec = {k: v for k, v in body.items() if k in kind.fields}
-    return Request(workspace_id, spec, {k: str(v) for k, v in envs.items()}, restart, timeout, parse_limits(body.get("limits")))
+    return Request(workspace_id, spec, {k: str(v) for k, v in envs.items()}, restart, timeout, parse_limits(body.get("limits")),
+                   owner)

@@ -9,13 +9,14 @@ from pathlib import Path
 
 from .cgroups import Cgroups
 from .config import Config
+from .errors import ContractError
 from .ids import new_id, utc_now
 from .kinds import KINDS, Launch, Preparation, parse_request
 from .logs import Log
 from .ports import PortAllocator
 from .records import COLLECTION, JObject
 from .remotes import Remotes
-from .runner import Runner
+from .runner import Runner, cancel_tasks
 from .states import LIVE
 from .store import Store
 from .workspaces import WorkspaceManager
@@ -61,7 +62,7 @@ class Launching:
         if not launch.remote_needed:
             return launch
         obj.remote = obj.remote + await self.remotes.deploy(launch.remote_needed, self.workspaces.files_dir(obj.workspace_id),
-                                                            obj.timeout_s)
+                                                            obj.timeout_s, obj.id)
         try:
             return self._prepare(obj)
         except BaseException:
@@ -69,12 +70,44 @@ class Launching:
             raise
 
     def _follow_remotes(self, obj: JObject, runner: Runner) -> None:
-        def ended(reason: str) -> None:
-            if obj.id in self.objects and obj.state in LIVE:
-                obj.error = reason
-                self._save(obj)
+        """Follow the remote parts' logs into the Flow's, and watch them: one that cannot be
+        reached is the Flow's `error` until it answers again; one that ended ends the Flow's
+        own processes, whose restart policy then makes it again (`_remake_remotes`)."""
+        shown: set[str] = set()
 
-        runner.followers = self.remotes.follow_all(obj.remote, runner.log, ended)
+        def report(problem: str | None) -> bool:
+            if obj.id not in self.objects or obj.state not in LIVE:
+                return False
+            if problem is not None:
+                shown.add(problem)
+                obj.error = problem
+            elif obj.error in shown:
+                obj.error = None
+            self._save(obj)
+            return True
+
+        def ended(reason: str) -> bool:
+            if obj.id not in self.objects or obj.state not in LIVE:
+                return True  # nothing runs that it could end
+            if runner.child is None:  # still starting: told again at the next ask
+                return False
+            runner.child.fault = reason
+            return True
+
+        runner.followers = self.remotes.follow_all(obj.remote, runner.log, report, ended)
+
+    async def _remake_remotes(self, obj: JObject, runner: Runner) -> str | None:
+        """Before a Flow is started again by its restart policy: its remote parts that no
+        longer run made again, and all followed anew; the reason when that cannot be done."""
+        if not obj.remote:
+            return None
+        try:
+            runner.launch = await self._prepare_with_remotes(obj)
+        except ContractError as exc:
+            return exc.message
+        await cancel_tasks(runner.followers)
+        self._follow_remotes(obj, runner)
+        return None
 
     async def _drop_remotes(self, obj: JObject) -> None:
         """Delete the object's parts on other daemons (their workspaces too, unless in use)."""
@@ -94,7 +127,7 @@ class Launching:
         obj = JObject(
             id=new_id(kind.name), kind=kind.name, workspace_id=request.workspace_id, spec=request.spec,
             envs=request.envs, restart=request.restart, timeout_s=request.timeout_s or self.config.start_timeout_s,
-            created_at=utc_now(), limits=request.limits,
+            created_at=utc_now(), limits=request.limits, owner=request.owner,
         )
         self._check_capacity(obj)
         try:

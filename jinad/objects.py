@@ -79,13 +79,14 @@ class ObjectManager(ObjectTable, Launching, Recovery):
         self.alloc = PortAllocator(config.ports)
         self.jina = jina_executable()
         self.remotes = Remotes(config.tokens_by_remote,
-                               remote_context(config.remote_tls_ca, config.remote_tls_cert, config.remote_tls_key))
+                               remote_context(config.remote_tls_ca, config.remote_tls_cert, config.remote_tls_key), store)
         self.cgroups = Cgroups(self.home)
         self.cgroups.remove_empty()
         self.starter = Starter(config, workspaces, self.cgroups, self._save)
-        # The host in objects' addresses: the one the daemon listens on, or its name when it
-        # listens on every address.
-        self._advertised_host = config.host if config.host not in ("0.0.0.0", "::", "") else socket.gethostname()
+        # The host in objects' stored addresses (the API shows each client the host it dialled):
+        # advertise_host, else the one the daemon listens on, or its name when it listens on all.
+        self._advertised_host = config.advertise_host or (
+            config.host if config.host not in ("0.0.0.0", "::", "") else socket.gethostname())
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -155,6 +156,7 @@ class ObjectManager(ObjectTable, Launching, Recovery):
         A child taken back from a previous run of the daemon (`runner.child` already set) is
         not started: a ready one is checked (its ports answer), a starting one waited for."""
         failures = 0
+        restarts_at_start = obj.restarts  # past it, each start is the restart policy's
         adopted = runner.child is not None
         first = not (adopted and obj.state == State.READY)
         while True:
@@ -165,7 +167,9 @@ class ObjectManager(ObjectTable, Launching, Recovery):
             else:
                 if not adopted:
                     self._set_state(obj, State.STARTING, pid=None, exit_code=None, error=None)
-                reason, code = await self.starter.start_once(obj, runner)
+                reason, code = (await self._remake_remotes(obj, runner) if obj.restarts > restarts_at_start else None), None
+                if reason is None:
+                    reason, code = await self.starter.start_once(obj, runner)
             adopted = False
             if reason is None:
                 if obj.state != State.READY:

@@ -34,6 +34,7 @@ class JObject:
     restarts: int = 0
     error: str | None = None
     limits: dict = dataclasses.field(default_factory=dict)  # see limits.py; enforced with cgroups
+    owner: str | None = None  # who made it, for what (a Flow's remote part: `<flow id>/<part name>`)
     remote: list[RemotePart] = dataclasses.field(default_factory=list)  # stored as dicts of its fields
 
     def to_json(self, resources: dict) -> dict:

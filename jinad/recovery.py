@@ -32,6 +32,7 @@ class Recovery:
         what cannot be taken back, then start again what should be running."""
         # On the loop, not in a thread: nothing is served yet, and a thread would stay, with
         # its own malloc arena (~1 MB of an idle daemon).
+        self.remotes.remove_leftovers()
         keepers = find_keepers(self.home)
         leftovers = find_marked(self.home)
         taken: set[int] = set()
@@ -99,9 +100,13 @@ class Recovery:
 
     async def _recover_one(self, obj: JObject) -> None:
         runner = self.runners[obj.id]
+        recorded = {part.pod_id for part in obj.remote}
         try:
             self.workspaces.get(obj.workspace_id)
             runner.launch = await self._prepare_with_remotes(obj)
+            if runner.child is not None and {part.pod_id for part in obj.remote} != recorded:
+                # Taken back, but some remote parts had to be made again: it dials the old ones.
+                await self._halt(obj, runner)
         except Exception as exc:  # whatever it is, the daemon starts, with this object failed
             reason = exc.message if isinstance(exc, ContractError) else f"{type(exc).__name__}: {exc}"
             if runner.child is not None:  # taken back, but it cannot be described any more

@@ -23,11 +23,21 @@ import aiohttp
 from .client.api import Client, JinadError, folder_files
 from .errors import FailedToStart
 from .logs import Log
-from .store import from_record
-from .states import LIVE, UP, WorkspaceState
+from .store import Store, from_record
+from .states import LIVE, WorkspaceState
 
 log = logging.getLogger(__name__)
 STATE_TIMEOUT = aiohttp.ClientTimeout(total=10)  # asking a remote daemon how a part is, at a (re)start
+WATCH_TIMEOUT = aiohttp.ClientTimeout(total=2)  # asking it while the Flow runs: a cut shows within seconds
+WATCH_INTERVAL_S = 1.0
+WATCH_BACKOFF_MAX_S = 4.0  # between asks of a daemon that does not answer
+UNREACHABLE_AFTER = 2  # asks in a row without an answer before the part is shown unreachable
+FOLLOW_RETRY_S = 2.0  # before following a part's log again after its daemon could not be reached
+ENDED = frozenset({"missing", "exited", "failed"})  # a part in these no longer serves its Flow
+REMOVE_TIMEOUT = aiohttp.ClientTimeout(total=120)  # a delete of a part: it waits for the Pod's stop
+LEFTOVERS = "remote_leftovers"  # records of parts a delete could not reach, removed once their daemon answers
+LEFTOVER_RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # between tries to remove one, the last repeated
+LEFTOVER_TRIES = 3000  # about a day
 
 
 def content_hash(folder: Path) -> str:
@@ -69,8 +79,13 @@ class Remotes:
     """Parts on other daemons: deploying, checking, removing and following them, and which
     workspace there holds which files (so the same files go up once)."""
 
-    def __init__(self, tokens: dict[str, str], ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, tokens: dict[str, str], ssl_context: ssl.SSLContext | None = None, store: Store | None = None) -> None:
         self.tokens = tokens
+        self.store = store  # where parts left to remove later are kept across restarts
+        self._retries: set[asyncio.Task] = set()
+        # pod id -> the last line of its log copied into its Flow's: followed anew (after a
+        # restart of the Flow), a part's log goes on from there, never twice.
+        self._copied: dict[str, int] = {}
         # Always a context of its own: never the JINAD_TLS_* a Client would read from the environment.
         self.ssl_context = ssl_context or ssl.create_default_context()
         self._clients: dict[str, Client] = {}
@@ -84,6 +99,9 @@ class Remotes:
         return self._clients[url]
 
     async def close(self) -> None:
+        for task in self._retries:  # their records stay: the next start tries again
+            task.cancel()
+        await asyncio.gather(*self._retries, return_exceptions=True)
         for client in self._clients.values():
             await client.close()
 
@@ -103,16 +121,19 @@ class Remotes:
         self._workspaces[(url, digest)] = workspace_id
         return workspace_id
 
-    async def deploy(self, needed: list[dict], files: Path, timeout_s: float) -> list[RemotePart]:
-        """Start every needed executor on its daemon; roll all back and raise if one fails."""
+    async def deploy(self, needed: list[dict], files: Path, timeout_s: float, flow_id: str) -> list[RemotePart]:
+        """Start every needed executor on its daemon; roll all back and raise if one fails. A
+        Pod there that already runs this part of this Flow (made by a try whose answer was
+        lost, or by a daemon killed before it stored it) is used rather than made twice."""
         digest = await asyncio.to_thread(content_hash, files)
         made: list[RemotePart] = []
         try:
             for need in needed:
                 url, name = need["jinad"], need["name"]
+                owner = f"{flow_id}/{name}"
                 try:
                     workspace_id = await self._workspace_on(url, files, digest)
-                    pod = await self.client(url).create("pod", workspace_id=workspace_id, timeout_s=timeout_s, **need["pod"])
+                    pod = await self._owned_by(url, owner) or await self._create(url, owner, workspace_id, timeout_s, need["pod"])
                 except JinadError as exc:
                     raise FailedToStart(f"remote executor {name!r} on {url} failed: {exc.message}",
                                         remote=name, log_tail=exc.body.get("log_tail", [])) from None
@@ -131,6 +152,32 @@ class Remotes:
             raise
         return made
 
+    async def _owned_by(self, url: str, owner: str) -> dict | None:
+        """The live Pod on that daemon made for `owner`; one there that no longer runs is deleted."""
+        found = None
+        for pod in await self.client(url).list("pod"):
+            if pod.get("owner") != owner:
+                continue
+            if pod["state"] in LIVE and found is None:
+                found = pod
+            else:
+                with contextlib.suppress(JinadError):
+                    await self.client(url).delete(pod["id"])
+        if found:
+            log.info("remote executor %s is already on %s as %s; using it", owner, url, found["id"])
+        return found
+
+    async def _create(self, url: str, owner: str, workspace_id: str, timeout_s: float, request: dict) -> dict:
+        """Make the part's Pod there; when the answer is lost on the way, ask once whether it
+        was made (its `owner` finds it) before saying the daemon cannot be reached."""
+        try:
+            return await self.client(url).create("pod", workspace_id=workspace_id, timeout_s=timeout_s, owner=owner, **request)
+        except (OSError, aiohttp.ClientError, asyncio.TimeoutError):
+            with contextlib.suppress(OSError, aiohttp.ClientError, asyncio.TimeoutError, JinadError):
+                if found := await self._owned_by(url, owner):
+                    return found
+            raise
+
     async def still_running(self, parts: list[RemotePart]) -> list[RemotePart]:
         """The parts whose Pods still run on their daemons. A part that does not (deleted,
         stopped, failed, exited) is deleted there, its workspace kept for the next start; a
@@ -143,9 +190,9 @@ class Remotes:
         await self.remove(gone, keep_workspaces={part.placed for part in gone})
         return [part for part in parts if part not in gone]
 
-    async def _state_of(self, part: RemotePart) -> str:
+    async def _state_of(self, part: RemotePart, timeout: aiohttp.ClientTimeout = STATE_TIMEOUT) -> str:
         try:
-            pod = await self.client(part.jinad).request("GET", f"/pods/{part.pod_id}", timeout=STATE_TIMEOUT)
+            pod = await self.client(part.jinad).request("GET", f"/pods/{part.pod_id}", timeout=timeout)
         except JinadError as exc:
             return "missing" if exc.code == "not_found" else "unknown"
         except (OSError, aiohttp.ClientError, asyncio.TimeoutError, ValueError):
@@ -162,33 +209,103 @@ class Remotes:
 
     async def remove(self, parts: list[RemotePart], keep_workspaces: set[tuple[str, str]]) -> None:
         """Delete the parts' Pods, and their workspaces unless another Flow still uses them.
-        A daemon that cannot be reached is logged, not waited for."""
+        A daemon that cannot be reached is not waited for: the part is removed there once it
+        answers again (`_remove_later`), also after a restart of this daemon."""
         for part in parts:
-            client = self.client(part.jinad)
+            self._copied.pop(part.pod_id, None)
+            with_workspace = part.placed not in keep_workspaces
             try:
-                with contextlib.suppress(JinadError):
-                    await client.delete(part.pod_id)
-                if part.placed not in keep_workspaces:
-                    with contextlib.suppress(JinadError):
-                        await client.delete_workspace(part.workspace_id, force=False)
+                await self._remove_one(part, with_workspace)
             except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                log.warning("could not remove %s on %s: %s", part.pod_id, part.jinad, exc)
+                log.warning("could not remove %s on %s (%s); trying again until it answers", part.pod_id, part.jinad,
+                            str(exc) or type(exc).__name__)
+                self._remove_later(part, with_workspace)
 
-    def follow_all(self, parts: list[RemotePart], sink: Log, on_end: Callable[[str], None]) -> list[asyncio.Task]:
-        """A task per part that follows its log (see `follow`)."""
-        return [asyncio.create_task(self.follow(part, sink, on_end)) for part in parts]
+    async def _remove_one(self, part: RemotePart, with_workspace: bool) -> None:
+        client = self.client(part.jinad)
+        await client.request("GET", "/", timeout=WATCH_TIMEOUT)  # one that is cut off shows in seconds
+        with contextlib.suppress(JinadError):  # gone already, or (its workspace) used again
+            await client.request("DELETE", f"/pods/{part.pod_id}", timeout=REMOVE_TIMEOUT)
+        if with_workspace:
+            with contextlib.suppress(JinadError):
+                await client.request("DELETE", f"/workspaces/{part.workspace_id}", timeout=REMOVE_TIMEOUT)
 
-    async def follow(self, part: RemotePart, sink: Log, on_end: Callable[[str], None]) -> None:
-        """Copy a remote part's log into the Flow's log until the part ends; then say why."""
+    def _remove_later(self, part: RemotePart, with_workspace: bool, stored: bool = False) -> None:
+        """Try again with back-off, at most LEFTOVER_TRIES times; kept in the store until done."""
+        if self.store is not None and not stored:
+            try:
+                self.store.save(LEFTOVERS, {"id": part.pod_id, "part": dataclasses.asdict(part), "workspace": with_workspace})
+            except OSError as exc:
+                log.error("could not store %s as left to remove (%s); only this run will try", part.pod_id, exc)
+
+        async def retry() -> None:
+            for attempt in range(LEFTOVER_TRIES):
+                await asyncio.sleep(LEFTOVER_RETRY_S[min(attempt, len(LEFTOVER_RETRY_S) - 1)])
+                try:
+                    await self._remove_one(part, with_workspace)
+                except (OSError, aiohttp.ClientError, asyncio.TimeoutError):
+                    continue
+                log.info("removed %s on %s, left by a delete that could not reach it", part.pod_id, part.jinad)
+                break
+            else:
+                log.error("gave up removing %s on %s after %d tries", part.pod_id, part.jinad, LEFTOVER_TRIES)
+            if self.store is not None:
+                with contextlib.suppress(OSError):
+                    self.store.delete(LEFTOVERS, part.pod_id)
+
+        task = asyncio.create_task(retry(), name=f"remove {part.pod_id} on {part.jinad}")
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
+
+    def remove_leftovers(self) -> None:
+        """At start: remove the parts an earlier run's deletes could not reach."""
+        if self.store is None:
+            return
+        for part, with_workspace in self.store.load_all(LEFTOVERS, lambda r: (RemotePart.from_record(r["part"]), bool(r["workspace"]))):
+            self._remove_later(part, with_workspace, stored=True)
+
+    def follow_all(self, parts: list[RemotePart], sink: Log, report: Callable[[str | None], bool],
+                   ended: Callable[[str], bool]) -> list[asyncio.Task]:
+        """Tasks that follow each part's log (see `follow`) and watch it (see `watch`)."""
+        return [asyncio.create_task(job) for part in parts for job in (self.follow(part, sink), self.watch(part, report, ended))]
+
+    async def watch(self, part: RemotePart, report: Callable[[str | None], bool], ended: Callable[[str], bool]) -> None:
+        """Ask the part's daemon how the part is while its Flow runs. `report` why it cannot be
+        reached after UNREACHABLE_AFTER asks without an answer (asked again with back-off), and
+        None once it answers again; False from it: the Flow no longer runs, stop. `ended` why,
+        once the part no longer runs there, until it says it took that (True): the Flow's
+        restart policy takes over, as for a part of its own."""
+        misses = 0
+        while True:
+            state = await self._state_of(part, WATCH_TIMEOUT)
+            if state in ENDED:
+                if ended(f"remote executor {part.name!r} on {part.jinad} is {state}"):
+                    return
+            elif state == "unknown":
+                misses += 1
+                if misses == UNREACHABLE_AFTER and not report(
+                        f"remote executor {part.name!r} on {part.jinad} cannot be reached (no answer to {misses} asks in a row)"):
+                    return
+            elif misses:
+                if misses >= UNREACHABLE_AFTER and not report(None):
+                    return
+                misses = 0
+            await asyncio.sleep(min(WATCH_INTERVAL_S * 2 ** max(misses - UNREACHABLE_AFTER, 0), WATCH_BACKOFF_MAX_S))
+
+    async def follow(self, part: RemotePart, sink: Log) -> None:
+        """Copy a remote part's log into the Flow's log, each line marked with where it comes
+        from, until the part ends; after a cut the stream is taken up again where it stopped,
+        so no line is lost or repeated (`watch` tells the Flow how the part is)."""
         mark = f"[{part.name}@{urlsplit(part.jinad).netloc}] "
-        reason = "its log stream ended"
-        try:
-            async for item in self.client(part.jinad).logs(part.pod_id, tail="all"):
-                if item["event"] == "log":
-                    sink.append(item["stream"], [mark + item["line"]])
-                    sink.flush()
-                elif item["event"] == "state" and item["state"] not in UP:
-                    reason = f"it is {item['state']}"
-        except (JinadError, ConnectionError) as exc:
-            reason = f"its daemon cannot be reached ({exc})"
-        on_end(f"remote executor {part.name!r} on {part.jinad} ended: {reason}")
+        while True:
+            try:
+                async for item in self.client(part.jinad).logs(part.pod_id, tail="all"):
+                    if item["event"] == "log" and item["seq"] > self._copied.get(part.pod_id, -1):
+                        self._copied[part.pod_id] = item["seq"]
+                        sink.append(item["stream"], [mark + item["line"]])
+                        sink.flush()
+                return
+            except JinadError:  # the part is gone there
+                return
+            except ConnectionError:
+                await asyncio.sleep(FOLLOW_RETRY_S)

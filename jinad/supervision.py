@@ -429,6 +429,9 @@ class Child:
         self.object_id = object_id
         self.home = home
         self._samples: dict[int, psutil.Process] = {}
+        # Set from outside when a part of the object that runs elsewhere (a Flow's remote
+        # executor) ended: `wait` then ends the rest with this reason, as for a local part.
+        self.fault: str | None = None
 
     @property
     def has_exited(self) -> bool:
@@ -475,6 +478,8 @@ class Child:
                 reason = f"its runtime process {dead[0]} ended"
             elif closed:
                 reason = f"it stopped serving on port {closed[0]}"
+            elif self.fault:
+                reason = self.fault
         if reason:
             await end_processes(tree(self.pid), grace)
         code = await asyncio.shield(self._exit)

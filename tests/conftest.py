@@ -89,14 +89,17 @@ class Daemon:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 60) -> "Daemon":
+    def command(self) -> tuple[list[str], dict[str, str] | None]:
+        """(argv, environment) of the daemon; None: this process's environment."""
         settings = {"host": self.host, "port-expose": str(self.port), "port-range": self.port_range, **self.settings}
         if self.env is None:
-            argv, env = [str(JINAD), "--workspace", str(self.home), *(f for k, v in settings.items() for f in (f"--{k}", v))], None
-        else:
-            argv = [str(JINAD)]
-            env = {**{k: v for k, v in os.environ.items() if not k.startswith("JINAD_")}, **self.env,
-                   **{"JINAD_" + k.replace("-", "_").upper(): v for k, v in settings.items()}, "HOME": str(self.home.parent)}
+            return [str(JINAD), "--workspace", str(self.home), *(f for k, v in settings.items() for f in (f"--{k}", v))], None
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("JINAD_")}, **self.env,
+               **{"JINAD_" + k.replace("-", "_").upper(): v for k, v in settings.items()}, "HOME": str(self.home.parent)}
+        return [str(JINAD)], env
+
+    def start(self, timeout: float = 60) -> "Daemon":
+        argv, env = self.command()
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen([*argv, *self.extra], cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=env, start_new_session=self.own_session)

@@ -16,7 +16,7 @@ from .uploads import RenamedPart, check_size, form_parts
 
 routes = web.RouteTableDef()
 KIND_OF_PLURAL = {kind.plural: kind.name for kind in KINDS.values()}
-FLOW_FORM_OPTIONS = {"envs", "restart", "timeout_s", "limits", "tls"}
+FLOW_FORM_OPTIONS = {"envs", "restart", "timeout_s", "limits", "tls", "owner"}
 
 
 def _kind(request: web.Request) -> str:
@@ -27,8 +27,19 @@ def _wait(request: web.Request) -> bool:
     return truth(request.query.get("wait"), True)
 
 
+def _dialled(request: web.Request, body: dict) -> dict:
+    """The object as a client on another machine sees it: its address on `advertise_host`, or
+    else on the host this client reached the daemon by (not the daemon's own name, which
+    other machines may not resolve)."""
+    host = request.app[CONFIG].advertise_host or request.url.host
+    if body["address"] and host:
+        port = body["address"].rsplit(":", 1)[1]
+        body["address"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return body
+
+
 def _answer(request: web.Request, obj, created: bool) -> web.Response:
-    body = request.app[OBJECTS].to_json(obj)
+    body = _dialled(request, request.app[OBJECTS].to_json(obj))
     if not _wait(request):
         return web.json_response(body, status=202)
     return web.json_response(body, status=201 if created else 200)
@@ -77,7 +88,7 @@ async def create(request: web.Request) -> web.Response:
 
 async def list_objects(request: web.Request) -> web.Response:
     objects = request.app[OBJECTS]
-    return web.json_response([objects.to_json(obj) for obj in objects.list(_kind(request))])
+    return web.json_response([_dialled(request, objects.to_json(obj)) for obj in objects.list(_kind(request))])
 
 
 async def get_object(request: web.Request) -> web.Response:
@@ -85,7 +96,8 @@ async def get_object(request: web.Request) -> web.Response:
     obj = objects.get(_kind(request), request.match_info["id"])
     # Kept encoded until it or its resource sample changes: the most frequent request of
     # dashboards and scripts that poll.
-    body = request.app[OBJECT_BODIES].body(objects, obj, lambda o: json.dumps(objects.to_json(o)).encode())
+    body = request.app[OBJECT_BODIES].body(objects, obj, request.host,
+                                           lambda o: json.dumps(_dialled(request, objects.to_json(o))).encode())
     return web.Response(body=body, content_type="application/json")
 
 
@@ -97,7 +109,7 @@ async def restart_object(request: web.Request) -> web.Response:
 async def delete_object(request: web.Request) -> web.Response:
     objects = request.app[OBJECTS]
     obj = await objects.delete(_kind(request), request.match_info["id"])
-    return web.json_response(obj.to_json(NO_RESOURCES))  # its tree is gone
+    return web.json_response(_dialled(request, obj.to_json(NO_RESOURCES)))  # its tree is gone
 
 
 for _plural in KIND_OF_PLURAL:

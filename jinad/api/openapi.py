@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import __version__
-from ..kinds import KINDS
+from ..kinds import KINDS, MAX_OWNER_CHARS
 from ..limits import LIMIT_KEYS, MIN_CPUS, MIN_MEMORY_BYTES
 from ..states import LIVE, TERMINAL, Protocol, RestartPolicy, State, WorkspaceState
 
@@ -91,6 +91,7 @@ SCHEMAS = {
                                                           "memory_rss": {"type": "integer"},
                                                           "processes": {"type": "integer"}}},
             "remote": {"type": "array", "items": {"type": "object"}},
+            "owner": {**NULLABLE_STRING, "maxLength": MAX_OWNER_CHARS, "description": "who made it, for what (a Flow's remote part: `<flow id>/<part name>`); a retry finds it by this"},
             "limits": {"type": "object", "description": "its limits as enforced: memory in bytes, cpus, pids",
                        "properties": {"memory": {"type": "integer"}, "cpus": {"type": "number"}, "pids": {"type": "integer"}}},
         },
@@ -100,7 +101,8 @@ SCHEMAS = {
         "properties": {"workspace_id": {"type": "string"}, "filename": {"type": "string"},
                        "tls": {"type": "boolean", "description": "serve the gateway with the daemon's certificate (`400` without one)"},
                        "envs": {"type": "object"}, "restart": RESTART,
-                       "timeout_s": {"type": "number"}, "limits": LIMITS},
+                       "timeout_s": {"type": "number"}, "limits": LIMITS,
+                       "owner": {"type": "string", "minLength": 1, "maxLength": MAX_OWNER_CHARS, "description": "who made it, for what (a Flow's remote part: `<flow id>/<part name>`); a retry finds it by this"}},
     },
     "CreateExecutor": {
         "type": "object", "required": ["workspace_id", "uses"],
@@ -109,7 +111,8 @@ SCHEMAS = {
                        "replicas": {"type": "integer", "minimum": 1}, "shards": {"type": "integer", "minimum": 1},
                        "protocol": {"enum": Protocol.values()}, "port": NULLABLE_INT,
                        "envs": {"type": "object"}, "restart": RESTART,
-                       "timeout_s": {"type": "number"}, "limits": LIMITS},
+                       "timeout_s": {"type": "number"}, "limits": LIMITS,
+                       "owner": {"type": "string", "minLength": 1, "maxLength": MAX_OWNER_CHARS, "description": "who made it, for what (a Flow's remote part: `<flow id>/<part name>`); a retry finds it by this"}},
     },
     "Status": {
         "type": "object", "required": ["jinad", "jina", "system", "workspaces", "flows", "pods", "peas"],

@@ -18,20 +18,21 @@ CHUNKS_MAX_BYTES = 4 * 1024 * 1024
 
 
 class ObjectBodies:
-    """Each object's JSON, encoded again once its revision (changes, samples) moves on."""
+    """Each object's JSON, encoded again once its revision (changes, samples) moves on, or for
+    a client that reached the daemon by another host (its address says that host)."""
 
     def __init__(self) -> None:
-        self._bodies: dict[str, tuple[JObject, int, bytes]] = {}
+        self._bodies: dict[str, tuple[JObject, int, str, bytes]] = {}
 
-    def body(self, objects: ObjectManager, obj: JObject, encode: Callable[[JObject], bytes]) -> bytes:
+    def body(self, objects: ObjectManager, obj: JObject, host: str, encode: Callable[[JObject], bytes]) -> bytes:
         revision = objects.revision_of(obj)
         kept = self._bodies.get(obj.id)
-        if kept is not None and kept[0] is obj and kept[1] == revision:
-            return kept[2]
+        if kept is not None and kept[0] is obj and kept[1] == revision and kept[2] == host:
+            return kept[3]
         if len(self._bodies) > 2 * len(objects.objects) + 64:  # forget deleted objects now and then
             self._bodies = {k: v for k, v in self._bodies.items() if objects.objects.get(k) is v[0]}
         body = encode(obj)
-        self._bodies[obj.id] = (obj, revision, body)
+        self._bodies[obj.id] = (obj, revision, host, body)
         return body
 
 

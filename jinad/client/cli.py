@@ -1,6 +1,8 @@
 """`jinad <command>`: client commands for people at a terminal (plain `jinad` runs the daemon).
 
     jinad status                                  the daemon, its Jina and the machine
+    jinad ping [-c N] [--timeout S]               round trips to the daemon (run on one daemon's
+                                                  machine with --host of another: their link)
     jinad ls [--kind flow|pod|pea|workspace]      every object and workspace
     jinad get ID                                  one object or workspace
     jinad workspace upload DIR                    a folder as a new workspace; prints its id
@@ -209,6 +211,26 @@ async def cmd_status(ctx: Context) -> None:
     ctx.show(await ctx.jd.status(), render_status)
 
 
+PING_PAUSE_S = 0.2  # between two round trips of `jinad ping`
+
+
+async def cmd_ping(ctx: Context) -> None:
+    """Round trips of GET / to the daemon, each printed as it comes, then their summary."""
+    timeout = aiohttp.ClientTimeout(total=ctx.args.timeout)
+    times = []
+    for n in range(ctx.args.count):
+        if n:
+            await asyncio.sleep(PING_PAUSE_S)
+        began = time.perf_counter()
+        await ctx.jd.request("GET", "/", timeout=timeout)
+        times.append(round((time.perf_counter() - began) * 1000, 2))
+        if not ctx.args.json:
+            print(f"{ctx.jd.url}: answer {n + 1} in {times[-1]:.1f} ms", flush=True)
+    summary = {"url": ctx.jd.url, "round_trips_ms": times, "min_ms": min(times), "avg_ms": round(sum(times) / len(times), 2),
+               "max_ms": max(times)}
+    ctx.show(summary, lambda s: f"{len(times)} round trips: min {s['min_ms']:.1f} / avg {s['avg_ms']:.1f} / max {s['max_ms']:.1f} ms")
+
+
 async def cmd_ls(ctx: Context) -> None:
     kinds = [ctx.args.kind] if ctx.args.kind else ALL_KINDS
     lists = await asyncio.gather(*(ctx.jd.workspaces() if kind == "workspace" else ctx.jd.list(kind) for kind in kinds))
@@ -376,6 +398,16 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0 and below 3600")
+    return value
+
+
 def json_object(text: str) -> dict:
     try:
         value = json.loads(text)
@@ -448,6 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
         return commands.add_parser(name, help=text).add_subparsers(title="actions", metavar="ACTION", required=True)
 
     command(commands, "status", cmd_status, "the daemon, its Jina and the machine")
+    ping = command(commands, "ping", cmd_ping, "measure round trips to the daemon (the first one connects)")
+    ping.add_argument("-c", "--count", type=positive_int, default=4, metavar="N", help="how many (default: 4)")
+    ping.add_argument("--timeout", type=positive_number, default=5.0, metavar="S", help="seconds each may take (default: 5)")
     command(commands, "ls", cmd_ls, "list objects and workspaces").add_argument("--kind", choices=ALL_KINDS)
     command(commands, "get", cmd_get, "one object or workspace").add_argument("id", type=ANY_ID)
     logs = command(commands, "logs", cmd_logs, "print an object's (or a workspace install's) log")

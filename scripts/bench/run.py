@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psutil  # noqa: E402
 
 import bench_deploy  # noqa: E402
+import bench_hosts  # noqa: E402
 import bench_logs  # noqa: E402
 import bench_memory  # noqa: E402
 import bench_metrics  # noqa: E402
@@ -46,6 +47,7 @@ BENCHMARKS = {
     "metrics": bench_metrics.run,
     "peers": bench_peers.run,
     "restore": bench_restore.run,
+    "hosts": bench_hosts.run,
 }
 
 

@@ -175,6 +175,10 @@ async def test_an_executor_name_that_is_not_a_string_is_400_and_the_upload_is_re
     ({"py_modules": {}}, "py_modules"),
     ({"timeout_s": float("nan")}, "timeout_s"),
     ({"timeout_s": float("inf")}, "timeout_s"),
+    ({"owner": ""}, "owner"),
+    ({"owner": 1}, "owner"),
+    ({"owner": "x" * 257}, "owner"),
+    ({"owner": "a\u0000b"}, "owner"),
 ])
 async def test_falsy_values_of_the_wrong_type_are_refused_not_taken_as_absent(client, fields, word):
     ws = await new_workspace(client)

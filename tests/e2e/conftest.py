@@ -1,5 +1,6 @@
 """Fixtures of the end-to-end tests beside tests/conftest.py's daemons."""
 
+import os
 import subprocess
 
 import pytest
@@ -15,3 +16,22 @@ def small_disk(tmp_path):
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def network():
+    """Test hosts (tests/hosts.py), all torn down after, also when the test fails; what could
+    not be is an error. Skipped where they cannot be made, but never on CI (CI=true)."""
+    from tests.hosts import Network, cannot_make_hosts
+
+    reason = cannot_make_hosts()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the test hosts' tests: {reason}")
+        pytest.skip(reason)
+    made = Network()
+    try:
+        yield made
+    finally:
+        left = made.close()
+    assert not left, f"left behind: {left}"

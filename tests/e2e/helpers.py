@@ -56,8 +56,8 @@ async def get(http, daemon, plural: str, object_id: str) -> dict:
         return await resp.json()
 
 
-async def ask_http(http, port: int, text: str) -> str:
-    async with http.post(f"http://127.0.0.1:{port}/default", json={"data": [{"text": text}]}) as resp:
+async def ask_http(http, port: int, text: str, host: str = "127.0.0.1") -> str:
+    async with http.post(f"http://{host}:{port}/default", json={"data": [{"text": text}]}) as resp:
         assert resp.status == 200, await resp.text()
         return (await resp.json())["data"][0]["text"]
 

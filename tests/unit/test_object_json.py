@@ -24,14 +24,15 @@ def test_an_objects_kept_json_follows_its_revisions():
     obj = JObject(id="jflow-x", kind="flow", workspace_id="jworkspace-y", spec={}, envs={}, restart="no",
                   timeout_s=1.0, created_at="2026-11-28T00:00:00.000Z")
     objects, bodies = FakeObjects(obj), ObjectBodies()
-    first = bodies.body(objects, obj, objects.encode)
-    assert bodies.body(objects, obj, objects.encode) is first  # kept
+    first = bodies.body(objects, obj, "a:8000", objects.encode)
+    assert bodies.body(objects, obj, "a:8000", objects.encode) is first  # kept
+    assert bodies.body(objects, obj, "b:8000", objects.encode) is not first  # its address names the host dialled
     obj.state = "ready"
     objects.revision += 1
-    assert json.loads(bodies.body(objects, obj, objects.encode))["state"] == "ready"
+    assert json.loads(bodies.body(objects, obj, "a:8000", objects.encode))["state"] == "ready"
     objects.resources = {"cpu_percent": 5.0, "memory_rss": 10, "processes": 2}
     objects.revision += 1
-    assert json.loads(bodies.body(objects, obj, objects.encode))["resources"] == objects.resources
+    assert json.loads(bodies.body(objects, obj, "a:8000", objects.encode))["resources"] == objects.resources
 
 
 def test_encoded_bytes_are_kept_per_thing_within_their_budget():

@@ -9,7 +9,10 @@ import pytest
 from jinad.client.api import JinadError
 from jinad.errors import FailedToStart
 from jinad.records import object_from_record
-from jinad.remotes import RemotePart, Remotes
+from jinad import remotes as remotes_module
+from jinad.remotes import LEFTOVERS, RemotePart, Remotes
+from jinad.store import Store
+from tests.conftest import wait_until
 
 PART = {"name": "e", "jinad": "http://b:8000", "workspace_id": "jworkspace-b", "content": "c0ffee",
         "pod_id": "jpod-1", "host": "b", "ports": [21000], "address": "b:21000"}
@@ -34,12 +37,14 @@ def test_a_remote_part_of_the_wrong_shape_is_refused(part):
 
 
 class FakeDaemon:
-    """What Remotes asks of a daemon's Client, recorded; `refuse` names executors it fails."""
+    """What Remotes asks of a daemon's Client, recorded; `refuse` names executors it fails,
+    `lose_answers` how many answers to a create are lost on the way (the Pod is made)."""
 
-    def __init__(self, url: str, refuse: set[str] = frozenset()) -> None:
-        self.url, self.refuse = url, refuse
+    def __init__(self, url: str, refuse: set[str] = frozenset(), lose_answers: int = 0) -> None:
+        self.url, self.refuse, self.lose_answers = url, refuse, lose_answers
+        self.down = False  # True: it cannot be reached
         self.calls: list[tuple] = []
-        self.pods = 0
+        self.pods: list[dict] = []
 
     async def upload(self, files):
         self.calls.append(("upload",))
@@ -48,22 +53,39 @@ class FakeDaemon:
     async def workspace(self, workspace_id):
         return {"state": "ready"}
 
-    async def create(self, kind, workspace_id, timeout_s, **pod):
+    async def list(self, kind):
+        return self.pods
+
+    async def create(self, kind, workspace_id, timeout_s, owner, **pod):
         self.calls.append(("create", pod["uses"]))
         if pod["uses"] in self.refuse:
             raise JinadError(422, "failed_to_start", "it crashed", {"log_tail": ["boom"]})
-        self.pods += 1
-        return {"id": f"jpod-{self.pods}", "ports": {"executor": 21000 + self.pods}, "address": "h:1"}
+        n = len(self.pods) + 1
+        self.pods.append({"id": f"jpod-{n}", "ports": {"executor": 21000 + n}, "address": "h:1", "owner": owner, "state": "ready"})
+        if self.lose_answers:
+            self.lose_answers -= 1
+            raise ConnectionResetError("the answer was lost")
+        return self.pods[-1]
 
     async def delete(self, object_id):
         self.calls.append(("delete", object_id))
+        self.pods = [pod for pod in self.pods if pod["id"] != object_id]
 
-    async def delete_workspace(self, workspace_id, force):
-        self.calls.append(("delete_workspace", workspace_id))
+    async def request(self, method, path, timeout):
+        if self.down:
+            raise ConnectionRefusedError(f"{self.url} is down")
+        if (method, path) == ("GET", "/"):
+            return {}
+        assert method == "DELETE"
+        _, plural, object_id = path.split("/")
+        if plural == "pods":
+            await self.delete(object_id)
+        else:
+            self.calls.append(("delete_workspace", object_id))
 
 
-def remotes_with(*daemons: FakeDaemon) -> Remotes:
-    remotes = Remotes({})
+def remotes_with(*daemons: FakeDaemon, store: Store | None = None) -> Remotes:
+    remotes = Remotes({}, store=store)
     by_url = {d.url: d for d in daemons}
     remotes.client = by_url.__getitem__
     return remotes
@@ -77,14 +99,14 @@ async def test_the_same_files_go_up_once_and_dropping_keeps_a_workspace_in_use(t
     (tmp_path / "a.py").write_text("")
     b = FakeDaemon("http://b:1")
     remotes = remotes_with(b)
-    first = await remotes.deploy([needed("x", b.url), needed("y", b.url)], tmp_path, 5.0)
+    first = await remotes.deploy([needed("x", b.url), needed("y", b.url)], tmp_path, 5.0, "jflow-f")
     assert [call[0] for call in b.calls] == ["upload", "create", "create"]
     assert first[0].workspace_id == first[1].workspace_id and first[0].ports == [21001]
     await remotes.drop(first[:1], in_use={first[1].placed})
     assert b.calls[-1] == ("delete", first[0].pod_id)  # its workspace still serves y
     await remotes.drop(first[1:], in_use=set())
     assert b.calls[-1] == ("delete_workspace", first[1].workspace_id)
-    await remotes.deploy([needed("x", b.url)], tmp_path, 5.0)
+    await remotes.deploy([needed("x", b.url)], tmp_path, 5.0, "jflow-f")
     assert b.calls[-2][0] == "upload"  # forgotten with its workspace: up again
 
 
@@ -92,6 +114,37 @@ async def test_a_part_that_fails_rolls_back_every_part_made_before_it(tmp_path):
     b, c = FakeDaemon("http://b:1"), FakeDaemon("http://c:1", refuse={"Bad"})
     remotes = remotes_with(b, c)
     with pytest.raises(FailedToStart, match="remote executor 'y' on http://c:1 failed: it crashed") as raised:
-        await remotes.deploy([needed("x", b.url), needed("y", c.url, uses="Bad")], tmp_path, 5.0)
+        await remotes.deploy([needed("x", b.url), needed("y", c.url, uses="Bad")], tmp_path, 5.0, "jflow-f")
     assert raised.value.details == {"remote": "y", "log_tail": ["boom"]}
     assert b.calls[-2:] == [("delete", "jpod-1"), ("delete_workspace", "jworkspace-1")]
+
+
+async def test_a_part_whose_answer_was_lost_or_that_a_try_made_before_is_found_not_made_twice(tmp_path):
+    b = FakeDaemon("http://b:1", lose_answers=1)
+    remotes = remotes_with(b)
+    [part] = await remotes.deploy([needed("x", b.url)], tmp_path, 5.0, "jflow-f")
+    assert [pod["id"] for pod in b.pods] == [part.pod_id]
+    b.pods.append({**b.pods[0], "id": "jpod-dead", "state": "exited"})  # an earlier try's, ended since
+    [again] = await remotes.deploy([needed("x", b.url)], tmp_path, 5.0, "jflow-f")
+    assert again.pod_id == part.pod_id and [pod["id"] for pod in b.pods] == [part.pod_id]
+    assert [call[0] for call in b.calls].count("create") == 1
+    [other] = await remotes.deploy([needed("x", b.url)], tmp_path, 5.0, "jflow-g")  # another Flow's part
+    assert other.pod_id != part.pod_id
+
+
+async def test_a_part_whose_daemon_is_down_at_delete_is_removed_once_it_answers_even_after_a_restart(tmp_path, monkeypatch):
+    monkeypatch.setattr(remotes_module, "LEFTOVER_RETRY_S", (0.01,))
+    (tmp_path / "a.py").write_text("")
+    b, store = FakeDaemon("http://b:1"), Store(tmp_path / "state")
+    [part] = await remotes_with(b).deploy([needed("x", b.url)], tmp_path, 5.0, "jflow-f")
+    b.down = True
+    first_run = remotes_with(b, store=store)
+    await first_run.drop([part], in_use=set())
+    assert b.pods and store.load_all(LEFTOVERS, dict)[0]["id"] == part.pod_id
+    await first_run.close()  # the daemon stops before B is back: the record stays
+    b.down = False
+    next_run = remotes_with(b, store=store)
+    next_run.remove_leftovers()
+    await wait_until(lambda: not b.pods and not store.load_all(LEFTOVERS, dict), 5, "the part removed and its record with it")
+    assert ("delete_workspace", part.workspace_id) in b.calls
+    await next_run.close()
