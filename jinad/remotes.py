@@ -15,16 +15,22 @@ import hashlib
 import logging
 import ssl
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from .client.api import Client, JinadError, folder_files
 from .errors import FailedToStart
+from .lazy import LazyModule
 from .logs import Log
 from .store import Store, from_record
 from .states import LIVE, WorkspaceState
+
+if TYPE_CHECKING:
+    from .client.api import Client
+
+# The REST client (~1 MB with its SSE reader) is loaded when a Flow first has a remote part.
+client_api = LazyModule("jinad.client.api")
 
 log = logging.getLogger(__name__)
 STATE_TIMEOUT = aiohttp.ClientTimeout(total=10)  # asking a remote daemon how a part is, at a (re)start
@@ -42,7 +48,7 @@ LEFTOVER_TRIES = 3000  # about a day
 
 def content_hash(folder: Path) -> str:
     digest = hashlib.sha256()
-    for name, path in folder_files(folder):
+    for name, path in client_api.folder_files(folder):
         digest.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()[:16]
 
@@ -87,15 +93,22 @@ class Remotes:
         # restart of the Flow), a part's log goes on from there, never twice.
         self._copied: dict[str, int] = {}
         # Always a context of its own: never the JINAD_TLS_* a Client would read from the environment.
-        self.ssl_context = ssl_context or ssl.create_default_context()
+        # Made on first use: loading the default CAs costs an idle daemon ~1 MB.
+        self._ssl_context = ssl_context
         self._clients: dict[str, Client] = {}
         # (daemon URL, content hash) -> workspace id there.
         self._workspaces: dict[tuple[str, str], str] = {}
 
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
+
     def client(self, url: str) -> Client:
         if url not in self._clients:
             # "": a daemon sends only the tokens it was given; False: never the JINAD_TLS_* of its environment
-            self._clients[url] = Client(url, token=self.tokens.get(url, ""), ssl_context=self.ssl_context)
+            self._clients[url] = client_api.Client(url, token=self.tokens.get(url, ""), ssl_context=self.ssl_context)
         return self._clients[url]
 
     async def close(self) -> None:
@@ -114,7 +127,7 @@ class Remotes:
         """The id of a workspace with these files on that daemon, uploading them only if needed."""
         workspace_id = self._workspaces.get((url, digest))
         if workspace_id:
-            with contextlib.suppress(JinadError):
+            with contextlib.suppress(client_api.JinadError):
                 if (await self.client(url).workspace(workspace_id))["state"] != WorkspaceState.FAILED:
                     return workspace_id
         workspace_id = (await self.client(url).upload(files))["id"]
@@ -134,7 +147,7 @@ class Remotes:
                 try:
                     workspace_id = await self._workspace_on(url, files, digest)
                     pod = await self._owned_by(url, owner) or await self._create(url, owner, workspace_id, timeout_s, need["pod"])
-                except JinadError as exc:
+                except client_api.JinadError as exc:
                     raise FailedToStart(f"remote executor {name!r} on {url} failed: {exc.message}",
                                         remote=name, log_tail=exc.body.get("log_tail", [])) from None
                 except aiohttp.ClientConnectorCertificateError as exc:
@@ -161,7 +174,7 @@ class Remotes:
             if pod["state"] in LIVE and found is None:
                 found = pod
             else:
-                with contextlib.suppress(JinadError):
+                with contextlib.suppress(client_api.JinadError):
                     await self.client(url).delete(pod["id"])
         if found:
             log.info("remote executor %s is already on %s as %s; using it", owner, url, found["id"])
@@ -173,7 +186,7 @@ class Remotes:
         try:
             return await self.client(url).create("pod", workspace_id=workspace_id, timeout_s=timeout_s, owner=owner, **request)
         except (OSError, aiohttp.ClientError, asyncio.TimeoutError):
-            with contextlib.suppress(OSError, aiohttp.ClientError, asyncio.TimeoutError, JinadError):
+            with contextlib.suppress(OSError, aiohttp.ClientError, asyncio.TimeoutError, client_api.JinadError):
                 if found := await self._owned_by(url, owner):
                     return found
             raise
@@ -193,7 +206,7 @@ class Remotes:
     async def _state_of(self, part: RemotePart, timeout: aiohttp.ClientTimeout = STATE_TIMEOUT) -> str:
         try:
             pod = await self.client(part.jinad).request("GET", f"/pods/{part.pod_id}", timeout=timeout)
-        except JinadError as exc:
+        except client_api.JinadError as exc:
             return "missing" if exc.code == "not_found" else "unknown"
         except (OSError, aiohttp.ClientError, asyncio.TimeoutError, ValueError):
             return "unknown"
@@ -224,10 +237,10 @@ class Remotes:
     async def _remove_one(self, part: RemotePart, with_workspace: bool) -> None:
         client = self.client(part.jinad)
         await client.request("GET", "/", timeout=WATCH_TIMEOUT)  # one that is cut off shows in seconds
-        with contextlib.suppress(JinadError):  # gone already, or (its workspace) used again
+        with contextlib.suppress(client_api.JinadError):  # gone already, or (its workspace) used again
             await client.request("DELETE", f"/pods/{part.pod_id}", timeout=REMOVE_TIMEOUT)
         if with_workspace:
-            with contextlib.suppress(JinadError):
+            with contextlib.suppress(client_api.JinadError):
                 await client.request("DELETE", f"/workspaces/{part.workspace_id}", timeout=REMOVE_TIMEOUT)
 
     def _remove_later(self, part: RemotePart, with_workspace: bool, stored: bool = False) -> None:
@@ -305,7 +318,7 @@ class Remotes:
                         sink.append(item["stream"], [mark + item["line"]])
                         sink.flush()
                 return
-            except JinadError:  # the part is gone there
+            except client_api.JinadError:  # the part is gone there
                 return
             except ConnectionError:
                 await asyncio.sleep(FOLLOW_RETRY_S)
