@@ -129,6 +129,24 @@ def _pieces_after(batches: list[Batch], seq: int, limit: int) -> list[Piece]:
     return out
 
 
+# Writes a lot to a parked follower's client; False when it did not (a full socket, a client
+# going away): the follower's own task then writes it, and waits or ends as it must.
+Deliver = Callable[["Lot"], bool]
+
+
+class Parked:
+    """A caught-up follower waiting for the log to move on, without a task wake-up per lot:
+    the log's wake-up hands each new lot to `deliver` and moves the follower on, and wakes its
+    task only when it has to act itself (a full socket, a backlog, a gone client, its end)."""
+
+    __slots__ = ("after", "notes_seen", "deliver", "finished", "woken")
+
+    def __init__(self, after: int, notes_seen: int, deliver: Deliver, finished: Callable[[], bool]) -> None:
+        self.after, self.notes_seen = after, notes_seen
+        self.deliver, self.finished = deliver, finished
+        self.woken = asyncio.get_running_loop().create_future()
+
+
 @dataclass(frozen=True, slots=True)
 class StateNote:
     """A state change of the log's owner, placed between the lines around it."""
@@ -238,6 +256,7 @@ class Log:
         self._lots: dict[tuple[int, int], Lot] = {}
         self.notes: list[StateNote] = []
         self.followers = 0  # streams reading it now (`follow`), for the daemon's metrics
+        self.parked: set[Parked] = set()
 
     @classmethod
     def from_config(cls, config: Config, name: str) -> Log:
@@ -364,8 +383,27 @@ class Log:
     def _wake_now(self) -> None:
         self._wake_timer = None
         self._last_wake = asyncio.get_running_loop().time()
+        if self.parked:
+            self._fan_out()
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def _fan_out(self) -> None:
+        """Each parked follower's next lot written to its client here, one call each; a
+        follower that has to act itself is unparked and its task woken."""
+        for parked in list(self.parked):
+            lot = self.lot_after(parked.after, parked.notes_seen)
+            if lot is not None:
+                if parked.deliver(lot):
+                    parked.after, parked.notes_seen = lot.after, lot.notes_seen
+                    behind = lot.after < self.last_seq or lot.notes_seen < len(self.notes)
+                    if not behind and not parked.finished():
+                        continue
+            elif not parked.finished():
+                continue
+            self.parked.discard(parked)
+            if not parked.woken.done():  # not cancelled meanwhile (its client went away)
+                parked.woken.set_result(None)
 
     def _backup(self, n: int) -> Path:
         return self.path.with_name(f"{self.path.name}.{n}")
@@ -617,13 +655,14 @@ def _in_window(lot: list[Piece | StateNote], since: str | None, until: str | Non
 
 async def follow(log: Log, after: int, keep_following: bool, finished: Callable[[], bool], resuming: bool = False,
                  since: str | None = None, until: str | None = None, stop_at: float | None = None,
-                 ) -> AsyncIterator[list[Piece | StateNote]]:
+                 deliver: Deliver | None = None) -> AsyncIterator[list[Piece | StateNote]]:
     """Every line after `after` and every state change since, in order and in lots,
     until the owner has finished and every line was given (or, not following, once the
     backlog is given). A reader `resuming` after line `after` has seen the state changes
     that came right after it, so those are not given again. With a time window (`since`,
     `until`, as lines carry their time) only what is in it; following ends at `stop_at`
-    (the loop's clock), when `until` comes."""
+    (the loop's clock), when `until` comes. With `deliver` (and no window), a caught-up
+    follower is parked: the lots that come while it waits go to `deliver`, not through here."""
     first_note = bisect.bisect_right if resuming else bisect.bisect_left
     notes_seen = first_note(log.notes, after, key=lambda note: note.after_seq)
     windowed = since is not None or until is not None
@@ -648,7 +687,15 @@ async def follow(log: Log, after: int, keep_following: bool, finished: Callable[
                     continue
             if not keep_following or finished():
                 return
-            if stop_at is None:
+            if deliver is not None and not windowed and stop_at is None:
+                parked = Parked(after, notes_seen, deliver, finished)
+                log.parked.add(parked)
+                try:
+                    await parked.woken
+                finally:
+                    log.parked.discard(parked)
+                after, notes_seen = parked.after, parked.notes_seen
+            elif stop_at is None:
                 await changed.wait()
             elif loop.time() >= stop_at:
                 return

@@ -8,14 +8,14 @@ import datetime
 import json
 import re
 from json.encoder import encode_basestring  # json.dumps of one string (the C encoder)
-from typing import AsyncIterator, Iterable
+from typing import AsyncIterator, Callable, Iterable
 
 from aiohttp import ClientConnectionResetError, web
 from aiohttp_sse import EventSourceResponse
 
 from ..config import truth
 from ..errors import BadRequest
-from ..logs import Batch, Log, Piece, StateNote, follow
+from ..logs import Batch, Deliver, Log, Lot, Piece, StateNote, follow
 from .keys import COORDINATOR, OBJECTS, SSE_CHUNKS, SSE_FRAMES, STREAMS
 from .wire import KeptBytes
 
@@ -137,6 +137,23 @@ async def _send_chunk(request: web.Request, resp: web.StreamResponse, chunk: byt
     await writer.drain()
 
 
+def _deliverer(request: web.Request, chunk_of: Callable[[list[Piece | StateNote]], bytes]) -> Deliver | None:
+    """For a parked follower: its lot's chunk straight to the socket, as long as the socket
+    is not full (then the follower's task writes and waits); None for an HTTP/1.0 client."""
+    if not getattr(request.writer, "chunked", False):
+        return None
+    protocol = request.protocol
+
+    def deliver(lot: Lot) -> bool:
+        transport = request.transport
+        if transport is None or transport.is_closing() or protocol.writing_paused:
+            return False
+        transport.write(chunk_of(lot.items))
+        return True
+
+    return deliver
+
+
 @contextlib.asynccontextmanager
 async def _event_stream(request: web.Request) -> AsyncIterator[EventSourceResponse]:
     """An SSE response whose keep-alive task ends with the handler, also when the handler is
@@ -172,19 +189,25 @@ async def object_log(request: web.Request) -> web.StreamResponse:
     if until is not None:  # a follow ends when `until` comes: no later line can be in the window
         left = (until - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
         following, stop_at = following and left > 0, asyncio.get_running_loop().time() + left
-    # Closed as the handler ends, however it ends: the log counts its followers.
-    async with contextlib.aclosing(follow(log, after, following, finished, resuming, since_ts, until_ts, stop_at)) as items:
-        if sse:
-            async with _event_stream(request) as resp:
-                frames, chunks = request.app[SSE_FRAMES], request.app[SSE_CHUNKS]
-                # Lots are shared by the followers at the same place, but a window's are its own.
-                shared = since_ts is None and until_ts is None
+    if sse:
+        frames, chunks = request.app[SSE_FRAMES], request.app[SSE_CHUNKS]
+
+        def shared_chunk(items: list[Piece | StateNote]) -> bytes:
+            return chunks.get(items, lambda items: _http_chunk(_sse_frames(items, frames)))
+
+        # Lots are shared by the followers at the same place, but a window's are its own.
+        shared = since_ts is None and until_ts is None
+        async with _event_stream(request) as resp:
+            deliver = _deliverer(request, shared_chunk) if shared else None
+            # Closed as the handler ends, however it ends: the log counts its followers.
+            async with contextlib.aclosing(follow(log, after, following, finished, resuming, since_ts, until_ts,
+                                                  stop_at, deliver)) as items:
                 async for lot in items:
-                    chunk = chunks.get(lot, lambda lot: _http_chunk(_sse_frames(lot, frames))) if shared \
-                        else _http_chunk(_sse_frames(lot, frames))
+                    chunk = shared_chunk(lot) if shared else _http_chunk(_sse_frames(lot, frames))
                     await _send_chunk(request, resp, chunk)
-                await resp.write(_sse_frame("end", {}).encode())
-            return resp
+            await resp.write(_sse_frame("end", {}).encode())
+        return resp
+    async with contextlib.aclosing(follow(log, after, following, finished, resuming, since_ts, until_ts, stop_at)) as items:
         resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
