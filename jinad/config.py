@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 
 from .local import DEFAULT_HOME, DEFAULT_PORT
+from .urls import daemon_url, host_name
 
 DEFAULT_CONFIG_FILE = Path("configs/jinad.yml")
 # Numeric settings that may be 0 (every other whole number must be at least 1, every other
@@ -100,8 +101,12 @@ class Config:
                              "remote_tls_cert with remote_tls_key)")
         if self.tls_ca and not self.tls_cert:
             raise ValueError("tls_ca (client certificates) needs tls_cert and tls_key: there is no TLS without them")
-        if any("=" not in item for item in self.remote_tokens.split(",") if item.strip()):
-            raise ValueError("remote_tokens must be URL=TOKEN[,URL=TOKEN...]")
+        self.tokens_by_remote  # noqa: B018 - raises on a pair that is not URL=TOKEN
+        if self.advertise_host:
+            try:
+                host_name(self.advertise_host)
+            except ValueError as exc:
+                raise ValueError(f"advertise_host: {exc}") from None
 
     @property
     def _port_span(self) -> range:
@@ -123,8 +128,20 @@ class Config:
 
     @property
     def tokens_by_remote(self) -> dict[str, str]:
-        pairs = (item.rsplit("=", 1) for item in self.remote_tokens.split(",") if "=" in item)
-        return {url.strip().rstrip("/"): token.strip() for url, token in pairs}
+        """remote_tokens by daemon URL; ValueError for a pair without a URL or a token, or a
+        URL given twice."""
+        tokens: dict[str, str] = {}
+        for item in filter(str.strip, self.remote_tokens.split(",")):
+            url, _, token = item.rpartition("=")
+            try:
+                url = daemon_url(url.strip())
+            except ValueError as exc:
+                raise ValueError(f"remote_tokens must be URL=TOKEN[,URL=TOKEN...]: {exc}") from None
+            if not token.strip() or url in tokens:
+                raise ValueError(f"remote_tokens must give one token to each URL: {url} has "
+                                 f"{'none' if not token.strip() else 'two'}")
+            tokens[url] = token.strip()
+        return tokens
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 
-from .errors import BadRequest, check_plain_text, shallow
+from .errors import BadRequest, NotFound, check_plain_text, shallow
 from .limits import parse_limits
 from .ports import PortAllocator
 from .states import Protocol, RestartPolicy
+from .urls import daemon_url
 
 if TYPE_CHECKING:
     from .remotes import RemotePart
@@ -41,6 +42,19 @@ class Launch:
     remote_needed: list[dict] = dataclasses.field(default_factory=list)
     # Text of a line the child prints on stdout only once it serves; probes start after it.
     ready_line: str | None = None
+    # A Flow's executor replicas that run as Peas of their own (see parts.py), in order.
+    parts: list[PartPlan] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class PartPlan:
+    """One executor replica of a Flow, to run as a Pea of its own on a port the Flow holds."""
+
+    name: str
+    replica: int
+    port: int
+    spec: dict  # the Pea's request fields
+    envs: dict[str, str]
 
 
 @dataclasses.dataclass
@@ -58,6 +72,12 @@ class Preparation:
     remotes: dict[str, RemotePart] = dataclasses.field(default_factory=dict)
     # The daemon's own certificate and key (tls_cert, tls_key), for gateways of `tls: true` Flows.
     tls_files: tuple[str, str] | None = None
+    # A Flow's executors run as parts of their own (False: all inside its `jina flow`, as a
+    # Flow with `limits` needs, which caps them together).
+    parts: bool = True
+    # What rolling updates changed, by executor name (see `PART_CHANGES`).
+    changes: dict[str, dict] = dataclasses.field(default_factory=dict)
+    envs: dict[str, str] = dataclasses.field(default_factory=dict)  # the Flow's request envs
 
     def port(self, name: str, fixed: Any) -> int:
         """The port named `name`: kept from an earlier run, fixed by the user, or taken from the range."""
@@ -265,6 +285,7 @@ def prepare_flow(spec: dict, ctx: Preparation) -> Launch:
     for section in ("with", "gateway"):
         _no_markers(flow.get(section), f"{filename}: {section}")
     remote_needed = []
+    parts: list[PartPlan] = []
     names: set[str] = set()
     for index, executor in enumerate(executors):
         name = executor.setdefault("name", f"executor{index}")
@@ -293,8 +314,12 @@ def prepare_flow(spec: dict, ctx: Preparation) -> Launch:
             executor["py_modules"] = paths.modules(executor["py_modules"], f"py_modules of {name}")
         if "uses" in executor:
             executor["uses"] = paths.uses(executor["uses"], f"uses of {name}")
-        if not executor.get("external"):
+        if ctx.parts and _can_be_parts(executor, port):
+            executors[index] = _as_parts(executor, name, port, ctx, paths, parts)
+        elif not executor.get("external"):
             executor["port"] = ctx.port(name, port)
+    if unknown := set(ctx.changes) - {plan.name for plan in parts}:
+        raise NotFound(f"{filename}: no executor {sorted(unknown)[0]!r} of this Flow runs as parts on this daemon")
 
     target = ctx.run_dir / "flow.yml"
     target.write_text(_yaml_text(flow))
@@ -303,7 +328,74 @@ def prepare_flow(spec: dict, ctx: Preparation) -> Launch:
     # Over TLS the port is probed with TCP only: the ready line has said it serves by then.
     probes = [(port, "dry_run" if protocol == Protocol.HTTP and not tls else "tcp") for protocol, port in zip(protocols, gateway_ports)]
     return Launch([ctx.jina, "flow", "--uses", str(target)], ctx.ports, gateway_ports[0], protocols[0],
-                  probes, remote_needed, ready_line=FLOW_READY_LINE)
+                  probes, remote_needed, ready_line=FLOW_READY_LINE, parts=parts)
+
+
+# An executor entry with only these keys runs as parts (one Pea per replica) behind a gateway
+# that lists it as external; any other (shards, polling, uses_before, ...) stays inside the
+# gateway's `jina flow`, which runs it as before.
+PART_KEYS = frozenset({"name", "needs", "when", "port", "replicas", "env", *(
+    PART_ARGS := ("uses", "py_modules", "uses_with", "uses_metas", "uses_requests", "uses_dynamic_batching", "workspace"))})
+# What a rolling update may change of an executor (PATCH /flows/{id}/executors/{name}).
+PART_CHANGES = ("uses", "py_modules", "uses_with", "envs", "replicas")
+# Ports the gateway lists per executor at least: replicas up to this many start on ports it
+# already knows, so scaling needs no restart of the gateway (which skips a replica that is down).
+REPLICA_SLOTS = 4
+
+
+def _can_be_parts(executor: dict, port: Any) -> bool:
+    replicas = executor.get("replicas", 1)
+    ports_fit = port is None or isinstance(port, int) or (isinstance(port, list) and len(port) == replicas)
+    # `${{ ENV.X }}` is filled in by Jina as it loads the whole Flow: such an entry stays there.
+    return (set(executor) <= PART_KEYS and not executor.get("external") and isinstance(replicas, int)
+            and ports_fit and "${{" not in json.dumps(executor, default=str))
+
+
+def _as_parts(executor: dict, name: str, port: Any, ctx: Preparation, paths: PathResolver, parts: list[PartPlan]) -> dict:
+    """The executor's replicas as parts (added to `parts`); the gateway's external entry for them."""
+    changes = ctx.changes.get(name, {})
+    replicas = changes.get("replicas", executor.get("replicas", 1))
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
+        raise BadRequest(f"replicas of {name!r} must be a whole number of at least 1")
+    fixed = port if isinstance(port, list) else [port]
+    known = len([key for key in ctx.ports if key == name or key.startswith(f"{name}/")])
+    if "replicas" in changes and known and replicas > known:
+        raise BadRequest(f"executor {name!r} can have at most {known} replicas while its Flow runs (its gateway "
+                         "knows that many ports); give it more replicas in the Flow YAML and restart the Flow")
+    slots = max(replicas, REPLICA_SLOTS, len(fixed), known)
+    ports = [ctx.port(name if r == 0 else f"{name}/{r}", fixed[r] if r < len(fixed) else None) for r in range(slots)]
+    spec: dict[str, Any] = {"protocol": Protocol.GRPC.value, "native": True}
+    for key in PART_ARGS:
+        if key in changes or key in executor:
+            spec[key] = changes[key] if key in changes else executor[key]
+    spec.setdefault("uses", "BaseExecutor")
+    spec["uses"] = paths.uses(spec["uses"], f"uses of {name}")
+    if "py_modules" in spec:
+        spec["py_modules"] = paths.modules(spec["py_modules"], f"py_modules of {name}")
+    env = executor.get("env") or {}
+    if not isinstance(env, dict):
+        raise BadRequest(f"env of executor {name!r} must be a mapping")
+    envs = {**ctx.envs, **{str(k): str(v) for k, v in env.items()}, **changes.get("envs", {})}
+    # Named as `jina flow` names a replica's runtime (what `self.runtime_args.name` says).
+    parts.extend(PartPlan(name, r, ports[r], {**spec, "port": ports[r], "name": f"{name}/rep-{r}"}, envs) for r in range(replicas))
+    entry = {k: v for k, v in executor.items() if k in ("name", "needs", "when")}
+    return {**entry, "external": True, "host": "127.0.0.1", "port": ports}
+
+
+def check_part_changes(body: Any) -> dict:
+    """A rolling update's request body, checked; BadRequest if it is not one."""
+    if not isinstance(body, dict) or not body:
+        raise BadRequest(f"send a JSON object with any of {', '.join(PART_CHANGES)}")
+    if unknown := sorted(set(body) - set(PART_CHANGES)):
+        raise BadRequest(f"unknown field(s) for an executor update: {', '.join(unknown)}")
+    envs = body.get("envs", {})
+    if not isinstance(envs, dict) or not all(isinstance(k, str) and k and "=" not in k for k in envs):
+        raise BadRequest("'envs' must be an object of names (without '=') to values")
+    if "uses_with" in body and not isinstance(body["uses_with"], dict):
+        raise BadRequest("'uses_with' must be a JSON object")
+    if "uses" in body and (not isinstance(body["uses"], str) or not body["uses"].strip() or body["uses"].startswith("-")):
+        raise BadRequest("'uses' must name an Executor class or a YAML file in the workspace")
+    return {**body, **({"envs": {k: str(v) for k, v in envs.items()}} if "envs" in body else {})}
 
 
 def _flow_tls(spec: dict, flow: dict, filename: str, ctx: Preparation) -> bool:
@@ -345,8 +437,12 @@ RUN_KEYS = ("jinad", "uses", "py_modules", "uses_with", "replicas", "shards", "p
 def _remote_request(executor: dict, name: str, paths: PathResolver, ws_root: Path) -> dict:
     """The Pod request that runs this executor on the daemon its `jinad:` names."""
     url = executor["jinad"]
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise BadRequest(f"jinad of executor {name!r} must be a daemon's URL like http://HOST:8000, not {url!r}")
+    try:
+        if not isinstance(url, str) or "://" not in url:
+            raise ValueError(f"{url!r} is not a daemon URL like http://HOST:8000")
+        url = daemon_url(url, "http://HOST:8000")
+    except ValueError as exc:
+        raise BadRequest(f"jinad of executor {name!r}: {exc}") from None
     root = ws_root.resolve()
 
     def relative(path: str) -> str:
@@ -367,7 +463,7 @@ def _remote_request(executor: dict, name: str, paths: PathResolver, ws_root: Pat
             pod["limits"] = parse_limits(executor["limits"])
         except BadRequest as exc:
             raise BadRequest(f"executor {name!r}: {exc.message}") from None
-    return {"name": name, "jinad": url.rstrip("/"), "pod": pod}
+    return {"name": name, "jinad": url, "pod": pod}
 
 
 def _external_entry(executor: dict, remote: RemotePart) -> dict:
@@ -441,6 +537,16 @@ def prepare_pea(spec: dict, ctx: Preparation) -> Launch:
         argv += ["--py-modules", *fields["py_modules"]]
     if fields["uses_with"]:
         argv += ["--uses-with", json.dumps(fields["uses_with"])]
+    # Settings only a Flow's part has (see PART_ARGS): its runtime is one process, as in a Flow.
+    for key in ("uses_metas", "uses_requests", "uses_dynamic_batching"):
+        if spec.get(key):
+            argv += [f"--{key.replace('_', '-')}", json.dumps(spec[key])]
+    if spec.get("name"):
+        argv += ["--name", spec["name"]]
+    if spec.get("workspace"):
+        argv += ["--workspace", str(spec["workspace"])]
+    if spec.get("native"):
+        argv.append("--native")
     # An executor opens its port once its constructor has finished.
     return Launch(argv, ctx.ports, port, protocol, [(port, "tcp")])
 

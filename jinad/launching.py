@@ -3,6 +3,7 @@ its parts on other daemons started, followed and dropped (part of ObjectManager)
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import shutil
 from pathlib import Path
@@ -15,9 +16,9 @@ from .kinds import KINDS, Launch, Preparation, parse_request
 from .logs import Log
 from .ports import PortAllocator
 from .records import COLLECTION, JObject
-from .remotes import Remotes
+from .remotes import RemotePart, Remotes
 from .runner import Runner, cancel_tasks
-from .states import LIVE
+from .states import LIVE, RemoteState
 from .store import Store
 from .workspaces import WorkspaceManager
 
@@ -36,6 +37,7 @@ class Launching:
     run_root: Path
     jina: str
     _advertised_host: str
+    _removing: set[str]
 
     def _prepare(self, obj: JObject) -> Launch:
         """Validate the object's definition and write its launch files; raises on bad input."""
@@ -45,7 +47,8 @@ class Launching:
         ctx = Preparation(self.workspaces.files_dir(obj.workspace_id), run_dir, obj.ports, self.alloc,
                           self.workspaces.jina(obj.workspace_id, self.jina), c.max_yaml_bytes, c.max_yaml_depth,
                           remotes={part.name: part for part in obj.remote},
-                          tls_files=(str(Path(c.tls_cert).resolve()), str(Path(c.tls_key).resolve())) if c.tls_cert else None)
+                          tls_files=(str(Path(c.tls_cert).resolve()), str(Path(c.tls_key).resolve())) if c.tls_cert else None,
+                          parts=not obj.limits, changes=obj.changes, envs=obj.envs)
         launch = KINDS[obj.kind].prepare(obj.spec, ctx)
         obj.protocol = launch.protocol
         obj.address = f"{self._advertised_host}:{launch.port}"
@@ -70,29 +73,41 @@ class Launching:
             raise
 
     def _follow_remotes(self, obj: JObject, runner: Runner) -> None:
-        """Follow the remote parts' logs into the Flow's, and watch them: one that cannot be
-        reached is the Flow's `error` until it answers again; one that ended ends the Flow's
-        own processes, whose restart policy then makes it again (`_remake_remotes`)."""
+        """Follow the remote parts' logs into the Flow's, and watch them: each shows in `parts`
+        as last seen; one that cannot be reached is also the Flow's `error` until it answers
+        again; one that ended is started again alone by the Flow's restart policy
+        (`_restart_remote`) while the rest serves on."""
         shown: set[str] = set()
+        restarting: dict[str, asyncio.Task] = {}  # pod id -> its restart (kept when it gave up)
+        failures: dict[str, tuple[int, float]] = {}  # pod id -> failed starts in a row, when it last ran again
+        runner.remote_seen = {part.pod_id: seen for part in obj.remote if (seen := runner.remote_seen.get(part.pod_id))}
 
-        def report(problem: str | None) -> bool:
+        def report(part: RemotePart, seen: dict) -> bool:
             if obj.id not in self.objects or obj.state not in LIVE:
                 return False
-            if problem is not None:
-                shown.add(problem)
-                obj.error = problem
-            elif obj.error in shown:
-                obj.error = None
-            self._save(obj)
+            error = obj.error
+            if seen["state"] == RemoteState.UNREACHABLE:
+                shown.add(error := seen["error"])
+            elif obj.error in shown and not any(s["state"] == RemoteState.UNREACHABLE for pod_id, s in runner.remote_seen.items()
+                                                if pod_id != part.pod_id):
+                error = None
+            if seen != runner.remote_seen.get(part.pod_id):
+                runner.remote_seen[part.pod_id] = seen
+                self._changed(obj)
+            if error != obj.error:
+                obj.error = error
+                self._save(obj)
             return True
 
-        def ended(reason: str) -> bool:
+        def ended(part: RemotePart, pod: dict) -> bool:
             if obj.id not in self.objects or obj.state not in LIVE:
                 return True  # nothing runs that it could end
-            if runner.child is None:  # still starting: told again at the next ask
-                return False
-            runner.child.fault = reason
-            return True
+            if runner.child is not None and part.pod_id not in restarting:  # not still starting, nor restarting it
+                task = asyncio.create_task(self._restart_remote(obj, runner, part, pod, failures), name=f"restart {part.pod_id}")
+                restarting[part.pod_id] = task
+                runner.followers.append(task)  # stopped with the Flow
+                task.add_done_callback(lambda t: t.cancelled() or not t.result() or restarting.pop(part.pod_id, None))
+            return False
 
         runner.followers = self.remotes.follow_all(obj.remote, runner.log, report, ended)
 
@@ -114,7 +129,10 @@ class Launching:
         runner = self.runners.get(obj.id)
         for task in runner.followers if runner else []:
             task.cancel()
-        await self.remotes.drop(obj.remote, in_use={p.placed for o in self.objects.values() if o is not obj for p in o.remote})
+        # Flows deleted at the same time each try their shared workspace (its daemon refuses
+        # while one of their Pods still runs there), so the last one removes it.
+        users = [o for o in self.objects.values() if o is not obj and o.id not in self._removing]
+        await self.remotes.drop(obj.remote, in_use={p.placed for o in users for p in o.remote})
         obj.remote = []
         if obj.id in self.objects:  # not for a Flow being refused before it had a record
             self._save(obj)

@@ -257,6 +257,8 @@ class Log:
         self.notes: list[StateNote] = []
         self.followers = 0  # streams reading it now (`follow`), for the daemon's metrics
         self.parked: set[Parked] = set()
+        # A Flow's part copies its lines into the Flow's log, each led by this mark (see parts.py).
+        self.copy_to: tuple[Log, str] | None = None
 
     @classmethod
     def from_config(cls, config: Config, name: str) -> Log:
@@ -300,6 +302,9 @@ class Log:
         """Number and keep a batch of lines; followers are woken by `flush`."""
         if not lines:
             return
+        if self.copy_to is not None:
+            sink, mark = self.copy_to
+            sink.append(stream, [mark + line for line in lines])
         batch = Batch(self.last_seq + 1, utc_now(), stream, lines, sum(map(len, lines)))
         self.last_seq = batch.last
         self._ring.append(batch)
@@ -332,6 +337,8 @@ class Log:
             self._note_disk_error(exc)
         finally:
             self.wake()
+            if self.copy_to is not None:
+                self.copy_to[0].flush()
 
     def _close_file(self) -> None:
         if self._fd >= 0:

@@ -24,8 +24,10 @@ old id and ports.
 Beside the state machine, in modules of their own: the record (records.py), what lives in
 memory per object (runner.py), the table of objects that readers and housekeeping use
 (table.py, the base class), one start of a child and its readiness (starting.py), making
-launches with their remote parts and `create` (launching.py) and `recover` (recovery.py); the
-last two are parts of ObjectManager.
+launches with their remote parts and `create` (launching.py), `recover` (recovery.py) and a
+Flow's parts, each executor replica a Pea the Flow owns, with rolling updates (parts.py); the
+last three are parts of ObjectManager. A Flow's state is its gateway's; `degraded` says when a
+part of a ready Flow is not ready.
 """
 
 from __future__ import annotations
@@ -41,14 +43,16 @@ from .config import Config
 from .errors import Conflict, FailedToStart, NotFound
 from .ids import utc_now
 from .launching import Launching
+from .parts import Parts
 from .ports import PortAllocator
 from .records import COLLECTION, DELETING, JObject
 from .recovery import Recovery
-from .remotes import Remotes
+from .remotes import RemotePart, Remotes
 from .runner import NO_RESOURCES, Runner, cancel_tasks, jina_executable
-from .states import LIVE, RestartPolicy, State
+from .states import LIVE, RemoteState, RestartPolicy, State
 from .store import Store
 from .tls import remote_context
+from .urls import host_name
 from .starting import Starter
 from .supervision import end_processes, tree
 from .table import ObjectTable
@@ -69,7 +73,7 @@ backoff = asyncio.sleep  # the wait between restarts: a name of its own, so test
 LOG_TAIL_LINES = 30
 
 
-class ObjectManager(ObjectTable, Launching, Recovery):
+class ObjectManager(ObjectTable, Launching, Recovery, Parts):
     def __init__(self, config: Config, store: Store, workspaces: WorkspaceManager) -> None:
         super().__init__(store)
         self.config = config
@@ -83,9 +87,11 @@ class ObjectManager(ObjectTable, Launching, Recovery):
         self.cgroups = Cgroups(self.home)
         self.cgroups.remove_empty()
         self.starter = Starter(config, workspaces, self.cgroups, self._save)
+        self._updating: set[str] = set()
+        self._removing: set[str] = set()  # objects being deleted: their remote workspaces are no one's use
         # The host in objects' stored addresses (the API shows each client the host it dialled):
         # advertise_host, else the one the daemon listens on, or its name when it listens on all.
-        self._advertised_host = config.advertise_host or (
+        self._advertised_host = host_name(config.advertise_host) if config.advertise_host else (
             config.host if config.host not in ("0.0.0.0", "::", "") else socket.gethostname())
 
     # ---- state ------------------------------------------------------------------------------
@@ -107,7 +113,9 @@ class ObjectManager(ObjectTable, Launching, Recovery):
     # ---- making and starting ----------------------------------------------------------------
 
     def _check_capacity(self, starting: JObject) -> None:
-        running = sum(1 for o in self.objects.values() if o.state in LIVE and o is not starting)
+        if starting.part_of:  # a part counts as its Flow
+            return
+        running = sum(1 for o in self.objects.values() if o.state in LIVE and o is not starting and not o.part_of)
         if running >= self.config.max_running_objects:
             raise Conflict(f"this daemon already runs {running} objects, its limit; delete some first")
 
@@ -130,6 +138,31 @@ class ObjectManager(ObjectTable, Launching, Recovery):
                 tail = [entry.line for entry in self.runners[obj.id].log.tail(LOG_TAIL_LINES)] if obj.id in self.runners else []
                 raise FailedToStart(f"{obj.kind} {obj.id} failed to start: {reason}", id=obj.id, log_tail=tail)
         return obj
+
+    async def _start_once(self, obj: JObject, runner: Runner) -> tuple[str | None, int | None]:
+        """Start the child; a Flow's gateway beside its parts, as `jina flow` starts its runtimes
+        together: the gateway waits for them itself and says it is ready once they serve. A part
+        that cannot start ends the gateway's start at once, rather than at its timeout."""
+        if not runner.launch.parts:
+            return await self.starter.start_once(obj, runner)
+        parts = asyncio.create_task(self._ensure_parts(obj, runner.launch), name=f"parts of {obj.id}")
+        gateway = asyncio.create_task(self.starter.start_once(obj, runner), name=f"gateway of {obj.id}")
+        try:
+            await asyncio.wait({parts, gateway}, return_when=asyncio.FIRST_COMPLETED)
+            if parts.done() and (reason := parts.result()) is not None:
+                await cancel_tasks([gateway])
+                if runner.child is not None:
+                    code = await runner.child.stop(self.config.stop_grace_s)
+                    runner.child = None
+                    return reason, code
+                return reason, None
+            reason, code = await gateway
+            if reason is None and (reason := await parts) is not None:  # a replica failed, another serves
+                code = await runner.child.stop(self.config.stop_grace_s)
+                runner.child = None
+            return reason, code
+        finally:
+            await cancel_tasks([parts, gateway])
 
     def _should_restart(self, obj: JObject, failed: bool) -> bool:
         return obj.restart == RestartPolicy.ALWAYS or (obj.restart == RestartPolicy.ON_FAILURE and failed)
@@ -169,7 +202,7 @@ class ObjectManager(ObjectTable, Launching, Recovery):
                     self._set_state(obj, State.STARTING, pid=None, exit_code=None, error=None)
                 reason, code = (await self._remake_remotes(obj, runner) if obj.restarts > restarts_at_start else None), None
                 if reason is None:
-                    reason, code = await self.starter.start_once(obj, runner)
+                    reason, code = await self._start_once(obj, runner)
             adopted = False
             if reason is None:
                 if obj.state != State.READY:
@@ -192,7 +225,8 @@ class ObjectManager(ObjectTable, Launching, Recovery):
                 return  # taken back, found dead: it ended by itself, and no policy starts it again
             elif first or not self._should_restart(obj, failed=True):
                 self._set_state(obj, State.FAILED, error=reason, exit_code=code, pid=None)
-                await self._drop_remotes(obj)  # a Flow that cannot start takes its remote parts along
+                await self._drop_remotes(obj)  # a Flow that cannot start takes its parts along
+                await self._drop_parts(obj, release_spares=True)
                 runner.settle(reason)
                 return
             if failures >= self.config.restart_max_retries:
@@ -201,6 +235,45 @@ class ObjectManager(ObjectTable, Launching, Recovery):
             failures += 1
             await backoff(min(2 ** (failures - 1), BACKOFF_MAX_S))
             obj.restarts += 1
+
+    async def _restart_remote(self, obj: JObject, runner: Runner, part: RemotePart, pod: dict,
+                              failures: dict[str, tuple[int, float]]) -> bool:
+        """A Flow's part on another daemon that ended, started again there alone by the Flow's
+        restart policy, with back-off growing as for `_live` (`failures` keeps its count): the
+        same Pod, so on the same ports the gateway lists, which serves with the rest meanwhile.
+        A Pod its daemon no longer has is made anew as the Flow's gateway is started again, to
+        learn the new Pod's ports (`_live`; its other parts run on). False when it is left ended."""
+        def tell(line: str) -> None:
+            runner.log.append("stderr", [line])
+            runner.log.flush()
+
+        code = pod.get("exit_code")
+        reason = f"remote executor {part.name!r} on {part.jinad} is {pod['state']}" + (f" (exit code {code})" if code is not None else "")
+        if not self._should_restart(obj, failed=pod["state"] != State.EXITED or code != 0):
+            tell(f"{reason}; the Flow's restart policy ({obj.restart}) leaves it so")
+            return False
+        if pod["state"] == RemoteState.MISSING:
+            tell(f"{reason}; making it again, and the gateway with it")
+            if runner.child is not None:
+                runner.child.fault = reason
+            return False
+        count, ran_at = failures.get(part.pod_id, (0, 0.0))
+        count = 0 if time.monotonic() - ran_at > BACKOFF_RESET_S else count
+        while count < self.config.restart_max_retries:
+            count += 1
+            tell(f"{reason}; starting it again there (try {count})")
+            await backoff(min(2 ** (count - 1), BACKOFF_MAX_S))
+            try:
+                await self.remotes.restart(part)
+            except FailedToStart as exc:
+                reason = exc.message
+                continue
+            failures[part.pod_id] = (count, time.monotonic())
+            part.restarts += 1
+            self._save(obj)
+            return True
+        tell(f"gave up starting remote executor {part.name!r} again after {count} restarts in a row; the last: {reason}")
+        return False
 
     # ---- stopping -----------------------------------------------------------------------------
 
@@ -236,6 +309,7 @@ class ObjectManager(ObjectTable, Launching, Recovery):
             # refused (bad YAML, a taken port) leaves the running object as it is.
             launch = await self._prepare_with_remotes(obj)
             await self._halt(obj, runner)
+            await self._halt_parts(obj)  # started again with the Flow, as it is prepared now
             runner.launch = launch
             await self._begin(obj, wait=False)
             start_result = runner.start_result
@@ -253,19 +327,25 @@ class ObjectManager(ObjectTable, Launching, Recovery):
             # (recovery.py) instead of starting the object again.
             (self.run_root / obj.id).mkdir(parents=True, exist_ok=True)
             (self.run_root / obj.id / DELETING).touch()
-            await self._halt(obj, runner)
-            await self._drop_remotes(obj)
+            self._removing.add(obj.id)
+            try:
+                await self._halt(obj, runner)
+                await self._drop_remotes(obj)
+            finally:
+                self._removing.discard(obj.id)
+            await self._drop_parts(obj)
             self.store.delete(COLLECTION, obj.id)
             self.cgroups.remove(obj.id)
             del self.objects[obj.id]
             del self.runners[obj.id]
-            self.alloc.release(list(obj.ports.values()))
+            if obj.part_of is None:  # a part's port stays its Flow's
+                self.alloc.release(list(obj.ports.values()))
             runner.log.remove()
             shutil.rmtree(self.run_root / obj.id, ignore_errors=True)
         return obj
 
     async def delete_in_workspace(self, workspace_id: str) -> None:
-        doomed = [obj for obj in self.objects.values() if obj.workspace_id == workspace_id]
+        doomed = [obj for obj in self.objects.values() if obj.workspace_id == workspace_id and obj.part_of is None]
         await asyncio.gather(*(self._remove(obj) for obj in doomed))
 
     # ---- daemon life --------------------------------------------------------------------------

@@ -36,6 +36,13 @@ class JObject:
     limits: dict = dataclasses.field(default_factory=dict)  # see limits.py; enforced with cgroups
     owner: str | None = None  # who made it, for what (a Flow's remote part: `<flow id>/<part name>`)
     remote: list[RemotePart] = dataclasses.field(default_factory=list)  # stored as dicts of its fields
+    # A Pea that is one replica of a Flow's executor (see parts.py): the Flow's id, the
+    # executor's name and the replica's number.
+    part_of: str | None = None
+    part: str | None = None
+    replica: int | None = None
+    # A Flow's rolling updates, by executor name: what they changed of its YAML.
+    changes: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self, resources: dict) -> dict:
         # Plain getattr, not dataclasses.asdict: this is on GET's hot path, asdict deep-copies.
@@ -43,7 +50,7 @@ class JObject:
                 "remote": [dataclasses.asdict(part) for part in self.remote]}
 
 
-PUBLIC_FIELDS = [f.name for f in dataclasses.fields(JObject) if f.name not in ("spec", "envs", "timeout_s", "remote")]
+PUBLIC_FIELDS = [f.name for f in dataclasses.fields(JObject) if f.name not in ("spec", "envs", "timeout_s", "remote", "changes")]
 
 
 def object_from_record(record: dict) -> JObject:

@@ -39,6 +39,8 @@ class Recovery:
 
         def build(record: dict) -> JObject:
             obj = object_from_record(record)
+            if obj.part_of is not None:  # a Flow's part runs on a port of its Flow's
+                return obj
             if clash := taken & set(obj.ports.values()):  # two records cannot both own a port
                 raise ValueError(f"port(s) {sorted(clash)} belong to another object's record")
             taken.update(obj.ports.values())
@@ -49,6 +51,9 @@ class Recovery:
             self.runners[obj.id] = Runner(log=Log.from_config(self.config, obj.id))
             self.alloc.held.update(obj.ports.values())
             self.remotes.remember(obj.remote)
+        for obj in self.objects.values():
+            if obj.part_of is not None:
+                self._attach_log(obj)
         # Objects a daemon died deleting: never taken back, their delete is finished below.
         deleting = {obj.id for obj in self.objects.values() if (self.run_root / obj.id / DELETING).exists()}
         adopted = []
@@ -77,15 +82,17 @@ class Recovery:
         for keeper in stale:  # whatever it kept is of no object's now
             with contextlib.suppress(psutil.Error):
                 keeper.kill()
+        # A Flow's parts first: a Flow starting waits for its parts, and starts those not begun.
+        adopted.sort(key=lambda obj: obj.part_of is None)
         for obj in adopted:
             if obj.pid is None:  # it was starting, and its pid not yet stored
                 obj.pid = self.runners[obj.id].child.pid
                 self._save(obj)
             await self._recover_one(obj)
-        for obj in list(self.objects.values()):
+        for obj in sorted(self.objects.values(), key=lambda obj: obj.part_of is None):
             if obj in adopted:
                 continue
-            if obj.id in deleting:
+            if obj.id in deleting or (obj.part_of is not None and obj.part_of not in self.objects):  # or its Flow's
                 await self._remove(obj)
                 continue
             should_run = obj.state in LIVE | {State.STOPPED} or (

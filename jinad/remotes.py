@@ -13,6 +13,8 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import os
+import re
 import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -24,7 +26,7 @@ from .errors import FailedToStart
 from .lazy import LazyModule
 from .logs import Log
 from .store import Store, from_record
-from .states import LIVE, WorkspaceState
+from .states import LIVE, RemoteState, State, WorkspaceState
 
 if TYPE_CHECKING:
     from .client.api import Client
@@ -39,8 +41,9 @@ WATCH_INTERVAL_S = 1.0
 WATCH_BACKOFF_MAX_S = 4.0  # between asks of a daemon that does not answer
 UNREACHABLE_AFTER = 2  # asks in a row without an answer before the part is shown unreachable
 FOLLOW_RETRY_S = 2.0  # before following a part's log again after its daemon could not be reached
-ENDED = frozenset({"missing", "exited", "failed"})  # a part in these no longer serves its Flow
+ENDED = frozenset({RemoteState.MISSING, State.EXITED, State.FAILED})  # a part in these no longer serves its Flow
 REMOVE_TIMEOUT = aiohttp.ClientTimeout(total=120)  # a delete of a part: it waits for the Pod's stop
+COPIED = "remote_copied"  # per remote part, the last line of its log copied into its Flow's
 LEFTOVERS = "remote_leftovers"  # records of parts a delete could not reach, removed once their daemon answers
 LEFTOVER_RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # between tries to remove one, the last repeated
 LEFTOVER_TRIES = 3000  # about a day
@@ -66,6 +69,23 @@ class RemotePart:
     host: str
     ports: list  # the Pod's executor ports: the Flow's external entry lists them all
     address: str
+    owner: str = ""  # the Pod's owner there, '<flow id>/<name>': finds it when its id is not known
+    restarts: int = 0  # times its Flow started it again there after it ended
+
+    def seen(self, pod: dict | None) -> dict:
+        """The fields `parts` shows for it, from its Pod as its daemon shows it (None: the
+        daemon does not answer)."""
+        if pod is None:
+            return {"state": RemoteState.UNREACHABLE, "pid": None, "restarts": self.restarts,
+                    "error": f"remote executor {self.name!r} on {self.jinad} cannot be reached", "resources": None}
+        error = f"{self.jinad} has no Pod {self.pod_id} any more" if pod["state"] == RemoteState.MISSING else pod.get("error")
+        return {"state": pod["state"], "pid": pod.get("pid"), "restarts": self.restarts + (pod.get("restarts") or 0),
+                "error": error, "resources": pod.get("resources")}
+
+    @property
+    def key(self) -> str:
+        """What names it among parts left to remove: its Pod's id, else a digest of where and whose."""
+        return self.pod_id or "owned-" + hashlib.sha256(f"{self.jinad} {self.owner}".encode()).hexdigest()[:16]
 
     @classmethod
     def from_record(cls, record: object) -> "RemotePart":
@@ -81,6 +101,23 @@ class RemotePart:
         return self.jinad, self.workspace_id
 
 
+@contextlib.contextmanager
+def failing_as_part(name: str, url: str):
+    """A remote daemon's refusal, or its silence, as FailedToStart of the part `name` there."""
+    try:
+        yield
+    except client_api.JinadError as exc:
+        raise FailedToStart(f"remote executor {name!r} on {url} failed: {exc.message}",
+                            remote=name, log_tail=exc.body.get("log_tail", [])) from None
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise FailedToStart(f"remote executor {name!r}: the certificate of the daemon at {url} is not trusted "
+                            f"({exc.certificate_error}); give this daemon the CA that signed it with "
+                            f"--remote-tls-ca", remote=name, log_tail=[]) from None
+    except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise FailedToStart(f"remote executor {name!r}: cannot reach the daemon at {url} ({client_api.network_reason(exc)})",
+                            remote=name, log_tail=[]) from None
+
+
 class Remotes:
     """Parts on other daemons: deploying, checking, removing and following them, and which
     workspace there holds which files (so the same files go up once)."""
@@ -90,10 +127,11 @@ class Remotes:
         self.store = store  # where parts left to remove later are kept across restarts
         self._retries: set[asyncio.Task] = set()
         # pod id -> the last line of its log copied into its Flow's: followed anew (after a
-        # restart of the Flow), a part's log goes on from there, never twice.
+        # restart of the Flow, or of this daemon: it is kept on disk too), a part's log goes on
+        # from there, never twice.
         self._copied: dict[str, int] = {}
         # Always a context of its own: never the JINAD_TLS_* a Client would read from the environment.
-        # Made on first use: loading the default CAs costs an idle daemon ~1 MB.
+        # Made on first use: loading the default CAs costs an idle daemon ~65 kB.
         self._ssl_context = ssl_context
         self._clients: dict[str, Client] = {}
         # (daemon URL, content hash) -> workspace id there.
@@ -144,22 +182,15 @@ class Remotes:
             for need in needed:
                 url, name = need["jinad"], need["name"]
                 owner = f"{flow_id}/{name}"
-                try:
-                    workspace_id = await self._workspace_on(url, files, digest)
+                # Until its answer is in: a Pod its daemon may have made (the answer lost, the
+                # daemon killed meanwhile) is found by its owner and removed with the rest.
+                made.append(RemotePart(name=name, jinad=url, workspace_id="", content=digest, pod_id="",
+                                       host=urlsplit(url).hostname, ports=[], address="", owner=owner))
+                with failing_as_part(name, url):
+                    made[-1].workspace_id = workspace_id = await self._workspace_on(url, files, digest)
                     pod = await self._owned_by(url, owner) or await self._create(url, owner, workspace_id, timeout_s, need["pod"])
-                except client_api.JinadError as exc:
-                    raise FailedToStart(f"remote executor {name!r} on {url} failed: {exc.message}",
-                                        remote=name, log_tail=exc.body.get("log_tail", [])) from None
-                except aiohttp.ClientConnectorCertificateError as exc:
-                    raise FailedToStart(f"remote executor {name!r}: the certificate of the daemon at {url} is not trusted "
-                                        f"({exc.certificate_error}); give this daemon the CA that signed it with "
-                                        f"--remote-tls-ca", remote=name, log_tail=[]) from None
-                except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                    raise FailedToStart(f"remote executor {name!r}: cannot reach the daemon at {url} ({exc or type(exc).__name__})",
-                                        remote=name, log_tail=[]) from None
-                ports = [p for key, p in sorted(pod["ports"].items()) if key.startswith("executor")]
-                made.append(RemotePart(name=name, jinad=url, workspace_id=workspace_id, content=digest, pod_id=pod["id"],
-                                       host=urlsplit(url).hostname, ports=ports, address=pod["address"]))
+                made[-1].ports = [p for key, p in sorted(pod["ports"].items()) if key.startswith("executor")]
+                made[-1].pod_id, made[-1].address = pod["id"], pod["address"]
         except BaseException:
             await self.remove(made, keep_workspaces=set())
             raise
@@ -203,14 +234,26 @@ class Remotes:
         await self.remove(gone, keep_workspaces={part.placed for part in gone})
         return [part for part in parts if part not in gone]
 
-    async def _state_of(self, part: RemotePart, timeout: aiohttp.ClientTimeout = STATE_TIMEOUT) -> str:
+    async def _state_of(self, part: RemotePart) -> str:
+        pod = await self._pod_of(part, STATE_TIMEOUT)
+        return "unknown" if pod is None else pod["state"]
+
+    async def _pod_of(self, part: RemotePart, timeout: aiohttp.ClientTimeout) -> dict | None:
+        """The part's Pod as its daemon shows it (state `missing` when it has none), or None
+        when the daemon does not answer."""
         try:
             pod = await self.client(part.jinad).request("GET", f"/pods/{part.pod_id}", timeout=timeout)
         except client_api.JinadError as exc:
-            return "missing" if exc.code == "not_found" else "unknown"
+            return {"state": RemoteState.MISSING} if exc.code == "not_found" else None
         except (OSError, aiohttp.ClientError, asyncio.TimeoutError, ValueError):
-            return "unknown"
-        return pod.get("state", "unknown") if isinstance(pod, dict) else "unknown"
+            return None
+        return pod if isinstance(pod, dict) and isinstance(pod.get("state"), str) else None
+
+    async def restart(self, part: RemotePart) -> None:
+        """Start the part's Pod again on its daemon: the same Pod, so on the same ports, which
+        the Flow's gateway already lists. FailedToStart if it does not start there."""
+        with failing_as_part(part.name, part.jinad):
+            await self.client(part.jinad).request("POST", f"/pods/{part.pod_id}/restart", timeout=REMOVE_TIMEOUT)
 
     async def drop(self, parts: list[RemotePart], in_use: set[tuple[str, str]]) -> None:
         """Remove an object's parts for good: their workspaces too, but those `in_use` (as
@@ -226,20 +269,24 @@ class Remotes:
         answers again (`_remove_later`), also after a restart of this daemon."""
         for part in parts:
             self._copied.pop(part.pod_id, None)
+            if position := self._position_file(part.pod_id):
+                position.unlink(missing_ok=True)
             with_workspace = part.placed not in keep_workspaces
             try:
                 await self._remove_one(part, with_workspace)
             except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                log.warning("could not remove %s on %s (%s); trying again until it answers", part.pod_id, part.jinad,
-                            str(exc) or type(exc).__name__)
+                log.warning("could not remove %s on %s (%s); trying again until it answers", part.key, part.jinad,
+                            client_api.network_reason(exc))
                 self._remove_later(part, with_workspace)
 
     async def _remove_one(self, part: RemotePart, with_workspace: bool) -> None:
         client = self.client(part.jinad)
         await client.request("GET", "/", timeout=WATCH_TIMEOUT)  # one that is cut off shows in seconds
-        with contextlib.suppress(client_api.JinadError):  # gone already, or (its workspace) used again
-            await client.request("DELETE", f"/pods/{part.pod_id}", timeout=REMOVE_TIMEOUT)
-        if with_workspace:
+        pods = [part.pod_id] if part.pod_id else [pod["id"] for pod in await client.list("pod") if pod.get("owner") == part.owner]
+        for pod_id in pods:
+            with contextlib.suppress(client_api.JinadError):  # gone already
+                await client.request("DELETE", f"/pods/{pod_id}", timeout=REMOVE_TIMEOUT)
+        if with_workspace and part.workspace_id:  # (a workspace used again is refused there)
             with contextlib.suppress(client_api.JinadError):
                 await client.request("DELETE", f"/workspaces/{part.workspace_id}", timeout=REMOVE_TIMEOUT)
 
@@ -247,9 +294,9 @@ class Remotes:
         """Try again with back-off, at most LEFTOVER_TRIES times; kept in the store until done."""
         if self.store is not None and not stored:
             try:
-                self.store.save(LEFTOVERS, {"id": part.pod_id, "part": dataclasses.asdict(part), "workspace": with_workspace})
+                self.store.save(LEFTOVERS, {"id": part.key, "part": dataclasses.asdict(part), "workspace": with_workspace})
             except OSError as exc:
-                log.error("could not store %s as left to remove (%s); only this run will try", part.pod_id, exc)
+                log.error("could not store %s as left to remove (%s); only this run will try", part.key, exc)
 
         async def retry() -> None:
             for attempt in range(LEFTOVER_TRIES):
@@ -258,15 +305,15 @@ class Remotes:
                     await self._remove_one(part, with_workspace)
                 except (OSError, aiohttp.ClientError, asyncio.TimeoutError):
                     continue
-                log.info("removed %s on %s, left by a delete that could not reach it", part.pod_id, part.jinad)
+                log.info("removed %s on %s, left by a delete that could not reach it", part.key, part.jinad)
                 break
             else:
-                log.error("gave up removing %s on %s after %d tries", part.pod_id, part.jinad, LEFTOVER_TRIES)
+                log.error("gave up removing %s on %s after %d tries", part.key, part.jinad, LEFTOVER_TRIES)
             if self.store is not None:
                 with contextlib.suppress(OSError):
-                    self.store.delete(LEFTOVERS, part.pod_id)
+                    self.store.delete(LEFTOVERS, part.key)
 
-        task = asyncio.create_task(retry(), name=f"remove {part.pod_id} on {part.jinad}")
+        task = asyncio.create_task(retry(), name=f"remove {part.key} on {part.jinad}")
         self._retries.add(task)
         task.add_done_callback(self._retries.discard)
 
@@ -277,32 +324,26 @@ class Remotes:
         for part, with_workspace in self.store.load_all(LEFTOVERS, lambda r: (RemotePart.from_record(r["part"]), bool(r["workspace"]))):
             self._remove_later(part, with_workspace, stored=True)
 
-    def follow_all(self, parts: list[RemotePart], sink: Log, report: Callable[[str | None], bool],
-                   ended: Callable[[str], bool]) -> list[asyncio.Task]:
+    def follow_all(self, parts: list[RemotePart], sink: Log, report: Callable[[RemotePart, dict], bool],
+                   ended: Callable[[RemotePart, dict], bool]) -> list[asyncio.Task]:
         """Tasks that follow each part's log (see `follow`) and watch it (see `watch`)."""
         return [asyncio.create_task(job) for part in parts for job in (self.follow(part, sink), self.watch(part, report, ended))]
 
-    async def watch(self, part: RemotePart, report: Callable[[str | None], bool], ended: Callable[[str], bool]) -> None:
-        """Ask the part's daemon how the part is while its Flow runs. `report` why it cannot be
-        reached after UNREACHABLE_AFTER asks without an answer (asked again with back-off), and
-        None once it answers again; False from it: the Flow no longer runs, stop. `ended` why,
-        once the part no longer runs there, until it says it took that (True): the Flow's
-        restart policy takes over, as for a part of its own."""
+    async def watch(self, part: RemotePart, report: Callable[[RemotePart, dict], bool],
+                    ended: Callable[[RemotePart, dict], bool]) -> None:
+        """Ask the part's daemon how the part is while its Flow runs, and `report` it (as
+        `RemotePart.seen`): at each answer, and after UNREACHABLE_AFTER asks in a row without
+        one (then asked again with back-off). `ended` the Pod while it no longer runs there:
+        the Flow's restart policy takes over, as for a part of its own. False from `report`,
+        or True from `ended`: the Flow no longer runs, stop."""
         misses = 0
         while True:
-            state = await self._state_of(part, WATCH_TIMEOUT)
-            if state in ENDED:
-                if ended(f"remote executor {part.name!r} on {part.jinad} is {state}"):
-                    return
-            elif state == "unknown":
-                misses += 1
-                if misses == UNREACHABLE_AFTER and not report(
-                        f"remote executor {part.name!r} on {part.jinad} cannot be reached (no answer to {misses} asks in a row)"):
-                    return
-            elif misses:
-                if misses >= UNREACHABLE_AFTER and not report(None):
-                    return
-                misses = 0
+            pod = await self._pod_of(part, WATCH_TIMEOUT)
+            misses = 0 if pod is not None else misses + 1
+            if (pod is not None or misses >= UNREACHABLE_AFTER) and not report(part, part.seen(pod)):
+                return
+            if pod is not None and pod["state"] in ENDED and ended(part, pod):
+                return
             await asyncio.sleep(min(WATCH_INTERVAL_S * 2 ** max(misses - UNREACHABLE_AFTER, 0), WATCH_BACKOFF_MAX_S))
 
     async def follow(self, part: RemotePart, sink: Log) -> None:
@@ -310,15 +351,45 @@ class Remotes:
         from, until the part ends; after a cut the stream is taken up again where it stopped,
         so no line is lost or repeated (`watch` tells the Flow how the part is)."""
         mark = f"[{part.name}@{urlsplit(part.jinad).netloc}] "
+        if part.pod_id not in self._copied:
+            self._copied[part.pod_id] = self._copied_before(part.pod_id)
         while True:
             try:
                 async for item in self.client(part.jinad).logs(part.pod_id, tail="all"):
-                    if item["event"] == "log" and item["seq"] > self._copied.get(part.pod_id, -1):
+                    if item["event"] == "log" and item["seq"] > self._copied[part.pod_id]:
                         self._copied[part.pod_id] = item["seq"]
                         sink.append(item["stream"], [mark + item["line"]])
                         sink.flush()
+                        self._note_copied(part.pod_id, item["seq"])
                 return
             except client_api.JinadError:  # the part is gone there
                 return
             except ConnectionError:
                 await asyncio.sleep(FOLLOW_RETRY_S)
+
+    def _position_file(self, pod_id: str) -> Path | None:
+        """Where the last line copied from that Pod's log is kept (an id its daemon gave, so
+        only one of the shape ids have names a file)."""
+        if self.store is None or not re.fullmatch(r"j[a-z]+-[0-9a-f]{1,32}", pod_id):
+            return None
+        return self.store.root / COPIED / pod_id
+
+    def _copied_before(self, pod_id: str) -> int:
+        """The last line of the part's log an earlier run of this daemon copied, or -1."""
+        position = self._position_file(pod_id)
+        try:
+            return int(position.read_text()) if position else -1
+        except (OSError, ValueError):  # none kept, or torn: its lines are copied again, not lost
+            return -1
+
+    def _note_copied(self, pod_id: str, seq: int) -> None:
+        """Kept right after the line reached the Flow's log file: a daemon killed between the
+        two copies that one line again at its next start, and loses none. Renamed into place,
+        not fsynced: what a killed daemon needs, and a line costs no disk flush."""
+        if not (position := self._position_file(pod_id)):
+            return
+        partial = position.with_name(f".{pod_id}")
+        with contextlib.suppress(OSError):  # a full disk: this run still copies each line once
+            position.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(str(seq))
+            os.replace(partial, position)

@@ -33,6 +33,9 @@ class Runner:
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     cgroup: Group | None = None  # the child's cgroups, when the object has limits
     resources: dict = dataclasses.field(default_factory=lambda: dict(NO_RESOURCES))
+    # A Flow's parts on other daemons as last seen by their watchers: pod id -> the fields
+    # `parts` shows (state, pid, restarts, error, resources).
+    remote_seen: dict[str, dict] = dataclasses.field(default_factory=dict)
     # Bumped at every change of the object or of its resource sample: senders that keep its
     # JSON (api/objects.py) know from it when to encode again.
     revision: int = 0

@@ -31,7 +31,8 @@ class Starter:
         """Spawn and wait for readiness: (None, None) when ready, else (reason, exit code)."""
         launch = runner.launch
         if runner.child is None:  # else taken back from a previous run of the daemon, still starting
-            taken = [port for port in launch.ports.values() if not is_free(port)]
+            served = {plan.port for plan in launch.parts}  # by a Flow's parts, which run by now
+            taken = [port for port in launch.ports.values() if port not in served and not is_free(port)]
             if taken:
                 return f"port(s) {', '.join(map(str, taken))} already in use", None
             argv = launch.argv

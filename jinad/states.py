@@ -41,6 +41,13 @@ TERMINAL = frozenset(State) - LIVE
 UP = frozenset({State.STARTING, State.READY})
 
 
+class RemoteState(Word):
+    """What a Flow's part on another daemon may be besides the state of its Pod there."""
+
+    UNREACHABLE = "unreachable"  # its daemon does not answer
+    MISSING = "missing"  # its daemon has no such Pod any more
+
+
 class RestartPolicy(Word):
     NO = "no"
     ON_FAILURE = "on-failure"

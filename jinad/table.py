@@ -17,7 +17,7 @@ from .kinds import KINDS
 from .logs import Log
 from .records import COLLECTION, JObject
 from .runner import Runner
-from .states import LIVE, TERMINAL
+from .states import LIVE, TERMINAL, State
 from .store import Store
 from .supervision import sample_children
 
@@ -47,7 +47,8 @@ class ObjectTable:
             raise NotFound(f"no object {object_id!r} on this daemon") from None
 
     def list(self, kind: str) -> list[JObject]:
-        return [obj for obj in self.objects.values() if obj.kind == kind]
+        """The objects of a kind that were asked for (a Flow's parts are listed in the Flow)."""
+        return [obj for obj in self.objects.values() if obj.kind == kind and obj.part_of is None]
 
     def resources_of(self, obj: JObject) -> dict:
         """The object's latest resource sample (a new dict at each sample)."""
@@ -57,8 +58,55 @@ class ObjectTable:
         """A number that changes whenever `to_json(obj)` would."""
         return self.runners[obj.id].revision
 
+    def resources_shown(self, obj: JObject) -> dict:
+        """What its JSON says it uses: a Flow's gateway and local parts together."""
+        if obj.kind != "flow":
+            return self.resources_of(obj)
+        samples = [self.resources_of(part) for part in (obj, *self.parts_of(obj))]
+        return {key: sum(sample[key] for sample in samples) for key in samples[0]}
+
     def to_json(self, obj: JObject) -> dict:
-        return obj.to_json(self.resources_of(obj))
+        if obj.kind != "flow":
+            return obj.to_json(self.resources_of(obj))
+        return {**obj.to_json(self.resources_shown(obj)), "parts": self.parts_json(obj), "degraded": self.is_degraded(obj)}
+
+    # ---- a Flow's parts (parts.py starts and replaces them) ------------------------------------
+
+    def parts_of(self, flow: JObject) -> list[JObject]:
+        return sorted((o for o in self.objects.values() if o.part_of == flow.id), key=lambda o: (o.part, o.replica))
+
+    def is_degraded(self, flow: JObject) -> bool:
+        """Ready, but some of its parts, here or on other daemons, are not: it serves with fewer
+        replicas (or not every executor). A remote part not yet asked about counts as ready."""
+        seen = self.runners[flow.id].remote_seen
+        return flow.state == State.READY and (any(part.state != State.READY for part in self.parts_of(flow))
+                                              or any(seen[r.pod_id]["state"] != State.READY for r in flow.remote if r.pod_id in seen))
+
+    def parts_json(self, flow: JObject) -> list[dict]:
+        """The Flow's gateway, local executor replicas and remote parts, as `parts` shows them."""
+        def local(obj: JObject, name: str, replica: int, kind: str) -> dict:
+            host, _, port = (obj.address or ":").rpartition(":")
+            return {"name": name, "replica": replica, "kind": kind, "id": obj.id, "state": obj.state, "pid": obj.pid,
+                    "host": host, "port": int(port) if port else None, "restarts": obj.restarts, "error": obj.error,
+                    "resources": self.resources_of(obj)}
+
+        seen = self.runners[flow.id].remote_seen
+        unknown = {"state": None, "pid": None, "restarts": None, "error": None, "resources": None}
+        remote = [{"name": r.name, "replica": replica, "kind": "executor", "id": r.pod_id, "host": r.host, "port": port,
+                   **seen.get(r.pod_id, unknown), "jinad": r.jinad}
+                  for r in flow.remote for replica, port in enumerate(r.ports)]
+        return [local(flow, "gateway", 0, "gateway"), *(local(part, part.part, part.replica, "executor") for part in self.parts_of(flow)),
+                *remote]
+
+    def part_named(self, flow_id: str, name: str) -> JObject:
+        """The part `NAME/REPLICA` (`NAME` alone: replica 0) of a Flow, as its log lines are marked."""
+        flow = self.get("flow", flow_id)
+        executor, _, replica = name.rpartition("/") if "/" in name else (name, "", "0")
+        found = next((part for part in self.parts_of(flow) if part.part == executor and str(part.replica) == replica), None)
+        if found is None:
+            names = ", ".join(f"{part.part}/{part.replica}" for part in self.parts_of(flow)) or "none"
+            raise NotFound(f"flow {flow.id} has no part {name!r} (its parts: {names})")
+        return found
 
     def log_of(self, object_id: str) -> Log:
         self.find(object_id)
@@ -78,6 +126,8 @@ class ObjectTable:
     def state_counts(self) -> dict:
         counts: dict[str, dict[str, int]] = {kind.plural: {} for kind in KINDS.values()}
         for obj in self.objects.values():
+            if obj.part_of is not None:  # counted as its Flow
+                continue
             states = counts[KINDS[obj.kind].plural]
             states[obj.state] = states.get(obj.state, 0) + 1
         return counts
@@ -92,8 +142,7 @@ class ObjectTable:
         """Store the record; on a full disk keep going and retry later (`save_pending`), so a
         supervisor never dies of it and the record catches up once space is back. Every change
         of an object is stored, so this is also where its revision is bumped."""
-        if obj.id in self.runners:
-            self.runners[obj.id].revision += 1
+        self._changed(obj)
         try:
             self.store.save(COLLECTION, dataclasses.asdict(obj))
             self._unsaved.discard(obj.id)
@@ -101,6 +150,12 @@ class ObjectTable:
             if obj.id not in self._unsaved:
                 log.error("could not store %s (%s); will retry", obj.id, exc)
             self._unsaved.add(obj.id)
+
+    def _changed(self, obj: JObject) -> None:
+        """Bump the revision of the object and of the Flow it is a part of (which shows it)."""
+        for object_id in (obj.id, obj.part_of):
+            if object_id in self.runners:
+                self.runners[object_id].revision += 1
 
     def save_pending(self) -> None:
         for object_id in list(self._unsaved):
@@ -121,7 +176,9 @@ class ObjectTable:
         for runner in running:
             if runner.child in samples:  # not a sample of a child that ended meanwhile
                 runner.resources = samples[runner.child]
-                runner.revision += 1
+        for obj in self.objects.values():
+            if self.runners[obj.id].child in samples:
+                self._changed(obj)
 
     def tend_logs(self) -> None:
         for runner in self.runners.values():

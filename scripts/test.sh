@@ -7,6 +7,11 @@ scripts/setup.sh
 if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "could not install chromium; the dashboard test will skip"
 fi
+# The test hosts (tests/hosts.py) use iproute2 and iptables (a delaying relay's redirect, and the
+# FORWARD rule dockerd makes necessary): install iptables where it is missing.
+if ! command -v iptables >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && apt-get install -y -qq iptables >/dev/null) || echo "could not install iptables; the test hosts' tests will fail"
+fi
 .venv/bin/hadolint Dockerfile
 # tests/e2e/test_docker.py builds and runs the image: as root, scripts/docker-image.sh installs
 # docker.io and debootstrap when missing and starts (then stops) a dockerd of its own.

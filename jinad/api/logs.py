@@ -179,7 +179,10 @@ async def end_streams(app: web.Application) -> None:
 @routes.get("/logs/{id}")
 async def object_log(request: web.Request) -> web.StreamResponse:
     _register_stream(request)
-    log, finished = request.app[COORDINATOR].log_of(request.match_info["id"])
+    object_id = request.match_info["id"]
+    if "part" in request.query:  # one part of a Flow: its own log, the lines the Flow's log holds marked
+        object_id = request.app[OBJECTS].part_named(object_id, request.query["part"]).id
+    log, finished = request.app[COORDINATOR].log_of(object_id)
     since, until = _time(request, "since_time"), _time(request, "until_time")
     since_ts, until_ts = _stamp(since, round_up=True), _stamp(until, round_up=False)
     after = _start_after(request, log, since_ts)

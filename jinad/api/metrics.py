@@ -62,7 +62,8 @@ def exposition(app: web.Application) -> str:
     out.family("jinad_uptime_seconds", "gauge", "Seconds since the daemon started.")(
         "", round(time.monotonic() - app[STARTED_AT], 3))
 
-    counts = Counter((obj.kind, obj.state) for obj in objects.objects.values())
+    asked = [obj for obj in objects.objects.values() if obj.part_of is None]  # a Flow's parts are in the Flow
+    counts = Counter((obj.kind, obj.state) for obj in asked)
     sample = out.family("jinad_objects", "gauge", "Flows, Pods and Peas by kind and state.")
     for kind in KINDS:
         for state in State:
@@ -72,7 +73,7 @@ def exposition(app: web.Application) -> str:
     for state in WorkspaceState:
         sample(f'state="{state}"', ws_counts[state])
 
-    listed = [(f'id="{escape(obj.id)}",kind="{obj.kind}"', obj, objects.resources_of(obj)) for obj in objects.objects.values()]
+    listed = [(f'id="{escape(obj.id)}",kind="{obj.kind}"', obj, objects.resources_shown(obj)) for obj in asked]
     per_object = (
         ("jinad_object_cpu_percent", "gauge", "CPU of the object's whole process tree at the latest sample, in % of one core.",
          lambda obj, used: used["cpu_percent"]),

@@ -35,6 +35,9 @@ def _dialled(request: web.Request, body: dict) -> dict:
     if body["address"] and host:
         port = body["address"].rsplit(":", 1)[1]
         body["address"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    for part in body.get("parts", []):
+        if host and "jinad" not in part:  # a Flow's local part: on this daemon's host too
+            part["host"] = host
     return body
 
 
@@ -106,6 +109,12 @@ async def restart_object(request: web.Request) -> web.Response:
     return _answer(request, obj, created=False)
 
 
+async def update_executor(request: web.Request) -> web.Response:
+    body = await read_json(request, request.app[CONFIG].max_json_depth)
+    obj = await request.app[OBJECTS].update_executor(request.match_info["id"], request.match_info["name"], body, _wait(request))
+    return _answer(request, obj, created=False)
+
+
 async def delete_object(request: web.Request) -> web.Response:
     objects = request.app[OBJECTS]
     obj = await objects.delete(_kind(request), request.match_info["id"])
@@ -120,3 +129,4 @@ for _plural in KIND_OF_PLURAL:
     routes.get(f"/{_plural}/{{id}}")(get_object)
     routes.post(f"/{_plural}/{{id}}/restart")(restart_object)
     routes.delete(f"/{_plural}/{{id}}")(delete_object)
+routes.patch("/flows/{id}/executors/{name}")(update_executor)

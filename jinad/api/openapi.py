@@ -11,7 +11,7 @@ from aiohttp import web
 from .. import __version__
 from ..kinds import KINDS, MAX_OWNER_CHARS
 from ..limits import LIMIT_KEYS, MIN_CPUS, MIN_MEMORY_BYTES
-from ..states import LIVE, TERMINAL, Protocol, RestartPolicy, State, WorkspaceState
+from ..states import LIVE, TERMINAL, Protocol, RemoteState, RestartPolicy, State, WorkspaceState
 
 LIMITS = {
     "type": "object", "additionalProperties": False,
@@ -82,7 +82,7 @@ SCHEMAS = {
             "protocol": {**NULLABLE_STRING, "description": "the protocol at `address` (a Flow's first gateway protocol)"},
             "ports": {"type": "object", "additionalProperties": {"type": "integer"}, "description": (
                 "ports by name. Flow: `gateway` (its first protocol), `gateway-<protocol>` for each other "
-                "protocol, one per executor name. Pea: `executor`. Pod: `executor`, `executor-N`, "
+                "protocol, one per executor name (`NAME/R` for each further port a replica of it may take). Pea: `executor`. Pod: `executor`, `executor-N`, "
                 "`shard-S-replica-R`, `gateway`")},
             "created_at": {"type": "string"}, "started_at": NULLABLE_STRING, "exit_code": NULLABLE_INT,
             "restarts": {"type": "integer"}, "error": {**NULLABLE_STRING, "description": "why it is `exited` or `failed`, with the last error lines of its log"},
@@ -91,10 +91,35 @@ SCHEMAS = {
                                                           "memory_rss": {"type": "integer"},
                                                           "processes": {"type": "integer"}}},
             "remote": {"type": "array", "items": {"type": "object"}},
+            "parts": {"type": "array", "items": _ref("Part"), "description": (
+                "Flow only: its gateway, then each executor replica that runs as a part of its own (a Pea owned by "
+                "the Flow, restarted alone by the Flow's restart policy), then its parts on other daemons")},
+            "degraded": {"type": "boolean", "description": "Flow only: `ready`, but a part of it is not (it serves with fewer replicas)"},
+            "part_of": {**NULLABLE_STRING, "description": "Pea: the Flow it is a part of (it is listed there, not in `GET /peas`)"},
+            "part": {**NULLABLE_STRING, "description": "Pea: the executor of its Flow it runs"},
+            "replica": {**NULLABLE_INT, "description": "Pea: which replica of that executor it is"},
             "owner": {**NULLABLE_STRING, "maxLength": MAX_OWNER_CHARS, "description": "who made it, for what (a Flow's remote part: `<flow id>/<part name>`); a retry finds it by this"},
             "limits": {"type": "object", "description": "its limits as enforced: memory in bytes, cpus, pids",
                        "properties": {"memory": {"type": "integer"}, "cpus": {"type": "number"}, "pids": {"type": "integer"}}},
         },
+    },
+    "Part": {
+        "type": "object", "required": ["name", "replica", "kind", "state", "pid", "host", "port", "restarts", "error", "resources"],
+        "properties": {
+            "name": {"type": "string"}, "replica": {"type": "integer"}, "kind": {"enum": ["executor", "gateway"], "description": "a sharded executor runs inside the gateway's `jina flow`, not as parts"},
+            "id": {"type": "string", "description": "the part's own object (a Pea; a Pod on `jinad` for a remote part)"},
+            "state": {"enum": [*State.values(), *RemoteState.values(), None], "description": (
+                "a part on another daemon: its Pod's state there as last seen (`missing`: that daemon has it no more), "
+                "`unreachable` while its daemon does not answer, null until first asked")},
+            "pid": NULLABLE_INT, "host": {"type": "string"}, "port": NULLABLE_INT, "restarts": NULLABLE_INT,
+            "error": NULLABLE_STRING, "resources": {"type": ["object", "null"]}, "jinad": {"type": "string"},
+        },
+    },
+    "UpdateExecutor": {
+        "type": "object", "minProperties": 1, "additionalProperties": False,
+        "properties": {"uses": {"type": "string"}, "py_modules": {"type": "array", "items": {"type": "string"}},
+                       "uses_with": {"type": "object"}, "envs": {"type": "object"},
+                       "replicas": {"type": "integer", "minimum": 1}},
     },
     "CreateFlow": {
         "type": "object", "required": ["workspace_id", "filename"],
@@ -190,7 +215,8 @@ def document() -> dict:
                     ("since", "lines after this sequence number (as Last-Event-ID)"),
                     ("since_time", "lines at or after this RFC 3339 time"),
                     ("until_time", "lines at or before this RFC 3339 time; a follow ends when it comes"),
-                    ("follow", "keep streaming new lines (default: true for SSE)"))],
+                    ("follow", "keep streaming new lines (default: true for SSE)"),
+                    ("part", "a Flow's part only, `NAME/REPLICA` (`NAME`: replica 0) as its lines are marked in the Flow's log"))],
                 "responses": {"200": {"description": "log lines", "content": {"text/event-stream": {}, "text/plain": {}}},
                               **_errors(400, 404)},
             },
@@ -203,6 +229,13 @@ def document() -> dict:
     }
     for kind in KINDS.values():
         paths.update(_kind_paths(kind.plural, kind.name))
+    paths["/flows/{id}/executors/{name}"] = {
+        "parameters": [ID, {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "patch": {"summary": "rolling update or scale of one executor: its replicas replaced one at a time on their ports (`400` for one on another daemon: not supported yet)",
+                  "parameters": [WAIT], "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("UpdateExecutor")}}},
+                  "responses": {"200": _json(_ref("Object"), "updated"), "202": _json(_ref("Object"), "updating (wait=false)"),
+                                **_errors(400, 404, 409, 422)}},
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "jinad", "version": __version__,

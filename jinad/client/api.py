@@ -27,6 +27,13 @@ class JinadError(Exception):
         self.status, self.code, self.message, self.body = status, code, message, body or {}
 
 
+def network_reason(exc: BaseException) -> str:
+    """Why a daemon could not be reached, in words: a timeout's own text is empty."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return "no answer in time"
+    return str(exc) or type(exc).__name__
+
+
 def kind_of(object_id: str) -> str:
     """`jflow-…` -> `flow`; ids carry their kind."""
     kind = object_id.split("-", 1)[0][1:]
@@ -179,6 +186,11 @@ class Client:
     async def restart(self, object_id: str, wait: bool = True) -> dict:
         return await self.request("POST", f"/{PLURAL[kind_of(object_id)]}/{object_id}/restart" + ("" if wait else "?wait=false"))
 
+    async def update_executor(self, flow_id: str, executor: str, wait: bool = True, **changes: Any) -> dict:
+        """A rolling update or scale of one executor of a Flow: `update_executor(flow_id, "upper",
+        uses_with={...}, replicas=3)`; any of uses, py_modules, uses_with, envs, replicas."""
+        return await self.request("PATCH", f"/flows/{flow_id}/executors/{executor}" + ("" if wait else "?wait=false"), json=changes)
+
     async def delete(self, object_id: str) -> dict:
         kind = kind_of(object_id)
         if kind == "workspace":
@@ -188,15 +200,16 @@ class Client:
     # ---- logs ------------------------------------------------------------------------------------
 
     async def logs(self, object_id: str, tail: int | str | None = None, follow: bool = True,
-                   since_time: str | None = None, until_time: str | None = None) -> AsyncIterator[dict]:
+                   since_time: str | None = None, until_time: str | None = None, part: str | None = None) -> AsyncIterator[dict]:
         """Log lines ({"seq","ts","stream","line"}) and state changes ({"state","exit_code"}) as
         they come; after a dropped connection it reconnects and resumes from the last line seen,
         so no line is lost or repeated. Ends when the daemon says the stream ended. `tail`: the
-        daemon's default is 100, or all with `since_time`; times are RFC 3339."""
+        daemon's default is 100, or all with `since_time`; times are RFC 3339. `part`: one part
+        of a Flow (`NAME/REPLICA`)."""
         last_seq: int | None = None
         failures = 0
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
-        asked = {"tail": tail, "since_time": since_time, "until_time": until_time}
+        asked = {"tail": tail, "since_time": since_time, "until_time": until_time, "part": part}
         while True:
             params = {"follow": "true" if follow else "false", **{k: str(v) for k, v in asked.items() if v is not None}}
             headers = {"Accept": "text/event-stream"}

@@ -59,13 +59,14 @@ import aiohttp
 from .. import local, tls
 from ..states import RestartPolicy
 from . import contexts
-from .api import PLURAL, Client, JinadError, kind_of
+from .api import PLURAL, Client, JinadError, kind_of, network_reason
 from .contexts import ContextError, Contexts, Target
 
 KINDS = tuple(PLURAL)
 ALL_KINDS = (*KINDS, "workspace")
 OBJECT_COLUMNS = ("ID", "KIND", "STATE", "ADDRESS", "RESTARTS", "CPU", "RSS", "AGE")
 WORKSPACE_COLUMNS = ("ID", "STATE", "FILES", "SIZE", "AGE")
+PART_COLUMNS = ("PART", "KIND", "STATE", "ADDRESS", "PID", "RESTARTS", "RSS")
 # Request-body fields a create command may set; None (not given) leaves the daemon's default.
 CREATE_FIELDS = ("workspace_id", "uses", "py_modules", "uses_with", "replicas", "shards", "restart")
 CONTEXT_COLUMNS = ("", "NAME", "URL", "TOKEN")
@@ -238,7 +239,18 @@ async def cmd_ls(ctx: Context) -> None:
 
 
 async def cmd_get(ctx: Context) -> None:
-    ctx.show(await ctx.jd.get(ctx.args.id), details)
+    ctx.show(await ctx.jd.get(ctx.args.id), render_object)
+
+
+def render_object(doc: dict) -> str:
+    """Its fields; a Flow's parts as a table under them."""
+    parts = doc.get("parts")
+    if not parts:
+        return details(doc)
+    rows = [(f"{p['name']}/{p['replica']}", p["kind"], p["state"] or "-", f"{p['host']}:{p['port']}", "-" if p["pid"] is None else str(p["pid"]),
+             "-" if p["restarts"] is None else str(p["restarts"]), human_bytes((p.get("resources") or {}).get("memory_rss")))
+            for p in parts]
+    return details({k: v for k, v in doc.items() if k != "parts"}) + "\n\n" + table(PART_COLUMNS, rows)
 
 
 async def cmd_workspace_upload(ctx: Context) -> None:
@@ -269,11 +281,19 @@ async def cmd_create(ctx: Context) -> None:
 
 async def cmd_logs(ctx: Context) -> None:
     a = ctx.args
-    async for entry in ctx.jd.logs(a.id, tail=a.tail, follow=a.follow, since_time=a.since, until_time=a.until):
+    async for entry in ctx.jd.logs(a.id, tail=a.tail, follow=a.follow, since_time=a.since, until_time=a.until, part=a.part):
         if a.json:
             print(json.dumps(entry), flush=True)
         elif entry["event"] == "log":
             print(f"{entry['ts']} {entry['line']}" if a.timestamps else entry["line"], flush=True)
+
+
+async def cmd_flow_update(ctx: Context) -> None:
+    a = ctx.args
+    changes = {name: value for name in ("uses", "py_modules", "uses_with", "envs", "replicas") if (value := getattr(a, name)) is not None}
+    async with ctx.progress.showing(f"updating {a.executor} of {a.id}"):
+        flow = await ctx.jd.update_executor(a.id, a.executor, wait=a.wait, **changes)
+    ctx.show(flow, render_object)
 
 
 async def cmd_rm(ctx: Context) -> None:
@@ -491,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--tail", type=tail_type, help="last N lines first, or 'all' (default: 100, all with --since)")
     logs.add_argument("--since", type=moment, metavar="WHEN", help="lines from this time on: 10m (ago), 1h30m, 2d, or RFC 3339")
     logs.add_argument("--until", type=moment, metavar="WHEN", help="lines up to this time; ends a follow there")
+    logs.add_argument("--part", metavar="NAME/R", help="one part of a Flow only (its lines are marked [NAME/R])")
     logs.add_argument("-t", "--timestamps", action="store_true", help="each line after its time (RFC 3339, UTC)")
     command(commands, "rm", cmd_rm, "stop and remove an object (a workspace with its objects)").add_argument("id", type=ANY_ID)
     restart = command(commands, "restart", cmd_restart, "restart a Flow, Pod or Pea")
@@ -505,10 +526,21 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("id", type=WORKSPACE_ID)
     remove.add_argument("--force", action="store_true", help="stop and remove its objects first")
 
-    flow = command(noun("flow", "create Flows"), "create", cmd_flow_create, "a Flow from a local YAML in one upload")
+    flows = noun("flow", "create and update Flows")
+    flow = command(flows, "create", cmd_flow_create, "a Flow from a local YAML in one upload")
     flow.add_argument("yaml", type=path_type(Path.is_file, "a file"), metavar="FLOW.yml")
     flow.add_argument("--dir", type=path_type(Path.is_dir, "a folder"), help="folder of files the Flow needs")
     add_start_options(flow)
+    update = command(flows, "update", cmd_flow_update, "rolling update or scale of one executor: its replicas replaced "
+                     "one at a time on their ports, while the others serve")
+    update.add_argument("id", type=id_type("flow"), metavar="ID")
+    update.add_argument("executor", metavar="EXECUTOR")
+    update.add_argument("--uses", help="another Executor class (or a YAML in the workspace)")
+    update.add_argument("--py-modules", nargs="+", metavar="F", help="Python files of the workspace to import instead")
+    update.add_argument("--uses-with", type=json_object, metavar="JSON", help="constructor arguments as a JSON object")
+    update.add_argument("--envs", type=json_object, metavar="JSON", help="environment variables as a JSON object")
+    update.add_argument("--replicas", type=positive_int, metavar="N", help="scale to N replicas")
+    add_no_wait(update)
     for kind, text in (("pod", "an Executor with replicas/shards"), ("pea", "a single Executor")):
         add_runtime_options(command(noun(kind, f"create {kind.title()}s"), "create", cmd_create, f"start {text}"), kind)
     command(commands, "ui", cmd_ui, "print the dashboard's URL, with the token (keep it to yourself)")
@@ -599,7 +631,7 @@ def main(argv: list[str]) -> int:
     except BrokenPipeError:  # `jinad logs ID | head`: the reader left, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-        print(f"jinad: cannot reach the daemon at {target.url} (from {target.url_from}): {exc or type(exc).__name__}",
-              file=sys.stderr)
+        message = f"cannot reach the daemon at {target.url} (from {target.url_from}): {network_reason(exc)}"
+        print(json.dumps({"error": "unreachable", "message": message}) if args.json else f"jinad: {message}", file=sys.stderr)
         return EXIT_UNREACHABLE
     return 0

@@ -22,11 +22,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
-from urllib.parse import urlsplit
 
 import yaml
 
-from .. import local
+from .. import local, urls
 
 LOCAL = "local"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -44,15 +43,7 @@ class ContextError(ValueError):
 
 def daemon_url(text: str) -> str:
     """`host:port` or a URL -> a daemon URL; ValueError when it cannot be one."""
-    url = (text if "://" in text else f"http://{text}").rstrip("/")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{text!r} is not a daemon URL like {DEFAULT_URL}")
-    return url
+    return urls.daemon_url(text, DEFAULT_URL)
 
 
 def contexts_file(environ: Mapping[str, str] = os.environ) -> Path:

@@ -30,6 +30,7 @@ import bench_hosts  # noqa: E402
 import bench_logs  # noqa: E402
 import bench_memory  # noqa: E402
 import bench_metrics  # noqa: E402
+import bench_parts  # noqa: E402
 import bench_peers  # noqa: E402
 import bench_rest  # noqa: E402
 import bench_restore  # noqa: E402
@@ -47,6 +48,7 @@ BENCHMARKS = {
     "metrics": bench_metrics.run,
     "peers": bench_peers.run,
     "restore": bench_restore.run,
+    "parts": bench_parts.run,
     "hosts": bench_hosts.run,
 }
 

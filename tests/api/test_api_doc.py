@@ -13,7 +13,8 @@ API_DOC = Path(__file__).resolve().parents[2] / "docs" / "API.md"
 
 def _enum_line(name: str, schema: dict) -> str:
     groups = "".join(f"; {key[2:]}: {', '.join(schema[key])}" for key in ("x-live", "x-terminal") if key in schema)
-    return f"- `{name}`: {', '.join(f'`{v}`' for v in schema['enum'])}{groups}"
+    values = ("null" if value is None else value for value in schema["enum"])
+    return f"- `{name}`: {', '.join(f'`{v}`' for v in values)}{groups}"
 
 
 def render(doc: dict) -> str:
@@ -40,6 +41,14 @@ def render(doc: dict) -> str:
     lines.append(_enum_line("restart", schemas["Object"]["properties"]["restart"]))
     lines.append(_enum_line("protocol", schemas["CreateExecutor"]["properties"]["protocol"]))
     lines.append(_enum_line("Workspace.state", schemas["Workspace"]["properties"]["state"]))
+    lines.append(_enum_line("Part.kind", schemas["Part"]["properties"]["kind"]))
+    lines.append(_enum_line("Part.state", schemas["Part"]["properties"]["state"]))
+    lines += ["", "## A Flow's parts", ""]
+    for name in ("parts", "degraded"):
+        lines.append(f"- `Object.{name}`: {schemas['Object']['properties'][name]['description']}")
+    part = schemas["Part"]
+    lines.append(f"- `Part`: {', '.join(f'`{field}`' for field in part['properties'])} "
+                 f"(`state`: {part['properties']['state']['description']})")
     return "\n".join(lines) + "\n"
 
 

@@ -123,7 +123,8 @@ async def test_flow_create_get_logs_interrupt_and_rm(http, daemon):
     header, *rows = (await ok(daemon.url, "ls", "--kind", "flow")).splitlines()
     assert header.split() == ["ID", "KIND", "STATE", "ADDRESS", "RESTARTS", "CPU", "RSS", "AGE"]
     assert [row.split()[:4] for row in rows] == [[flow_id, "flow", "ready", flow["address"]]]
-    assert "upper executor ready" in (await ok(daemon.url, "logs", flow_id, "--tail", "all")).splitlines()
+    # Its executor runs as a part of its own: its lines are marked with it.
+    assert "[upper/0] upper executor ready" in (await ok(daemon.url, "logs", flow_id, "--tail", "all")).splitlines()
 
     async with cli(daemon.url, "logs", flow_id, "-f") as following:
         await read_line(following.stdout)

@@ -35,6 +35,9 @@ CASES = {
     # every other time (it answers no documents instead), under bare `jina flow` as well.
     "protocols_executor_yaml": ("protocols.yml", [("/", "grpc"), ("/boom", "grpc"), ("/", "http"), ("/boom", "http"),
                                                   ("/", "websocket")], "ab|from-yaml|overridden"),
+    # jinad runs each replica as a part of its own: what an entry says must reach every one (not
+    # `/` with `uses_requests`: Jina 3.34 answers it one way or another from run to run, bare too).
+    "replica_settings": ("settings.yml", [("/other", "grpc"), ("/other", "http"), ("/other", "grpc")], ""),
 }
 
 # case -> (endpoint, text every doc must end with) that both Flows must answer before the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 
 from tests.conftest import EXECUTORS, form, wait_until
@@ -77,23 +78,34 @@ async def test_same_files_go_up_once_and_a_remote_that_dies_shows_on_the_flow(ht
     assert len(await listing(http, b, "/workspaces")) == 1
     assert len(await listing(http, b, "/pods")) == 2
 
-    # The remote part of the first Flow goes away behind its back.
+    # The remote part of the first Flow goes away behind its back: shown as a local part that
+    # ended would be (its restart policy, `no`, leaves it so), the Flow ready but degraded.
     async with http.delete(f"{b.url}/pods/{flows[0]['remote'][0]['pod_id']}") as resp:
         assert resp.status == 200
-    shown = await wait_until(lambda: _flow_error(http, a, flows[0]["id"]), 30, "the Flow to show its remote ended")
-    assert "upper_b" in shown and b.url in shown
+    flow = await wait_until(lambda: _degraded(http, a, flows[0]["id"]), 30, "the Flow to show its remote part gone")
+    [part] = [p for p in flow["parts"] if p.get("jinad") == b.url]
+    assert (flow["state"], part["state"]) == ("ready", "missing") and b.url in part["error"]
 
     async with http.delete(f"{a.url}/flows/{flows[0]['id']}") as resp:
         assert resp.status == 200
     assert len(await listing(http, b, "/workspaces")) == 1  # still used by the second Flow
-    async with http.delete(f"{a.url}/flows/{flows[1]['id']}") as resp:
-        assert resp.status == 200
+    async with http.post(a.url + "/flows", json={"workspace_id": ws, "filename": "flow.yml"}) as resp:
+        assert resp.status == 201, await resp.text()
+        flows.append(await resp.json())
+
+    async def delete(flow: dict) -> None:
+        async with http.delete(f"{a.url}/flows/{flow['id']}") as resp:
+            assert resp.status == 200
+
+    await asyncio.gather(*(delete(flow) for flow in flows[1:]))  # deleted together: the last one removes it
+    assert await listing(http, b, "/pods") == []
     assert await listing(http, b, "/workspaces") == []
 
 
-async def _flow_error(http, daemon, flow_id):
+async def _degraded(http, daemon, flow_id):
     async with http.get(f"{daemon.url}/flows/{flow_id}") as resp:
-        return (await resp.json())["error"]
+        body = await resp.json()
+        return body if body["degraded"] else None
 
 
 async def test_a_restart_or_a_daemon_restart_brings_back_a_remote_part_that_went_away(http, daemon_factory):

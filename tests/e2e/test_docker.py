@@ -183,11 +183,12 @@ async def test_the_image_serves_flows_keeps_its_home_and_stops_whole(docker, ima
     assert await ask_http(http, flow["ports"]["gateway"], "docker") == "DOCKER"
 
     # Its log streams over SSE from outside the container, live: a request's line arrives.
-    stream = asyncio.create_task(read_stream(http, f"{url}/logs/{flow['id']}?tail=0", until_line="upper handled 1 docs"))
+    # (its executor is a part of its own: the Flow's log marks its lines with it)
+    stream = asyncio.create_task(read_stream(http, f"{url}/logs/{flow['id']}?tail=0", until_line="[upper/0] upper handled 1 docs"))
     await asyncio.sleep(0.5)
     assert await ask_http(http, flow["ports"]["gateway"], "live") == "LIVE"
     logs, _ = await asyncio.wait_for(stream, 30)
-    assert logs and logs[-1]["line"].startswith("upper handled 1 docs")
+    assert logs and logs[-1]["line"].startswith("[upper/0] upper handled 1 docs")
     async with http.get(f"{url}/logs/{flow['id']}?tail=all") as resp:
         assert "upper executor ready" in await resp.text()
 

@@ -90,6 +90,8 @@ async def test_a_flow_over_three_hosts_answers_and_merges_their_logs(http, hosts
     assert flow["address"] == f"{a.address}:{flow['ports']['gateway']}"
     assert [part["address"].split(":")[0] for part in flow["remote"]] == ["b.example", c.address]
     assert len(flow["remote"][1]["ports"]) == 2
+    async with http.patch(f"{a.daemon.url}/flows/{flow['id']}/executors/upper_b", json={"uses_with": {"suffix": "-x"}}) as resp:
+        assert resp.status == 400 and "not supported yet" in (await resp.json())["message"]
     for n in range(5):
         assert await ask(http, a, flow, f"hi{n}") == f"HI{n}-B-c"
 
@@ -147,7 +149,9 @@ async def test_a_cut_off_host_shows_on_the_flow_and_heals_and_so_does_a_killed_d
     pinged = a.exec(str(JINAD), "ping", "--host", b.daemon.url, "-c", "1", "--timeout", "1", check=False)
     assert pinged.returncode == 3 and b.daemon.url in pinged.stderr  # cannot reach
     assert "upper_b" in shown and "cannot be reached" in shown
-    assert (await get(http, url))["state"] == "ready"
+    body = await get(http, url)
+    assert body["state"] == "ready" and body["degraded"]
+    assert {p["name"]: p["state"] for p in body["parts"] if "jinad" in p} == {"upper_b": "unreachable", "upper_c": "ready"}
     assert [p["state"] for p in await get(http, c.daemon.url + "/pods")] == ["ready"]  # the rest serves on
     await asyncio.sleep(max(0.0, 10 - (time.monotonic() - cut_at)))  # the cut lasts 10 s
     b.heal()
@@ -191,19 +195,56 @@ async def test_killed_remote_part_and_killed_flow_daemon_are_made_again(http, ho
     url = f"{a.daemon.url}/flows/{flow['id']}"
     b_pod, c_pod = pod_ids(flow)
 
-    # B's Pod killed by hand: the Flow's restart policy makes it again.
-    os.kill((await get(http, f"{b.daemon.url}/pods/{b_pod}"))["pid"], signal.SIGKILL)
+    def remote_parts(body: dict) -> dict:
+        return {p["name"]: p for p in body["parts"] if "jinad" in p and p["replica"] == 0}
 
-    async def restarted_with_new_b():
+    b_seen = await get(http, f"{b.daemon.url}/pods/{b_pod}")
+    async def b_shown():
+        part = remote_parts(await get(http, url))["upper_b"]
+        return part if part["state"] is not None else None
+
+    shown = await wait_until(b_shown, 5, "B's part as B shows it")
+    assert (shown["state"], shown["pid"], shown["restarts"], shown["error"]) == ("ready", b_seen["pid"], 0, None)
+    assert shown["resources"]["memory_rss"] > 0
+    gateway_pid = flow["pid"]
+
+    # B's Pod killed by hand: the Flow's restart policy starts that part again alone, on B, as
+    # the same Pod on the same ports; the gateway and C's part serve on meanwhile.
+    os.kill(b_seen["pid"], signal.SIGKILL)
+
+    async def b_down():
+        body = await get(http, url)
+        return body if body["degraded"] and remote_parts(body)["upper_b"]["state"] in ("exited", "starting") else None
+
+    down = await wait_until(b_down, 10, "the Flow to show B's part down")
+    assert down["state"] == "ready" and down["pid"] == gateway_pid
+
+    async def b_back():
+        body = await get(http, url)
+        return body if not body["degraded"] and remote_parts(body)["upper_b"]["restarts"] == 1 else None
+
+    body = await wait_until(b_back, 60, "B's part started again alone")
+    assert (body["state"], body["restarts"], body["pid"], pod_ids(body)) == ("ready", 0, gateway_pid, (b_pod, c_pod))
+    assert remote_parts(body)["upper_b"]["pid"] not in (None, b_seen["pid"])
+    assert [p["id"] for p in await get(http, b.daemon.url + "/pods")] == [b_pod]
+    await wait_until(lambda: answers(http, a, body), 30, "the Flow to answer with B's part again, its gateway unchanged")
+    merged, _ = await read_stream(http, f"{a.daemon.url}/logs/{flow['id']}?tail=all&follow=false")
+    assert any("remote executor 'upper_b'" in e["line"] and "starting it again there" in e["line"] for e in merged)
+    # B's Pod deleted there: made again with new ports, which the gateway learns as it starts
+    # again; C's part runs on.
+    async with http.delete(f"{b.daemon.url}/pods/{b_pod}") as resp:
+        assert resp.status == 200
+
+    async def remade_with_new_b():
         body = await get(http, url)
         return body if body["state"] == "ready" and body["restarts"] == 1 and pod_ids(body)[0] != b_pod else None
 
-    body = await wait_until(restarted_with_new_b, 90, "the Flow to make B's part again")
+    body = await wait_until(remade_with_new_b, 60, "the Flow to make B's part again")
+    assert pod_ids(body)[1] == c_pod and body["pid"] != gateway_pid
     assert [p["id"] for p in await get(http, b.daemon.url + "/pods")] == [pod_ids(body)[0]]
-    assert pod_ids(body)[1] == c_pod
     await wait_until(lambda: answers(http, a, body), 30, "the Flow to answer with B's new part")
     copied, own = await copied_and_own(http, a, flow["id"], c, next(p for p in body["remote"] if p["name"] == "upper_c"))
-    assert copied == own  # C's part, followed anew after the Flow's restart: no line twice
+    assert copied == own  # C's part, followed anew after the gateway's restart: no line twice
 
     # A's daemon killed; C's part goes meanwhile: A finds B's by its record and makes C's again.
     b_pod = pod_ids(body)[0]
@@ -220,4 +261,11 @@ async def test_killed_remote_part_and_killed_flow_daemon_are_made_again(http, ho
     assert pod_ids(body)[0] == b_pod
     assert [p["id"] for p in await get(http, c.daemon.url + "/pods")] == [pod_ids(body)[1]]
     await wait_until(lambda: answers(http, a, body), 30, "the Flow to answer after A's restart")
+
+    async def b_copied_once() -> bool:  # B's part, followed again by A's next run: no line twice
+        copied, own = await copied_and_own(http, a, flow["id"], b, next(p for p in body["remote"] if p["name"] == "upper_b"))
+        # (its lines follow those of B's first Pod, killed above, under the same mark)
+        return copied[-len(own):] == own and sum(b_pod in line for line in copied) == sum(b_pod in line for line in own) > 0
+
+    await wait_until(b_copied_once, 30, "B's lines in the Flow's log once each after A's restart")
     await delete_and_check_nothing_left(http, a, flow, b, c)

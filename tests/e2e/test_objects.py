@@ -40,8 +40,8 @@ async def test_http_flow_answers_and_delete_leaves_no_process(http, daemon):
         lambda: _processes_at_least(http, daemon, "flows", flow["id"], 3), timeout=15, what="resources sampled over the tree"
     )
     assert shown["resources"]["memory_rss"] > 10_000_000
-    pids = tree_pids(flow["pid"])
-    assert len(pids) >= 3  # parent, executor, gateway
+    pids = [pid for part in flow["parts"] for pid in tree_pids(part["pid"])]
+    assert len(pids) >= 3  # the gateway's parent and gateway, the executor
 
     async with http.delete(f"{daemon.url}/flows/{flow['id']}") as resp:
         assert resp.status == 200
@@ -148,7 +148,7 @@ async def test_kill9_of_the_daemon_then_restart_takes_the_flow_back_without_orph
     """Live restore (issue 16; before it, the next daemon ended the Flow and started it again)."""
     ws = await make_workspace(http, daemon, ("files", "flow.yml", EXECUTORS / "flow_http.yml"))
     flow = await create(http, daemon, "flows", {"workspace_id": ws, "filename": "flow.yml"})
-    old_pids = tree_pids(flow["pid"])
+    old_pids = [pid for part in flow["parts"] for pid in tree_pids(part["pid"])]
     daemon.stop(signal.SIGKILL)
     assert alive(old_pids), "the Flow should outlive a kill -9 of its daemon"
 
@@ -157,6 +157,8 @@ async def test_kill9_of_the_daemon_then_restart_takes_the_flow_back_without_orph
     back = await wait_until(lambda: in_state(http, daemon, "flows", flow["id"], "ready"), timeout=90, what="flow recovered")
     assert back["ports"] == flow["ports"]
     assert back["pid"] == flow["pid"] and back["restarts"] == flow["restarts"]
+    # Every part taken back as it was: same process, same port.
+    assert [(p["name"], p["pid"], p["port"]) for p in back["parts"]] == [(p["name"], p["pid"], p["port"]) for p in flow["parts"]]
     assert await ask_http(http, back["ports"]["gateway"], "again") == "AGAIN"
     marked = {p.pid for p in children_of_home(daemon.home)}
-    assert marked == set(tree_pids(back["pid"])), "every process of the daemon is in the Flow's tree"
+    assert marked == set(old_pids), "every process of the daemon is in one of the Flow's parts"

@@ -218,3 +218,18 @@ async def test_dashboard_counts_agree_with_metrics_and_the_cli(daemon_factory, b
         assert {(p[:-1], s): n for p in ("flows", "pods", "peas") for s, n in status[p].items()} == {
             key: n for key, n in metrics.items() if key[0] != "workspace"}
     assert page.js_errors == []
+
+
+async def test_dashboard_shows_a_flows_parts(http, daemon, browser):
+    from playwright.async_api import expect
+
+    async with http.post(daemon.url + "/flows", data=form(("flow", "flow.yml", EXECUTORS / "flow_grpc.yml"),
+                                                          ("files", "upper.py", EXECUTORS / "upper.py"))) as resp:
+        flow = await resp.json()
+        assert resp.status == 201, flow
+    page = await open_page(browser, daemon.url + "/ui")
+    cell = page.locator(f'#flows tbody tr[data-id="{flow["id"]}"] [data-col="parts"]')
+    await expect(cell).to_have_text("2/2", timeout=T)  # its gateway and its one executor
+    executor = flow["parts"][1]
+    await expect(cell).to_have_attribute("title", re.compile(rf"upper/0 executor ready 127\.0\.0\.1:{executor['port']} pid {executor['pid']}"),
+                                         timeout=T)

@@ -67,12 +67,16 @@ class Deserter(Executor):
 
 
 class Saboteur(Executor):
-    """Logs an error at its first request, then kills the process that runs its Flow."""
+    """Logs an error at its first request with documents (not the empty one of an HTTP gateway's
+    /dry_run), then kills its own process (a part of its Flow)."""
 
     @requests
-    def sabotage(self, **kwargs):
+    def sabotage(self, docs, **kwargs):
         import os
         import signal
 
+        if not docs:
+            return docs
+
         self.logger.error("the disk under /data is gone")
-        os.kill(os.getppid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)

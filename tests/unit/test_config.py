@@ -6,6 +6,7 @@ import yaml
 
 from jinad import config as settings
 from jinad.config import Config, outside_name
+from jinad.urls import host_name
 from tests.conftest import REPO
 
 
@@ -78,6 +79,15 @@ def test_default_ports_lie_below_the_kernels_ephemeral_range():
     ({"log_ring_lines": 0}, "log_ring_lines"),
     ({"start_timeout_s": float("inf")}, "start_timeout_s"),
     ({"remote_tokens": "garbage"}, "remote_tokens"),
+    ({"remote_tokens": "=x"}, "remote_tokens"),
+    ({"remote_tokens": "http://h:1=a,http://h:1/=b"}, "remote_tokens.*two"),
+    ({"remote_tokens": "http://h:1="}, "remote_tokens.*none"),
+    ({"remote_tokens": "http://u:p@h:1=a"}, "remote_tokens.*no user"),
+    ({"advertise_host": "a b"}, "advertise_host"),
+    ({"advertise_host": "http://x"}, "advertise_host"),
+    ({"advertise_host": "1.2.3.4:99"}, "advertise_host"),
+    ({"advertise_host": "x" * 300}, "advertise_host"),
+    ({"advertise_host": "bad_host!"}, "advertise_host"),
     ({"log_level": "bogus"}, "log_level"),
 ])
 def test_values_the_daemon_cannot_work_with_are_refused_by_name(changes, word):
@@ -102,3 +112,14 @@ def test_the_shipped_settings_file_lists_every_setting_with_its_default():
 def test_tls_settings_come_in_pairs(settings, words):
     with pytest.raises(ValueError, match=words):
         Config(**settings)
+
+
+def test_remote_tokens_are_found_by_the_url_a_flow_names():
+    config = Config(remote_tokens="HTTP://b:8000/=t1, https://c:9000=t2")
+    assert config.tokens_by_remote == {"http://b:8000": "t1", "https://c:9000": "t2"}
+
+
+@pytest.mark.parametrize("given, shown", [("vm", "vm"), ("node-1.example.org", "node-1.example.org"),
+                                          ("198.18.0.2", "198.18.0.2"), ("::1", "[::1]")])
+def test_advertise_host_takes_names_and_addresses(given, shown):
+    assert host_name(Config(advertise_host=given).advertise_host) == shown

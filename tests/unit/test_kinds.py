@@ -8,8 +8,8 @@ import socket
 import pytest
 import yaml
 
-from jinad.errors import BadRequest, Conflict
-from jinad.kinds import FLOW_READY_LINE, Preparation, prepare_flow, prepare_pea, prepare_pod
+from jinad.errors import BadRequest, Conflict, NotFound
+from jinad.kinds import FLOW_READY_LINE, REPLICA_SLOTS, Preparation, check_part_changes, prepare_flow, prepare_pea, prepare_pod
 from jinad.ports import PortAllocator
 
 
@@ -24,7 +24,7 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def prepare(tmp_path, flow_yaml: str):
+def prepare(tmp_path, flow_yaml: str, **options):
     """(launch, the YAML jinad wrote) for a Flow YAML in a workspace holding exec.py."""
     ws = tmp_path / "ws"
     ws.mkdir(exist_ok=True)
@@ -32,7 +32,7 @@ def prepare(tmp_path, flow_yaml: str):
     (ws / "flow.yml").write_text(flow_yaml)
     run = tmp_path / "run"
     run.mkdir(exist_ok=True)
-    ctx = Preparation(ws, run, {}, PortAllocator(range(31000, 31100)), "jina", 1 << 20, 50)
+    ctx = Preparation(ws, run, options.pop("ports", {}), PortAllocator(range(31000, 31100)), "jina", 1 << 20, 50, **options)
     launch = prepare_flow({"filename": "flow.yml"}, ctx)
     return launch, yaml.safe_load((run / "flow.yml").read_text())
 
@@ -40,9 +40,62 @@ def prepare(tmp_path, flow_yaml: str):
 def test_a_flow_written_with_deployments_keeps_its_executors_there(tmp_path):
     launch, written = prepare(tmp_path, "jtype: Flow\ndeployments:\n  - name: a\n    uses: A\n    py_modules: exec.py\n  - uses: B\n")
     assert "executors" not in written
-    assert [(e["name"], e["port"]) for e in written["deployments"]] == [("a", launch.ports["a"]), ("executor1", launch.ports["executor1"])]
-    assert written["deployments"][0]["py_modules"] == [str(tmp_path / "ws" / "exec.py")]
+    assert [(e["name"], e["port"][0]) for e in written["deployments"]] == [("a", launch.ports["a"]), ("executor1", launch.ports["executor1"])]
+    assert launch.parts[0].spec["py_modules"] == [str(tmp_path / "ws" / "exec.py")]
     assert launch.ready_line == FLOW_READY_LINE
+
+
+def test_each_replica_of_an_executor_is_a_part_behind_a_gateway_that_knows_spare_ports(tmp_path):
+    launch, written = prepare(tmp_path, "jtype: Flow\nexecutors:\n  - name: a\n    uses: A\n    py_modules: exec.py\n"
+                                        "    replicas: 2\n    uses_with: {x: 1}\n    env: {K: v}\n    needs: gateway\n",
+                              envs={"E": "1"})
+    entry = written["executors"][0]
+    slots = [launch.ports["a"]] + [launch.ports[f"a/{r}"] for r in range(1, REPLICA_SLOTS)]
+    assert entry == {"name": "a", "needs": "gateway", "external": True, "host": "127.0.0.1", "port": slots}
+    assert [(p.name, p.replica, p.port) for p in launch.parts] == [("a", 0, slots[0]), ("a", 1, slots[1])]
+    assert launch.parts[1].spec["uses_with"] == {"x": 1} and launch.parts[1].spec["port"] == slots[1]
+    assert launch.parts[0].envs == {"E": "1", "K": "v"}
+
+
+@pytest.mark.parametrize("entry", ["    shards: 2\n", "    uses_with: {x: '${{ ENV.X }}'}\n", "    external: true\n    port: 31099\n"])
+def test_what_a_part_cannot_say_stays_inside_the_gateways_flow(tmp_path, entry):
+    launch, written = prepare(tmp_path, f"jtype: Flow\nexecutors:\n  - name: a\n    uses: A\n{entry}")
+    assert launch.parts == [] and not isinstance(written["executors"][0]["port"], list)
+
+
+def test_a_flow_with_limits_keeps_every_executor_inside(tmp_path):
+    launch, written = prepare(tmp_path, "jtype: Flow\nexecutors:\n  - name: a\n    uses: A\n", parts=False)
+    assert launch.parts == [] and "external" not in written["executors"][0]
+
+
+def test_an_update_changes_the_parts_and_scales_within_the_ports_the_gateway_knows(tmp_path):
+    flow = "jtype: Flow\nexecutors:\n  - name: a\n    uses: A\n    replicas: 2\n"
+    first, _ = prepare(tmp_path, flow)
+    ports = dict(first.ports)
+    launch, _ = prepare(tmp_path, flow, ports=dict(ports), changes={"a": {"uses_with": {"y": 2}, "replicas": 3, "envs": {"Z": "z"}}})
+    assert launch.ports == ports
+    assert [(p.replica, p.port, p.spec["uses_with"], p.envs) for p in launch.parts] == [
+        (r, ports["a" if r == 0 else f"a/{r}"], {"y": 2}, {"Z": "z"}) for r in range(3)]
+    with pytest.raises(BadRequest, match=f"at most {REPLICA_SLOTS} replicas"):
+        prepare(tmp_path, flow, ports=dict(ports), changes={"a": {"replicas": REPLICA_SLOTS + 1}})
+    with pytest.raises(NotFound, match="no executor 'b'"):
+        prepare(tmp_path, flow, ports=dict(ports), changes={"b": {"replicas": 1}})
+
+
+@pytest.mark.parametrize("body, message", [({}, "any of"), ({"replicas": 1, "name": "x"}, "unknown field"),
+                                           ({"uses_with": []}, "uses_with"), ({"envs": {"A=B": "c"}}, "envs"),
+                                           ({"uses": "--help"}, "uses")])
+def test_a_bad_update_is_refused(body, message):
+    with pytest.raises(BadRequest, match=message):
+        check_part_changes(body)
+
+
+def test_a_part_runs_as_one_jina_executor_process_with_its_settings(tmp_path):
+    (port,) = free_ports(1)
+    ctx = Preparation(tmp_path, tmp_path, {}, PortAllocator(range(31000, 31100)), "jina", 1 << 20, 50)
+    launch = prepare_pea({"uses": "A", "port": port, "native": True, "uses_metas": {"m": 1}, "workspace": "w"}, ctx)
+    assert launch.argv[launch.argv.index("--uses-metas") + 1] == '{"m": 1}'
+    assert launch.argv[launch.argv.index("--workspace") + 1] == "w" and launch.argv[-1] == "--native"
 
 
 def test_a_flow_with_both_executors_and_deployments_is_refused(tmp_path):
@@ -54,8 +107,8 @@ def test_a_flow_with_both_executors_and_deployments_is_refused(tmp_path):
 def test_a_port_the_user_fixed_is_used_and_reported_under_any_of_its_names(tmp_path, key):
     gateway, executor = free_ports(2)
     launch, written = prepare(tmp_path, f"jtype: Flow\nwith:\n  {key}: {gateway}\nexecutors:\n  - name: e\n    {key}: {executor}\n")
-    assert launch.ports == {"gateway": gateway, "e": executor} and launch.port == gateway
-    assert written["with"]["port"] == gateway and written["executors"][0]["port"] == executor
+    assert {k: p for k, p in launch.ports.items() if "/" not in k} == {"gateway": gateway, "e": executor} and launch.port == gateway
+    assert written["with"]["port"] == gateway and written["executors"][0]["port"][0] == executor
     assert key == "port" or (key not in written["with"] and key not in written["executors"][0])
 
 

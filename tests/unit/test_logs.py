@@ -288,3 +288,13 @@ async def test_a_parked_follower_whose_client_goes_away_is_unparked(tmp_path):
     await asyncio.gather(task, return_exceptions=True)
     await agen.aclose()
     assert not log.parked and log.followers == 0
+
+
+async def test_a_parts_lines_are_copied_into_its_flows_log_marked(tmp_path):
+    flow_log, part_log = Log(tmp_path / "flow.log", 100, 1 << 20, 1 << 20, 1), Log(tmp_path / "part.log", 100, 1 << 20, 1 << 20, 1)
+    part_log.copy_to = (flow_log, "[upper/1] ")
+    part_log.append("stderr", ["boom", "again"])
+    part_log.flush()
+    assert [(e.stream, e.line) for e in part_log.tail(5)] == [("stderr", "boom"), ("stderr", "again")]
+    assert [(e.stream, e.line) for e in flow_log.tail(5)] == [("stderr", "[upper/1] boom"), ("stderr", "[upper/1] again")]
+    assert "[upper/1] again" in (tmp_path / "flow.log").read_text()  # flushed to the Flow's file too

@@ -1,4 +1,5 @@
-"""The supervise loop with a fake spawn: restart by policy, back-off, give-up; no process runs."""
+"""The supervise loop with a fake spawn: restart by policy, back-off, give-up; no process runs. So
+too a Flow's remote part restarted alone, with a fake remote daemon."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import pytest
 
 from jinad import objects, starting
 from jinad.config import Config
+from jinad.errors import FailedToStart
+from jinad.logs import Log
 from jinad.objects import ObjectManager
+from jinad.records import JObject
+from jinad.remotes import RemotePart
+from jinad.runner import Runner
 from jinad.store import Store
 from jinad.workspaces import WorkspaceManager
 
@@ -102,3 +108,33 @@ async def test_on_failure_does_not_restart_a_clean_exit_but_always_does(manager)
     assert obj.state == "exited" and obj.restarts == 0
     obj = await pea(manager, "always", [(True, 0), (True, 0), (True, 0)])
     assert obj.state == "failed" and obj.restarts == 2
+
+
+async def test_a_remote_part_that_ended_is_restarted_alone_by_the_flows_policy_with_back_off(manager, tmp_path):
+    flow = JObject(id="jflow-f", kind="flow", workspace_id="jworkspace-w", spec={}, envs={}, restart="on-failure",
+                   timeout_s=1.0, created_at="2026-11-30T00:00:00.000Z", state="ready")
+    part = RemotePart(name="far", jinad="http://o:8000", workspace_id="w", content="c", pod_id="jpod-p", host="o", ports=[1], address="o:1")
+    flow.remote = [part]
+    runner = manager.runners[flow.id] = Runner(log=Log(tmp_path / "f.log", 10, 1 << 20, 1 << 20, 1))
+    manager.objects[flow.id] = flow
+    outcomes = [FailedToStart("remote executor 'far' on http://o:8000 failed: it crashed"), None]
+
+    async def restart(restarted):
+        assert restarted is part
+        if (outcome := outcomes.pop(0)) is not None:
+            raise outcome
+
+    manager.remotes.restart = restart
+    killed = {"state": "exited", "exit_code": -9}
+    assert await manager._restart_remote(flow, runner, part, killed, failures := {}) is True
+    assert manager.backoffs == [1, 2] and part.restarts == 1 and outcomes == []
+    assert await manager._restart_remote(flow, runner, part, {"state": "exited", "exit_code": 0}, failures) is False  # a clean exit
+    assert await manager._restart_remote(flow, runner, part, killed, failures) is False  # dead again at once: 2 in a row
+    assert runner.log.tail(1)[0].line.startswith("gave up starting remote executor 'far' again after 2 restarts in a row")
+    outcomes[:] = [FailedToStart("it crashed")] * 2
+    assert await manager._restart_remote(flow, runner, part, killed, {}) is False  # it never starts again
+    assert manager.backoffs == [1, 2, 1, 2] and part.restarts == 1 and outcomes == []
+    assert runner.log.tail(1)[0].line.endswith("after 2 restarts in a row; the last: it crashed")
+    flow.restart = "no"
+    assert await manager._restart_remote(flow, runner, part, {"state": "failed"}, {}) is False
+    assert runner.log.tail(1)[0].line.endswith("the Flow's restart policy (no) leaves it so")
