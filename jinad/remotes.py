@@ -31,7 +31,7 @@ from .states import LIVE, RemoteState, State, WorkspaceState
 if TYPE_CHECKING:
     from .client.api import Client
 
-# The REST client (~1 MB with its SSE reader) is loaded when a Flow first has a remote part.
+# The REST client is loaded when a Flow first has a remote part: an idle daemon does not need it.
 client_api = LazyModule("jinad.client.api")
 
 log = logging.getLogger(__name__)
