@@ -12,9 +12,9 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from .api import health, logs, metrics, objects, openapi, ui, workspaces
-from .api.keys import BATCH_FRAMES, CONFIG, COORDINATOR, HTTP_STATS, OBJECT_BODIES, OBJECTS, STARTED_AT, STREAMS, WORKSPACES
-from .api.middleware import HttpStats, front_door
-from .api.wire import BatchFrames, ObjectBodies
+from .api.keys import CONFIG, COORDINATOR, HTTP_STATS, OBJECT_BODIES, OBJECTS, SSE_CHUNKS, SSE_FRAMES, STARTED_AT, STREAMS, WORKSPACES
+from .api.front_door import HttpStats, add_guarded, add_no_route, front_door
+from .api.wire import CHUNKS_MAX_BYTES, KeptBytes, ObjectBodies
 from .config import Config
 from .coordinator import Coordinator
 from .objects import ObjectManager
@@ -55,7 +55,8 @@ async def _housekeeping(app: web.Application) -> None:
 def create_app(config: Config) -> web.Application:
     # client_max_size bounds bodies read whole (JSON); uploads stream past it under their own limits.
     stats = HttpStats()
-    app = web.Application(middlewares=[front_door(config.token, stats)], client_max_size=config.max_json_bytes)
+    app = web.Application(client_max_size=config.max_json_bytes)
+    guard = front_door(config.token, stats)
     app[HTTP_STATS] = stats
     store = Store(config.home / "state")
     app[CONFIG] = config
@@ -64,10 +65,12 @@ def create_app(config: Config) -> web.Application:
     app[OBJECTS] = ObjectManager(config, store, app[WORKSPACES])
     app[COORDINATOR] = Coordinator(app[WORKSPACES], app[OBJECTS])
     for module in (health, workspaces, objects, logs, ui, openapi, metrics):
-        app.add_routes(module.routes)
+        add_guarded(app, module.routes, guard)
+    add_no_route(app, guard)
     app[STREAMS] = weakref.WeakSet()
     app[OBJECT_BODIES] = ObjectBodies()
-    app[BATCH_FRAMES] = BatchFrames()
+    app[SSE_FRAMES] = KeptBytes()
+    app[SSE_CHUNKS] = KeptBytes(CHUNKS_MAX_BYTES)
     app.on_shutdown.append(logs.end_streams)
     app.cleanup_ctx.append(_managers)
     return app

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import IO
 
-import yaml
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
@@ -77,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         config = settings.load(args)
-    except (ValueError, OSError, yaml.YAMLError) as exc:  # a bad value, a settings file missing or not YAML
+    except (ValueError, OSError) as exc:  # a bad value, a settings file missing or not YAML
         parser.error(" ".join(str(exc).split()))
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.server").addFilter(_ClientProtocolErrors())
@@ -134,7 +133,7 @@ def serve(config: settings.Config, listening) -> None:
         loop=new_event_loop(),
         access_log=None,
         shutdown_timeout=5,
-        # A client that goes away cancels its handler (see api/middleware.py): streams end at once.
+        # A client that goes away cancels its handler (see api/front_door.py): streams end at once.
         handler_cancellation=True,
         print=listening,
     )

@@ -17,7 +17,6 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
 from .local import DEFAULT_HOME, DEFAULT_PORT
 from .urls import daemon_url, host_name
@@ -179,7 +178,12 @@ def _known(values: Mapping[str, Any], origin: str) -> dict[str, Any]:
 
 
 def read_file(path: Path) -> dict[str, Any]:
-    loaded = yaml.safe_load(path.read_text()) or {}
+    import yaml  # only when there is a settings file: ~1 MB of an idle daemon otherwise
+
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not YAML: {exc}") from None
     if not isinstance(loaded, dict):
         raise ValueError(f"{path}: expected a mapping of settings")
     return _known(loaded, str(path))

@@ -11,12 +11,12 @@ Everything that can be refused is refused here, before a process starts.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-import yaml
 
 from .errors import BadRequest, NotFound, check_plain_text, shallow
 from .limits import parse_limits
@@ -94,24 +94,37 @@ class Preparation:
         return self.ports[name]
 
 
-class _TaggedLoader(yaml.SafeLoader):
-    """Safe YAML that reads Jina's `!Flow`-style tags as `jtype` and builds no Python objects."""
+@functools.cache
+def _tagged_loader() -> type:
+    """Safe YAML that reads Jina's `!Flow`-style tags as `jtype` and builds no Python objects.
+    Made (and yaml imported, ~1 MB) when the first YAML is read: an idle daemon reads none."""
+    import yaml
+
+    class TaggedLoader(yaml.SafeLoader):
+        pass
+
+    def tagged_mapping(loader: TaggedLoader, tag_suffix: str, node: yaml.Node) -> Any:
+        if not isinstance(node, yaml.MappingNode):
+            raise yaml.constructor.ConstructorError(None, None, f"tag !{tag_suffix} must tag a mapping", node.start_mark)
+        return {"jtype": tag_suffix, **loader.construct_mapping(node, deep=True)}
+
+    TaggedLoader.add_multi_constructor("!", tagged_mapping)
+    return TaggedLoader
 
 
-def _tagged_mapping(loader: _TaggedLoader, tag_suffix: str, node: yaml.Node) -> Any:
-    if not isinstance(node, yaml.MappingNode):
-        raise yaml.constructor.ConstructorError(None, None, f"tag !{tag_suffix} must tag a mapping", node.start_mark)
-    return {"jtype": tag_suffix, **loader.construct_mapping(node, deep=True)}
+def _yaml_text(data: dict) -> str:
+    import yaml  # see _tagged_loader
 
-
-_TaggedLoader.add_multi_constructor("!", _tagged_mapping)
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 def load_yaml(path: Path, label: str, max_bytes: int, max_depth: int) -> dict:
+    import yaml  # see _tagged_loader
+
     if path.stat().st_size > max_bytes:
         raise BadRequest(f"{label} is larger than this daemon's YAML limit of {max_bytes} bytes")
     try:
-        loaded = yaml.load(path.read_text(), Loader=_TaggedLoader)
+        loaded = yaml.load(path.read_text(), Loader=_tagged_loader())
     except RecursionError:  # the parser recurses per level, before the depth check can run
         raise BadRequest(f"{label} nests deeper than this daemon's limit of {max_depth} levels") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -309,7 +322,7 @@ def prepare_flow(spec: dict, ctx: Preparation) -> Launch:
         raise NotFound(f"{filename}: no executor {sorted(unknown)[0]!r} of this Flow runs as parts on this daemon")
 
     target = ctx.run_dir / "flow.yml"
-    target.write_text(yaml.safe_dump(flow, sort_keys=False))
+    target.write_text(_yaml_text(flow))
     # Readiness: the Flow says it serves, then each gateway port answers (an HTTP one with a
     # real /dry_run: Jina's HTTP servers open their port a little before they can serve).
     # Over TLS the port is probed with TCP only: the ready line has said it serves by then.
@@ -509,7 +522,7 @@ def prepare_pod(spec: dict, ctx: Preparation) -> Launch:
         # as this extra CLI flag, which the Deployment's own parser reads.
         with_[f"port={port}"] = True
     target = ctx.run_dir / "deployment.yml"
-    target.write_text(yaml.safe_dump({"jtype": "Deployment", "with": with_}, sort_keys=False))
+    target.write_text(_yaml_text({"jtype": "Deployment", "with": with_}))
     serving = [p for name, p in ctx.ports.items() if name != "gateway"]
     return Launch([ctx.jina, "deployment", "--uses", str(target)], ctx.ports, port, protocol,
                   [(p, "tcp") for p in serving] + [(gateway, "tcp")])

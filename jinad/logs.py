@@ -37,6 +37,10 @@ REREAD_BYTES = 512 * 1024  # a block of log file, as followers behind the ring r
 REREAD_KEPT = 4  # blocks read back, kept for the other followers at the same place
 REREAD_IDLE_S = 10.0  # kept blocks go when no follower has used them for this long
 WAKE_INTERVAL_S = 0.002  # followers are woken at most this often: a fast log wakes them per lot
+# ... and a little less often the more there are: each wake-up costs every follower a send
+# (most of the daemon's CPU with 100 of them), while the wait it adds is a fraction of a ms.
+WAKE_INTERVAL_PER_FOLLOWER_S = 0.00001
+LOTS_KEPT = 64  # lots kept per log for the other followers at the same place
 
 
 class LogLine:
@@ -98,6 +102,19 @@ class Piece:
         return Piece(self.batch, self.start, cut), Piece(self.batch, cut, self.stop)
 
 
+@dataclass(frozen=True, slots=True)
+class Lot:
+    """What a follower after line `begin` that has seen `notes_begin` state notes is given
+    next: built once for every follower at that place (and so encoded once, see api.wire).
+    `after` and `notes_seen` are where it leaves the follower."""
+
+    items: list[Piece | StateNote]
+    after: int
+    notes_seen: int
+    lasting: bool  # more lines could not change it (it holds READ_BATCH lines)
+    built_at: tuple[int, int]  # the log's last line and note count when it was built
+
+
 def _pieces_after(batches: list[Batch], seq: int, limit: int) -> list[Piece]:
     """Pieces of consecutive batches holding the lines after `seq`, about `limit` lines."""
     i = bisect.bisect_right(batches, seq, key=lambda b: b.last)
@@ -110,6 +127,24 @@ def _pieces_after(batches: list[Batch], seq: int, limit: int) -> list[Piece]:
         out.append(piece)
         count += piece.stop - piece.start
     return out
+
+
+# Writes a lot to a parked follower's client; False when it did not (a full socket, a client
+# going away): the follower's own task then writes it, and waits or ends as it must.
+Deliver = Callable[["Lot"], bool]
+
+
+class Parked:
+    """A caught-up follower waiting for the log to move on, without a task wake-up per lot:
+    the log's wake-up hands each new lot to `deliver` and moves the follower on, and wakes its
+    task only when it has to act itself (a full socket, a backlog, a gone client, its end)."""
+
+    __slots__ = ("after", "notes_seen", "deliver", "finished", "woken")
+
+    def __init__(self, after: int, notes_seen: int, deliver: Deliver, finished: Callable[[], bool]) -> None:
+        self.after, self.notes_seen = after, notes_seen
+        self.deliver, self.finished = deliver, finished
+        self.woken = asyncio.get_running_loop().create_future()
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,8 +253,10 @@ class Log:
         self._wake_timer: asyncio.TimerHandle | None = None
         self._reread: collections.deque[list[Batch]] = collections.deque(maxlen=REREAD_KEPT)
         self._reread_used = 0.0
+        self._lots: dict[tuple[int, int], Lot] = {}
         self.notes: list[StateNote] = []
         self.followers = 0  # streams reading it now (`follow`), for the daemon's metrics
+        self.parked: set[Parked] = set()
         # A Flow's part copies its lines into the Flow's log, each led by this mark (see parts.py).
         self.copy_to: tuple[Log, str] | None = None
 
@@ -344,7 +381,7 @@ class Log:
         if self._wake_timer is not None:
             return
         loop = asyncio.get_running_loop()
-        delay = self._last_wake + WAKE_INTERVAL_S - loop.time()
+        delay = self._last_wake + WAKE_INTERVAL_S + self.followers * WAKE_INTERVAL_PER_FOLLOWER_S - loop.time()
         if delay > 0:
             self._wake_timer = loop.call_later(delay, self._wake_now)
         else:
@@ -353,8 +390,27 @@ class Log:
     def _wake_now(self) -> None:
         self._wake_timer = None
         self._last_wake = asyncio.get_running_loop().time()
+        if self.parked:
+            self._fan_out()
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def _fan_out(self) -> None:
+        """Each parked follower's next lot written to its client here, one call each; a
+        follower that has to act itself is unparked and its task woken."""
+        for parked in list(self.parked):
+            lot = self.lot_after(parked.after, parked.notes_seen)
+            if lot is not None:
+                if parked.deliver(lot):
+                    parked.after, parked.notes_seen = lot.after, lot.notes_seen
+                    behind = lot.after < self.last_seq or lot.notes_seen < len(self.notes)
+                    if not behind and not parked.finished():
+                        continue
+            elif not parked.finished():
+                continue
+            self.parked.discard(parked)
+            if not parked.woken.done():  # not cancelled meanwhile (its client went away)
+                parked.woken.set_result(None)
 
     def _backup(self, n: int) -> Path:
         return self.path.with_name(f"{self.path.name}.{n}")
@@ -411,6 +467,38 @@ class Log:
             return self._from_ring(seq, limit)
         self._reread.append(chunk)
         return _pieces_after(chunk, seq, limit)
+
+    def lot_after(self, after: int, notes_seen: int) -> Lot | None:
+        """The lines after `after` (about READ_BATCH) with the state notes among and right
+        after them, from note `notes_seen` on; None when there is nothing new. Kept for the
+        other followers at the same place while it is what they would be given."""
+        key = (after, notes_seen)
+        kept = self._lots.get(key)
+        if kept is not None and (kept.lasting or kept.built_at == (self.last_seq, len(self.notes))):
+            return kept
+        notes = self.notes
+        pieces = self.read_after(after)
+        items: list[Piece | StateNote] = []
+        for piece in pieces:
+            while notes_seen < len(notes) and notes[notes_seen].after_seq < piece.last_seq:
+                note = notes[notes_seen]
+                if note.after_seq >= piece.first_seq:  # it came between two lines of the piece
+                    head, piece = piece.split(note.after_seq)
+                    items.append(head)
+                items.append(note)
+                notes_seen += 1
+            items.append(piece)
+            after = piece.last_seq
+        while notes_seen < len(notes) and notes[notes_seen].after_seq <= after:
+            items.append(notes[notes_seen])
+            notes_seen += 1
+        if not items:
+            return None
+        lasting = sum(piece.stop - piece.start for piece in pieces) >= READ_BATCH
+        lot = self._lots[key] = Lot(items, after, notes_seen, lasting, (self.last_seq, len(notes)))
+        if len(self._lots) > LOTS_KEPT:
+            del self._lots[next(iter(self._lots))]
+        return lot
 
     def seq_before(self, ts: str) -> int:
         """The number of the last line written before time `ts` (RFC 3339 UTC with
@@ -472,6 +560,7 @@ class Log:
         self._closed = True
         self._close_file()
         self._reread.clear()
+        self._lots.clear()
         for path in self.files():
             path.unlink(missing_ok=True)
         self.wake()  # its followers end: their owner is gone
@@ -573,13 +662,14 @@ def _in_window(lot: list[Piece | StateNote], since: str | None, until: str | Non
 
 async def follow(log: Log, after: int, keep_following: bool, finished: Callable[[], bool], resuming: bool = False,
                  since: str | None = None, until: str | None = None, stop_at: float | None = None,
-                 ) -> AsyncIterator[list[Piece | StateNote]]:
+                 deliver: Deliver | None = None) -> AsyncIterator[list[Piece | StateNote]]:
     """Every line after `after` and every state change since, in order and in lots,
     until the owner has finished and every line was given (or, not following, once the
     backlog is given). A reader `resuming` after line `after` has seen the state changes
     that came right after it, so those are not given again. With a time window (`since`,
     `until`, as lines carry their time) only what is in it; following ends at `stop_at`
-    (the loop's clock), when `until` comes."""
+    (the loop's clock), when `until` comes. With `deliver` (and no window), a caught-up
+    follower is parked: the lots that come while it waits go to `deliver`, not through here."""
     first_note = bisect.bisect_right if resuming else bisect.bisect_left
     notes_seen = first_note(log.notes, after, key=lambda note: note.after_seq)
     windowed = since is not None or until is not None
@@ -588,37 +678,31 @@ async def follow(log: Log, after: int, keep_following: bool, finished: Callable[
     try:
         while True:
             changed = log.changed
-            pieces = log.read_after(after)
-            lot: list[Piece | StateNote] = []
-            for piece in pieces:
-                while notes_seen < len(log.notes) and log.notes[notes_seen].after_seq < piece.last_seq:
-                    note = log.notes[notes_seen]
-                    if note.after_seq >= piece.first_seq:  # it came between two lines of the piece
-                        head, piece = piece.split(note.after_seq)
-                        lot.append(head)
-                    lot.append(note)
-                    notes_seen += 1
-                lot.append(piece)
-                after = piece.last_seq
-            while notes_seen < len(log.notes) and log.notes[notes_seen].after_seq <= after:
-                lot.append(log.notes[notes_seen])
-                notes_seen += 1
-            past = False
-            if windowed:
-                lot, past = _in_window(lot, since, until)
-            if lot:
-                yield lot
-            if past:
-                return
-            if pieces:
-                # Let the loop run between lots: a socket that takes all it is given never makes a
-                # sender wait, and a follower catching up would otherwise keep the loop from
-                # draining the children's pipes.
-                await asyncio.sleep(0)
-                continue
+            lot = log.lot_after(after, notes_seen)
+            if lot is not None:
+                after, notes_seen = lot.after, lot.notes_seen
+                items, past = _in_window(lot.items, since, until) if windowed else (lot.items, False)
+                if items:
+                    yield items
+                if past:
+                    return
+                if after < log.last_seq or notes_seen < len(log.notes):
+                    # Let the loop run between lots: a socket that takes all it is given never
+                    # makes a sender wait, and a follower catching up would otherwise keep the
+                    # loop from draining the children's pipes.
+                    await asyncio.sleep(0)
+                    continue
             if not keep_following or finished():
                 return
-            if stop_at is None:
+            if deliver is not None and not windowed and stop_at is None:
+                parked = Parked(after, notes_seen, deliver, finished)
+                log.parked.add(parked)
+                try:
+                    await parked.woken
+                finally:
+                    log.parked.discard(parked)
+                after, notes_seen = parked.after, parked.notes_seen
+            elif stop_at is None:
                 await changed.wait()
             elif loop.time() >= stop_at:
                 return

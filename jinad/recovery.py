@@ -8,14 +8,15 @@ import asyncio
 import contextlib
 import logging
 
-import psutil
-
 from .errors import ContractError
+from .lazy import LazyModule
 from .logs import Log
 from .records import COLLECTION, DELETING, JObject, object_from_record
 from .runner import Runner
 from .states import LIVE, State
 from .supervision import adopt, end_processes, find_keepers, find_marked
+
+psutil = LazyModule("psutil")  # ~1 MB: loaded when first used (processes to scan or sample)
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,11 @@ class Recovery:
     async def recover(self) -> None:
         """Take back the children a previous run left under their keepers (live restore), end
         what cannot be taken back, then start again what should be running."""
+        # On the loop, not in a thread: nothing is served yet, and a thread would stay, with
+        # its own malloc arena (~1 MB of an idle daemon).
         self.remotes.remove_leftovers()
-        keepers = await asyncio.to_thread(find_keepers, self.home)
-        leftovers = await asyncio.to_thread(find_marked, self.home)
+        keepers = find_keepers(self.home)
+        leftovers = find_marked(self.home)
         taken: set[int] = set()
 
         def build(record: dict) -> JObject:

@@ -17,16 +17,22 @@ import os
 import re
 import ssl
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from .client.api import Client, JinadError, folder_files, network_reason
 from .errors import FailedToStart
+from .lazy import LazyModule
 from .logs import Log
 from .store import Store, from_record
 from .states import LIVE, RemoteState, State, WorkspaceState
+
+if TYPE_CHECKING:
+    from .client.api import Client
+
+# The REST client is loaded when a Flow first has a remote part: an idle daemon does not need it.
+client_api = LazyModule("jinad.client.api")
 
 log = logging.getLogger(__name__)
 STATE_TIMEOUT = aiohttp.ClientTimeout(total=10)  # asking a remote daemon how a part is, at a (re)start
@@ -45,7 +51,7 @@ LEFTOVER_TRIES = 3000  # about a day
 
 def content_hash(folder: Path) -> str:
     digest = hashlib.sha256()
-    for name, path in folder_files(folder):
+    for name, path in client_api.folder_files(folder):
         digest.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()[:16]
 
@@ -100,7 +106,7 @@ def failing_as_part(name: str, url: str):
     """A remote daemon's refusal, or its silence, as FailedToStart of the part `name` there."""
     try:
         yield
-    except JinadError as exc:
+    except client_api.JinadError as exc:
         raise FailedToStart(f"remote executor {name!r} on {url} failed: {exc.message}",
                             remote=name, log_tail=exc.body.get("log_tail", [])) from None
     except aiohttp.ClientConnectorCertificateError as exc:
@@ -108,7 +114,7 @@ def failing_as_part(name: str, url: str):
                             f"({exc.certificate_error}); give this daemon the CA that signed it with "
                             f"--remote-tls-ca", remote=name, log_tail=[]) from None
     except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        raise FailedToStart(f"remote executor {name!r}: cannot reach the daemon at {url} ({network_reason(exc)})",
+        raise FailedToStart(f"remote executor {name!r}: cannot reach the daemon at {url} ({client_api.network_reason(exc)})",
                             remote=name, log_tail=[]) from None
 
 
@@ -125,15 +131,22 @@ class Remotes:
         # from there, never twice.
         self._copied: dict[str, int] = {}
         # Always a context of its own: never the JINAD_TLS_* a Client would read from the environment.
-        self.ssl_context = ssl_context or ssl.create_default_context()
+        # Made on first use: loading the default CAs costs an idle daemon ~65 kB.
+        self._ssl_context = ssl_context
         self._clients: dict[str, Client] = {}
         # (daemon URL, content hash) -> workspace id there.
         self._workspaces: dict[tuple[str, str], str] = {}
 
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
+
     def client(self, url: str) -> Client:
         if url not in self._clients:
             # "": a daemon sends only the tokens it was given; False: never the JINAD_TLS_* of its environment
-            self._clients[url] = Client(url, token=self.tokens.get(url, ""), ssl_context=self.ssl_context)
+            self._clients[url] = client_api.Client(url, token=self.tokens.get(url, ""), ssl_context=self.ssl_context)
         return self._clients[url]
 
     async def close(self) -> None:
@@ -152,7 +165,7 @@ class Remotes:
         """The id of a workspace with these files on that daemon, uploading them only if needed."""
         workspace_id = self._workspaces.get((url, digest))
         if workspace_id:
-            with contextlib.suppress(JinadError):
+            with contextlib.suppress(client_api.JinadError):
                 if (await self.client(url).workspace(workspace_id))["state"] != WorkspaceState.FAILED:
                     return workspace_id
         workspace_id = (await self.client(url).upload(files))["id"]
@@ -192,7 +205,7 @@ class Remotes:
             if pod["state"] in LIVE and found is None:
                 found = pod
             else:
-                with contextlib.suppress(JinadError):
+                with contextlib.suppress(client_api.JinadError):
                     await self.client(url).delete(pod["id"])
         if found:
             log.info("remote executor %s is already on %s as %s; using it", owner, url, found["id"])
@@ -204,7 +217,7 @@ class Remotes:
         try:
             return await self.client(url).create("pod", workspace_id=workspace_id, timeout_s=timeout_s, owner=owner, **request)
         except (OSError, aiohttp.ClientError, asyncio.TimeoutError):
-            with contextlib.suppress(OSError, aiohttp.ClientError, asyncio.TimeoutError, JinadError):
+            with contextlib.suppress(OSError, aiohttp.ClientError, asyncio.TimeoutError, client_api.JinadError):
                 if found := await self._owned_by(url, owner):
                     return found
             raise
@@ -230,7 +243,7 @@ class Remotes:
         when the daemon does not answer."""
         try:
             pod = await self.client(part.jinad).request("GET", f"/pods/{part.pod_id}", timeout=timeout)
-        except JinadError as exc:
+        except client_api.JinadError as exc:
             return {"state": RemoteState.MISSING} if exc.code == "not_found" else None
         except (OSError, aiohttp.ClientError, asyncio.TimeoutError, ValueError):
             return None
@@ -263,7 +276,7 @@ class Remotes:
                 await self._remove_one(part, with_workspace)
             except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 log.warning("could not remove %s on %s (%s); trying again until it answers", part.key, part.jinad,
-                            network_reason(exc))
+                            client_api.network_reason(exc))
                 self._remove_later(part, with_workspace)
 
     async def _remove_one(self, part: RemotePart, with_workspace: bool) -> None:
@@ -271,10 +284,10 @@ class Remotes:
         await client.request("GET", "/", timeout=WATCH_TIMEOUT)  # one that is cut off shows in seconds
         pods = [part.pod_id] if part.pod_id else [pod["id"] for pod in await client.list("pod") if pod.get("owner") == part.owner]
         for pod_id in pods:
-            with contextlib.suppress(JinadError):  # gone already
+            with contextlib.suppress(client_api.JinadError):  # gone already
                 await client.request("DELETE", f"/pods/{pod_id}", timeout=REMOVE_TIMEOUT)
         if with_workspace and part.workspace_id:  # (a workspace used again is refused there)
-            with contextlib.suppress(JinadError):
+            with contextlib.suppress(client_api.JinadError):
                 await client.request("DELETE", f"/workspaces/{part.workspace_id}", timeout=REMOVE_TIMEOUT)
 
     def _remove_later(self, part: RemotePart, with_workspace: bool, stored: bool = False) -> None:
@@ -349,7 +362,7 @@ class Remotes:
                         sink.flush()
                         self._note_copied(part.pod_id, item["seq"])
                 return
-            except JinadError:  # the part is gone there
+            except client_api.JinadError:  # the part is gone there
                 return
             except ConnectionError:
                 await asyncio.sleep(FOLLOW_RETRY_S)

@@ -28,12 +28,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import BinaryIO, Iterable, Mapping, Sequence
+from typing import BinaryIO, Callable, Iterable, Mapping, Sequence
 
 import aiohttp
-import psutil
 
+from .lazy import LazyModule
 from .logs import Log
+
+psutil = LazyModule("psutil")  # ~1 MB: loaded when first used (processes to scan or sample)
 
 log = logging.getLogger(__name__)
 
@@ -295,17 +297,35 @@ def _marked(proc: psutil.Process, object_id: str, home: str | None) -> bool:
     return env.get(MARK_ID) == object_id and env.get(MARK_HOME) == home
 
 
+def _proc_read(pid: int, name: str) -> list[str] | None:
+    """A process's /proc/<pid>/cmdline or environ, as its NUL-separated strings (None when it
+    is gone or not ours to read), decoded as psutil does."""
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    return os.fsdecode(raw).split("\0")[:-1] if raw else []
+
+
+def _scan_processes(matches: Callable[[int], str | None]) -> dict[str, list[psutil.Process]]:
+    """The processes for which `matches` (reading /proc, not psutil: the scan at every start
+    would otherwise load psutil into an idle daemon) names an object id, by that id."""
+    found: dict[str, list[psutil.Process]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (object_id := matches(int(entry))) is not None:
+            with contextlib.suppress(psutil.Error):
+                found.setdefault(object_id, []).append(psutil.Process(int(entry)))
+    return found
+
+
 def find_marked(home: str) -> dict[str, list[psutil.Process]]:
     """Every process that a daemon with this home started, by object id (for recovery)."""
-    found: dict[str, list[psutil.Process]] = {}
-    for proc in psutil.process_iter():
-        try:
-            env = proc.environ()
-        except psutil.Error:
-            continue
-        if env.get(MARK_HOME) == home and MARK_ID in env:
-            found.setdefault(env[MARK_ID], []).append(proc)
-    return found
+    def marked(pid: int) -> str | None:
+        env = dict(item.partition("=")[::2] for item in _proc_read(pid, "environ") or ())
+        return env[MARK_ID] if env.get(MARK_HOME) == home and MARK_ID in env else None
+
+    return _scan_processes(marked)
 
 
 def _signal_all(procs: Iterable[psutil.Process], sig: int) -> None:
@@ -681,15 +701,13 @@ async def _connect_readers(files, sink: Log, max_line: int, watch: bytes | None,
 def find_keepers(home: str) -> dict[str, list[psutil.Process]]:
     """The keepers that daemons with this home started, by object id (more than one for an id
     when a daemon was killed while it started that object again)."""
-    found: dict[str, list[psutil.Process]] = {}
-    for proc in psutil.process_iter():
-        try:
-            cmd = proc.cmdline()
-        except psutil.Error:
-            continue
+    def keeper(pid: int) -> str | None:
+        cmd = _proc_read(pid, "cmdline") or []
         if len(cmd) > 6 and cmd[0] == SHELL and cmd[2] == KEEPER_SCRIPT and cmd[3] == KEEPER_NAME and cmd[5] == home:
-            found.setdefault(cmd[4], []).append(proc)
-    return found
+            return cmd[4]
+        return None
+
+    return _scan_processes(keeper)
 
 
 async def adopt(keeper: psutil.Process, expected_pid: int | None, object_id: str, home: str, sink: Log,

@@ -7,11 +7,13 @@ import socket
 import time
 from functools import cache
 
-import psutil
 from aiohttp import web
 
 from .. import __version__
+from ..lazy import LazyModule
 from .keys import CONFIG, OBJECTS, STARTED_AT, WORKSPACES
+
+psutil = LazyModule("psutil")  # ~1 MB: loaded when first used (processes to scan or sample)
 
 routes = web.RouteTableDef()
 
@@ -30,7 +32,8 @@ def jina_version() -> str | None:
 
 @routes.get("/")
 async def alive(request: web.Request) -> web.Response:
-    return web.json_response({})
+    # Its bytes as they are: json_response would encode `{}` again at every liveness probe.
+    return web.Response(body=b"{}", content_type="application/json", charset="utf-8")
 
 
 @routes.get("/status")

@@ -8,16 +8,16 @@ import datetime
 import json
 import re
 from json.encoder import encode_basestring  # json.dumps of one string (the C encoder)
-from typing import AsyncIterator, Iterable
+from typing import AsyncIterator, Callable, Iterable
 
-from aiohttp import web
+from aiohttp import ClientConnectionResetError, web
 from aiohttp_sse import EventSourceResponse
 
 from ..config import truth
 from ..errors import BadRequest
-from ..logs import Batch, Log, Piece, StateNote, follow
-from .keys import BATCH_FRAMES, COORDINATOR, OBJECTS, STREAMS
-from .wire import BatchFrames
+from ..logs import Batch, Deliver, Log, Lot, Piece, StateNote, follow
+from .keys import COORDINATOR, OBJECTS, SSE_CHUNKS, SSE_FRAMES, STREAMS
+from .wire import KeptBytes
 
 routes = web.RouteTableDef()
 DEFAULT_TAIL = 100
@@ -103,19 +103,55 @@ def _whole_batch_frames(batch: Batch) -> bytes:
     return _log_frames(batch, 0, len(batch.lines))
 
 
-def _piece_frames(piece: Piece, kept: BatchFrames) -> bytes:
+def _piece_frames(piece: Piece, kept: KeptBytes) -> bytes:
     """A whole batch is encoded once for every follower (and kept)."""
     if not piece.whole:
         return _log_frames(piece.batch, piece.start, piece.stop)
-    return kept.frames(piece.batch, _whole_batch_frames)
+    return kept.get(piece.batch, _whole_batch_frames)
 
 
-def _sse_frames(items: Iterable[Piece | StateNote], kept: BatchFrames) -> bytes:
+def _sse_frames(items: Iterable[Piece | StateNote], kept: KeptBytes) -> bytes:
     return b"".join(
         _piece_frames(item, kept) if isinstance(item, Piece)
         else _sse_frame("state", {"state": item.state, "exit_code": item.exit_code}).encode()
         for item in items
     )
+
+
+def _http_chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+async def _send_chunk(request: web.Request, resp: web.StreamResponse, chunk: bytes) -> None:
+    """An HTTP chunk, framed already (and shared by the followers at the same place in the log),
+    straight to the socket: StreamResponse.write would only frame it again, per follower. Then
+    wait while the client's socket buffer is full, as StreamResponse.write does."""
+    writer = request.writer
+    if not getattr(writer, "chunked", False):  # HTTP/1.0: the body as it is
+        await resp.write(chunk[chunk.index(b"\r\n") + 2:-2])
+        return
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        raise ClientConnectionResetError("Cannot write to closing transport")
+    transport.write(chunk)
+    await writer.drain()
+
+
+def _deliverer(request: web.Request, chunk_of: Callable[[list[Piece | StateNote]], bytes]) -> Deliver | None:
+    """For a parked follower: its lot's chunk straight to the socket, as long as the socket
+    is not full (then the follower's task writes and waits); None for an HTTP/1.0 client."""
+    if not getattr(request.writer, "chunked", False):
+        return None
+    protocol = request.protocol
+
+    def deliver(lot: Lot) -> bool:
+        transport = request.transport
+        if transport is None or transport.is_closing() or protocol.writing_paused:
+            return False
+        transport.write(chunk_of(lot.items))
+        return True
+
+    return deliver
 
 
 @contextlib.asynccontextmanager
@@ -156,15 +192,25 @@ async def object_log(request: web.Request) -> web.StreamResponse:
     if until is not None:  # a follow ends when `until` comes: no later line can be in the window
         left = (until - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
         following, stop_at = following and left > 0, asyncio.get_running_loop().time() + left
-    # Closed as the handler ends, however it ends: the log counts its followers.
+    if sse:
+        frames, chunks = request.app[SSE_FRAMES], request.app[SSE_CHUNKS]
+
+        def shared_chunk(items: list[Piece | StateNote]) -> bytes:
+            return chunks.get(items, lambda items: _http_chunk(_sse_frames(items, frames)))
+
+        # Lots are shared by the followers at the same place, but a window's are its own.
+        shared = since_ts is None and until_ts is None
+        async with _event_stream(request) as resp:
+            deliver = _deliverer(request, shared_chunk) if shared else None
+            # Closed as the handler ends, however it ends: the log counts its followers.
+            async with contextlib.aclosing(follow(log, after, following, finished, resuming, since_ts, until_ts,
+                                                  stop_at, deliver)) as items:
+                async for lot in items:
+                    chunk = shared_chunk(lot) if shared else _http_chunk(_sse_frames(lot, frames))
+                    await _send_chunk(request, resp, chunk)
+            await resp.write(_sse_frame("end", {}).encode())
+        return resp
     async with contextlib.aclosing(follow(log, after, following, finished, resuming, since_ts, until_ts, stop_at)) as items:
-        if sse:
-            async with _event_stream(request) as resp:
-                kept = request.app[BATCH_FRAMES]
-                async for batch in items:
-                    await resp.write(_sse_frames(batch, kept))
-                await resp.write(_sse_frame("end", {}).encode())
-            return resp
         resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)

@@ -8,7 +8,7 @@ prometheus_client's own parser.
 
 A scrape reads only what the daemon keeps anyway: each object's latest resource sample
 (taken every `resource_interval_s` by the housekeeper, never here), log sequence numbers and
-follower counts, and the counters the middleware bumps. It scans no process table.
+follower counts, and the counters the front door bumps. It scans no process table.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ..kinds import KINDS
 from ..states import State, WorkspaceState
 from .health import jina_version
 from .keys import HTTP_STATS, OBJECTS, STARTED_AT, WORKSPACES
-from .middleware import BUCKETS
+from .front_door import BUCKETS
 
 routes = web.RouteTableDef()
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -1,16 +1,20 @@
 """Encoded bodies kept for senders, so that the hot paths encode once: an object's JSON for
 `GET /{kind}/{id}` (polled by dashboards and scripts) and a log batch's SSE frames for every
-follower of a fast log. The model holds no HTTP bytes; these are keyed by what it exposes."""
+follower of a fast log (per batch, and per lot as one HTTP chunk, for all the followers at its
+place). The model holds no HTTP bytes; these are keyed by what it exposes."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, TypeVar
 
-from ..logs import Batch
 from ..objects import ObjectManager
 from ..records import JObject
 
+T = TypeVar("T")
 FRAMES_MAX_BYTES = 16 * 1024 * 1024  # about four rings' worth: followers of a log are near its end
+# Lots as HTTP chunks, apart from the batches' frames: followers spread over a flood make a lot
+# each, which would otherwise push out the frames they all build their lots from.
+CHUNKS_MAX_BYTES = 4 * 1024 * 1024
 
 
 class ObjectBodies:
@@ -32,23 +36,23 @@ class ObjectBodies:
         return body
 
 
-class BatchFrames:
-    """The SSE frames of whole log batches (a batch never changes once made), the least
-    recently made dropped past FRAMES_MAX_BYTES. The batch is kept beside its frames, so its
-    id() names it for as long as it is here."""
+class KeptBytes:
+    """Bytes encoded from things that never change once made (log batches, lots), the least
+    recently made dropped past `max_bytes`. The thing is kept beside its bytes, so its id()
+    names it for as long as it is here."""
 
     def __init__(self, max_bytes: int = FRAMES_MAX_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._frames: dict[int, tuple[Batch, bytes]] = {}
+        self._kept: dict[int, tuple[object, bytes]] = {}
         self._bytes = 0
 
-    def frames(self, batch: Batch, encode: Callable[[Batch], bytes]) -> bytes:
-        kept = self._frames.get(id(batch))
-        if kept is not None and kept[0] is batch:
+    def get(self, thing: T, encode: Callable[[T], bytes]) -> bytes:
+        kept = self._kept.get(id(thing))
+        if kept is not None and kept[0] is thing:
             return kept[1]
-        data = encode(batch)
-        self._frames[id(batch)] = (batch, data)
+        data = encode(thing)
+        self._kept[id(thing)] = (thing, data)
         self._bytes += len(data)
         while self._bytes > self.max_bytes:
-            self._bytes -= len(self._frames.pop(next(iter(self._frames)))[1])
+            self._bytes -= len(self._kept.pop(next(iter(self._kept)))[1])
         return data

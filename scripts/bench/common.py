@@ -259,6 +259,21 @@ class PeakRss:
         self._thread.join()
 
 
+@contextlib.contextmanager
+def hello_world() -> Iterator[tuple[int, subprocess.Popen]]:
+    """The REST and memory baseline: a bare aiohttp + uvloop hello-world (hello.py) on a private
+    port, answering once before it is handed over (as a Daemon is), ended with the block."""
+    port = PORTS.api()
+    proc = spawn([PYTHON, BENCH / "hello.py", port], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: not is_free(port), 30, "the hello-world server")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as resp:
+            resp.read()
+        yield port, proc
+    finally:
+        end_group(proc)
+
+
 def settle_rss(pid: int, seconds: float = 1.0, samples: int = 5) -> int:
     """The median RSS over a short quiet period."""
     proc = psutil.Process(pid)

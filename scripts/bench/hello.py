@@ -1,4 +1,4 @@
-"""The REST baseline: a bare aiohttp hello-world on uvloop, run as jinad runs its app
+"""The REST and idle-memory baseline: a bare aiohttp hello-world on uvloop, run as jinad runs its app
 (`web.run_app`, no access log). `python hello.py PORT`."""
 
 import sys

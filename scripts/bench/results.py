@@ -17,7 +17,8 @@ class Figure:
     runs: list[float | None]
     baseline_what: str = ""
     baseline_runs: list[float | None] = dataclasses.field(default_factory=list)
-    # target: ("ratio" | "value", "<=" | ">=", limit); the ratio is value / baseline
+    # target: ("ratio" | "difference" | "value", "<=" | ">=", limit); ratio: value / baseline,
+    # difference: value - baseline
     target: tuple[str, str, float] | None = None
     target_text: str = ""
     note: str = ""
@@ -39,11 +40,17 @@ class Figure:
         return self.value / self.baseline
 
     @property
+    def difference(self) -> float | None:
+        if self.value is None or self.baseline is None:
+            return None
+        return self.value - self.baseline
+
+    @property
     def met(self) -> bool | None:
         if self.target is None:
             return None
         on, op, limit = self.target
-        measured = self.ratio if on == "ratio" else self.value
+        measured = {"ratio": self.ratio, "difference": self.difference}.get(on, self.value)
         if measured is None:
             return False
         return {"<=": operator.le, ">=": operator.ge}[op](measured, limit)
@@ -51,7 +58,7 @@ class Figure:
     def to_json(self) -> dict:
         return {
             **dataclasses.asdict(self),
-            "value": self.value, "baseline": self.baseline, "ratio": self.ratio, "met": self.met,
+            "value": self.value, "baseline": self.baseline, "ratio": self.ratio, "difference": self.difference, "met": self.met,
         }
 
 

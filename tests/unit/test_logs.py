@@ -208,6 +208,88 @@ async def test_a_line_torn_by_a_killed_daemon_is_cut_off_and_numbers_go_on(tmp_p
     assert path.read_bytes() == b"1 2026-11-30T00:00:00.000Z stdout one\n"
 
 
+async def test_followers_at_the_same_place_are_handed_the_same_lot_until_the_log_moves_on(tmp_path):
+    log = make_log(tmp_path, ring_lines=100)
+    log.append("stdout", ["a", "b"])
+    log.note_state("ready", None)
+    first = log.lot_after(0, 0)
+    assert log.lot_after(0, 0) is first  # built once for every follower there
+    assert [item.lines if isinstance(item, Piece) else item.state for item in first.items] == [["a", "b"], "ready"]
+    assert (first.after, first.notes_seen) == (2, 1)
+    assert log.lot_after(2, 1) is None
+    log.append("stdout", ["c"])
+    again = log.lot_after(0, 0)  # a follower there now would be given more: not the kept lot
+    assert again is not first and [i.lines for i in again.items if isinstance(i, Piece)] == [["a", "b"], ["c"]]
+    assert [i.lines for i in log.lot_after(2, 1).items] == [["c"]]
+
+
+async def test_many_followers_of_a_live_log_get_every_line_once_in_order(tmp_path):
+    log = make_log(tmp_path, ring_lines=100_000)
+    got: list[list[str]] = [[] for _ in range(20)]
+
+    async def follower(out: list[str]):
+        async for lot in follow(log, 0, keep_following=True, finished=lambda: log.last_seq >= 3000):
+            out += [line for item in lot if isinstance(item, Piece) for line in item.lines]
+
+    tasks = [asyncio.create_task(follower(out)) for out in got]
+    for i in range(300):
+        log.append("stdout", [f"{i}.{j}" for j in range(10)])
+        log.flush()
+        if i % 7 == 0:
+            await asyncio.sleep(0.001)  # followers wake at different points of the stream
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    expected = [f"{i}.{j}" for i in range(300) for j in range(10)]
+    assert all(out == expected for out in got)
+
+
+async def test_parked_followers_get_lots_written_for_them_and_their_task_only_when_their_socket_is_full(tmp_path):
+    log = make_log(tmp_path, ring_lines=100_000)
+    got: list[list[str]] = [[] for _ in range(10)]
+    through_task = [0] * 10
+
+    def lines_of(items) -> list[str]:
+        return [line for item in items if isinstance(item, Piece) for line in item.lines]
+
+    def deliverer(n: int):
+        def deliver(lot) -> bool:
+            if n % 3 == 0 and len(got[n]) % 7 == 0:  # now and then its socket is full
+                return False
+            got[n].extend(lines_of(lot.items))
+            return True
+        return deliver
+
+    async def follower(n: int):
+        async for items in follow(log, 0, keep_following=True, finished=lambda: log.last_seq >= 3000,
+                                  deliver=deliverer(n)):
+            through_task[n] += 1
+            got[n].extend(lines_of(items))
+
+    tasks = [asyncio.create_task(follower(n)) for n in range(10)]
+    await asyncio.sleep(0)
+    assert len(log.parked) == 10
+    for i in range(300):
+        log.append("stdout", [f"{i}.{j}" for j in range(10)])
+        log.flush()
+        await asyncio.sleep(0.0005 if i % 5 else 0.003)  # some wake-ups find every follower parked
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    expected = [f"{i}.{j}" for i in range(300) for j in range(10)]
+    assert all(out == expected for out in got)
+    assert not log.parked and log.followers == 0
+    assert sum(through_task[n] for n in range(10) if n % 3) < sum(through_task[n] for n in range(10) if n % 3 == 0)
+
+
+async def test_a_parked_follower_whose_client_goes_away_is_unparked(tmp_path):
+    log = make_log(tmp_path)
+    agen = follow(log, 0, keep_following=True, finished=lambda: False, deliver=lambda lot: True)
+    task = asyncio.create_task(agen.__anext__())
+    await asyncio.sleep(0)
+    assert len(log.parked) == 1
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await agen.aclose()
+    assert not log.parked and log.followers == 0
+
+
 async def test_a_parts_lines_are_copied_into_its_flows_log_marked(tmp_path):
     flow_log, part_log = Log(tmp_path / "flow.log", 100, 1 << 20, 1 << 20, 1), Log(tmp_path / "part.log", 100, 1 << 20, 1 << 20, 1)
     part_log.copy_to = (flow_log, "[upper/1] ")

@@ -1,6 +1,6 @@
 import json
 
-from jinad.api.wire import BatchFrames, ObjectBodies
+from jinad.api.wire import KeptBytes, ObjectBodies
 from jinad.logs import Batch
 from jinad.records import JObject
 
@@ -35,8 +35,8 @@ def test_an_objects_kept_json_follows_its_revisions():
     assert json.loads(bodies.body(objects, obj, "a:8000", objects.encode))["resources"] == objects.resources
 
 
-def test_batch_frames_are_kept_per_batch_within_their_budget():
-    frames = BatchFrames(max_bytes=10)
+def test_encoded_bytes_are_kept_per_thing_within_their_budget():
+    frames = KeptBytes(max_bytes=10)
     a, b = Batch(1, "t", "stdout", ["a"], 1), Batch(2, "t", "stdout", ["b"], 1)
     encoded = []
 
@@ -44,8 +44,8 @@ def test_batch_frames_are_kept_per_batch_within_their_budget():
         encoded.append(batch.first)
         return b"x" * 6
 
-    frames.frames(a, encode)
-    frames.frames(a, encode)
-    frames.frames(b, encode)  # over budget: a goes
-    frames.frames(a, encode)
+    frames.get(a, encode)
+    frames.get(a, encode)
+    frames.get(b, encode)  # over budget: a goes
+    frames.get(a, encode)
     assert encoded == [1, 2, 1]
