@@ -150,11 +150,16 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
 
-def truth(text: str | None, default: bool) -> bool:
+def truth(text: str | None, default: bool, strict: bool = False) -> bool:
     """A true/false setting or query value as people write them; `default` when absent or
-    neither (the one parser for all of them)."""
+    empty, and when neither unless `strict` (then ValueError: a query's `?follow=maybe` is a
+    400, not a guess). The one parser for all of them."""
     word = (text or "").lower()
-    return True if word in TRUE_WORDS else False if word in FALSE_WORDS else default
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS or not word or not strict:
+        return False if word in FALSE_WORDS else default
+    raise ValueError(f"{text!r} is not one of {', '.join(TRUE_WORDS + FALSE_WORDS)}")
 
 
 def _coerce(field: dataclasses.Field, value: Any) -> Any:

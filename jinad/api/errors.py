@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
+from ..config import truth
 from ..errors import BadRequest, ContractError, shallow
 
 log = logging.getLogger(__name__)
@@ -80,3 +81,11 @@ async def read_json(request: web.Request, max_depth: int) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
     return body
+
+
+def query_flag(request: web.Request, name: str, default: bool) -> bool:
+    """A true/false query value (`?wait=false`), or a 400 naming it when it is neither."""
+    try:
+        return truth(request.query.get(name), default, strict=True)
+    except ValueError as exc:
+        raise BadRequest(f"query {name}: {exc}") from None

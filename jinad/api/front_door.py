@@ -29,6 +29,8 @@ READ_ONLY = frozenset({"GET", "HEAD", "OPTIONS"})
 # Seconds: from a cached GET (~40 µs) to a Flow's start (seconds) and long log streams.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+CLIENT_GONE = 499  # the status a request whose client went away is counted under (as nginx does)
+ROUTE_OF_PATH = "jinad.route_of_path"  # set by `no_route` on a 405: the route whose path it was
 
 
 class RouteStats:
@@ -85,8 +87,11 @@ def front_door(token: str, stats: HttpStats) -> Guard:
                     response = await handler(request)
             except Exception as exc:
                 response = error_answer(request, exc)
+            except asyncio.CancelledError:  # its client went away (a stream, mostly): counted all the same
+                observe(request.method, resource or request.get(ROUTE_OF_PATH), CLIENT_GONE, perf_counter() - began)
+                raise
             # The route as aiohttp's resource object: its pattern is written only at a scrape.
-            observe(request.method, resource, response.status, perf_counter() - began)
+            observe(request.method, resource or request.get(ROUTE_OF_PATH), response.status, perf_counter() - began)
             return response
 
         if method in READ_ONLY:
@@ -107,8 +112,9 @@ async def no_route(request: web.Request) -> web.StreamResponse:
     """A request no route takes: 405 with the methods of the routes its path has, else 404."""
     allowed: set[str] = set()
     for resource in request.app.router.resources():
-        if resource is not request.match_info.route.resource:
-            allowed |= (await resource.resolve(request))[1]
+        if resource is not request.match_info.route.resource and (methods := (await resource.resolve(request))[1]):
+            allowed |= methods
+            request[ROUTE_OF_PATH] = resource  # a 405 is counted under the route of its path
     if allowed:
         raise web.HTTPMethodNotAllowed(request.method, allowed)
     raise web.HTTPNotFound()

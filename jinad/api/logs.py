@@ -13,9 +13,9 @@ from typing import AsyncIterator, Callable, Iterable
 from aiohttp import ClientConnectionResetError, web
 from aiohttp_sse import EventSourceResponse
 
-from ..config import truth
 from ..errors import BadRequest
 from ..logs import Batch, Deliver, Log, Lot, Piece, StateNote, follow
+from .errors import query_flag
 from .keys import COORDINATOR, OBJECTS, SSE_CHUNKS, SSE_FRAMES, STREAMS
 from .wire import KeptBytes
 
@@ -166,6 +166,11 @@ async def _event_stream(request: web.Request) -> AsyncIterator[EventSourceRespon
         resp.stop_streaming()
 
 
+def _stream_head() -> web.Response:
+    """HEAD of an event stream: its headers, and no stream (aiohttp-sse serves GET alone)."""
+    return web.Response(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+
+
 def _register_stream(request: web.Request) -> None:
     request.app[STREAMS].add(asyncio.current_task())
 
@@ -188,10 +193,12 @@ async def object_log(request: web.Request) -> web.StreamResponse:
     after = _start_after(request, log, since_ts)
     sse = "text/event-stream" in request.headers.get("Accept", "")
     resuming = "Last-Event-ID" in request.headers or "since" in request.query
-    following, stop_at = truth(request.query.get("follow"), sse), None
+    following, stop_at = query_flag(request, "follow", sse), None
     if until is not None:  # a follow ends when `until` comes: no later line can be in the window
         left = (until - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
         following, stop_at = following and left > 0, asyncio.get_running_loop().time() + left
+    if sse and request.method == "HEAD":
+        return _stream_head()
     if sse:
         frames, chunks = request.app[SSE_FRAMES], request.app[SSE_CHUNKS]
 
@@ -224,6 +231,8 @@ async def object_log(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/events")
 async def state_events(request: web.Request) -> web.StreamResponse:
+    if request.method == "HEAD":
+        return _stream_head()
     _register_stream(request)
     async with _event_stream(request) as resp:
         async for event in request.app[OBJECTS].events():

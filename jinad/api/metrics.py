@@ -28,7 +28,7 @@ from .front_door import BUCKETS
 
 routes = web.RouteTableDef()
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-UNMATCHED = "unmatched"  # the route label of requests no route took (404, 405)
+UNMATCHED = "unmatched"  # the route label of requests no route took (404)
 
 
 def escape(value: str) -> str:

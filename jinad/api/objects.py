@@ -6,11 +6,10 @@ import json
 
 from aiohttp import web
 
-from ..config import truth
 from ..errors import BadRequest
 from ..kinds import KINDS
 from ..runner import NO_RESOURCES
-from .errors import parse_json, read_json
+from .errors import parse_json, query_flag, read_json
 from .keys import CONFIG, COORDINATOR, OBJECT_BODIES, OBJECTS
 from .uploads import RenamedPart, check_size, form_parts
 
@@ -24,7 +23,7 @@ def _kind(request: web.Request) -> str:
 
 
 def _wait(request: web.Request) -> bool:
-    return truth(request.query.get("wait"), True)
+    return query_flag(request, "wait", True)
 
 
 def _dialled(request: web.Request, body: dict) -> dict:

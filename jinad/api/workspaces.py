@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..config import truth
+from .errors import query_flag
 from .keys import CONFIG, COORDINATOR, WORKSPACES
 from .uploads import check_size, form_parts
 
@@ -44,6 +44,6 @@ async def download_file(request: web.Request) -> web.FileResponse:
 
 @routes.delete("/workspaces/{id}")
 async def delete_workspace(request: web.Request) -> web.Response:
-    force = truth(request.query.get("force"), False)
+    force = query_flag(request, "force", False)
     ws = await request.app[COORDINATOR].delete_workspace(request.match_info["id"], force)
     return web.json_response(ws.to_json())

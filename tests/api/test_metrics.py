@@ -22,11 +22,13 @@ async def test_metrics_need_the_token_and_count_requests_by_route_pattern(aiohtt
     assert (await client.post("/workspaces", headers=AUTH)).status == 201
     assert (await client.get("/workspaces/jworkspace-0", headers=AUTH)).status == 404
     assert (await client.request("PROPFIND", "/nowhere", headers=AUTH)).status == 404
+    assert (await client.patch("/workspaces/jworkspace-0", headers=AUTH)).status == 405
     families = await scrape(client)
     assert set(families) == FAMILIES
     requests = {tuple(s.labels[k] for k in ("method", "route", "status")): s.value for s in families["jinad_http_requests"].samples}
     assert requests == {("GET", "/metrics", "401"): 1, ("POST", "/workspaces", "201"): 1,
-                        ("GET", "/workspaces/{id}", "404"): 1, ("other", "unmatched", "404"): 1}
+                        ("GET", "/workspaces/{id}", "404"): 1, ("other", "unmatched", "404"): 1,
+                        ("PATCH", "/workspaces/{id}", "405"): 1}  # a 405 under the route of its path
     durations = families["jinad_http_request_duration_seconds"].samples
     counts = {s.labels["route"]: s.value for s in durations if s.name.endswith("_count")}
     infinite = {s.labels["route"]: s.value for s in durations if s.labels.get("le") == "+Inf"}

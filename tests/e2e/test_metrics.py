@@ -40,6 +40,12 @@ async def test_metrics_of_a_flow_a_failed_pea_and_workspaces_agree_with_cli_and_
         requests = m["jinad_http_requests"]
         assert requests[("jinad_http_requests_total", "POST", "/flows", "201")] == 1
         assert requests[("jinad_http_requests_total", "POST", "/peas", "422")] == 1
+
+        async def stream_counted():  # the follower above went away: its stream counts, as 499
+            gone = ("jinad_http_requests_total", "GET", "/logs/{id}", "499")
+            return (await scrape(http, daemon))["jinad_http_requests"].get(gone) == 1
+
+        await wait_until(stream_counted, 10, "the stream whose client went away to be counted")
         assert m["jinad_info"] == {("jinad_info", importlib.metadata.version("jina"), "0.1.0"): 1}
         assert m["jinad_uptime_seconds"][("jinad_uptime_seconds",)] > 0
 
