@@ -338,6 +338,8 @@ PART_KEYS = frozenset({"name", "needs", "when", "port", "replicas", "env", *(
     PART_ARGS := ("uses", "py_modules", "uses_with", "uses_metas", "uses_requests", "uses_dynamic_batching", "workspace"))})
 # What a rolling update may change of an executor (PATCH /flows/{id}/executors/{name}).
 PART_CHANGES = ("uses", "py_modules", "uses_with", "envs", "replicas")
+MAX_ARGUMENT_CHARS = 100_000  # of JSON (ASCII: non-ASCII escaped), under the kernel's 128 KiB per argument
+MAX_USES_CHARS = 1024
 # Ports the gateway lists per executor at least: replicas up to this many start on ports it
 # already knows, so scaling needs no restart of the gateway (which skips a replica that is down).
 REPLICA_SLOTS = 4
@@ -388,14 +390,31 @@ def check_part_changes(body: Any) -> dict:
         raise BadRequest(f"send a JSON object with any of {', '.join(PART_CHANGES)}")
     if unknown := sorted(set(body) - set(PART_CHANGES)):
         raise BadRequest(f"unknown field(s) for an executor update: {', '.join(unknown)}")
-    envs = body.get("envs", {})
-    if not isinstance(envs, dict) or not all(isinstance(k, str) and k and "=" not in k for k in envs):
-        raise BadRequest("'envs' must be an object of names (without '=') to values")
+    envs = check_envs(body.get("envs", {}))
     if "uses_with" in body and not isinstance(body["uses_with"], dict):
         raise BadRequest("'uses_with' must be a JSON object")
-    if "uses" in body and (not isinstance(body["uses"], str) or not body["uses"].strip() or body["uses"].startswith("-")):
-        raise BadRequest("'uses' must name an Executor class or a YAML file in the workspace")
-    return {**body, **({"envs": {k: str(v) for k, v in envs.items()}} if "envs" in body else {})}
+    # A replica takes these on its command line, where one argument holds at most 128 KiB:
+    # refused here, before a serving replica is stopped for a start that cannot be.
+    if len(json.dumps(body.get("uses_with", {}))) > MAX_ARGUMENT_CHARS:
+        raise BadRequest(f"'uses_with' is over {MAX_ARGUMENT_CHARS} characters as JSON; put large settings in a file of the workspace")
+    if "uses" in body and (not isinstance(body["uses"], str) or not body["uses"].strip() or body["uses"].startswith("-")
+                           or len(body["uses"]) > MAX_USES_CHARS):
+        raise BadRequest(f"'uses' must name an Executor class or a YAML file in the workspace (at most {MAX_USES_CHARS} characters)")
+    if "uses" in body:
+        check_plain_text(body["uses"], "'uses'")
+    return {**body, **({"envs": envs} if "envs" in body else {})}
+
+
+def check_envs(envs: Any) -> dict[str, str]:
+    """A request's `envs`, as the child's environment takes them; BadRequest if it cannot."""
+    if not isinstance(envs, dict) or not all(isinstance(k, str) and k and "=" not in k for k in envs):
+        raise BadRequest("'envs' must be an object of names (without '=') to values")
+    for name, value in envs.items():
+        check_plain_text(name, "a name in 'envs'")
+        if isinstance(value, (dict, list)) or value is None:
+            raise BadRequest(f"envs {name} must be text, a number or true/false, not {json.dumps(value)[:40]}")
+        check_plain_text(str(value), f"envs {name}")
+    return {name: str(value) for name, value in envs.items()}
 
 
 def _flow_tls(spec: dict, flow: dict, filename: str, ctx: Preparation) -> bool:
@@ -595,12 +614,7 @@ def parse_request(kind: Kind, body: dict) -> Request:
         raise BadRequest("'workspace_id' is required: upload files with POST /workspaces first")
     if not isinstance(workspace_id, str):
         raise BadRequest(f"'workspace_id' must be a workspace's id (a string), not {workspace_id!r}")
-    envs = given(body, "envs", {})
-    if not isinstance(envs, dict) or not all(isinstance(k, str) and k and "=" not in k for k in envs):
-        raise BadRequest("'envs' must be an object of names (without '=') to values")
-    for name, value in envs.items():
-        check_plain_text(name, "a name in 'envs'")
-        check_plain_text(str(value), f"envs {name}")
+    envs = check_envs(given(body, "envs", {}))
     restart = given(body, "restart", RestartPolicy.NO.value)
     if not isinstance(restart, str) or restart not in RestartPolicy.values():
         raise BadRequest(f"'restart' must be one of {', '.join(RestartPolicy)}")
@@ -619,5 +633,5 @@ def parse_request(kind: Kind, body: dict) -> Request:
             raise BadRequest(f"'owner' must be a text of 1 to {MAX_OWNER_CHARS} characters")
         check_plain_text(owner, "'owner'")
     spec = {k: v for k, v in body.items() if k in kind.fields}
-    return Request(workspace_id, spec, {k: str(v) for k, v in envs.items()}, restart, timeout, parse_limits(body.get("limits")),
+    return Request(workspace_id, spec, envs, restart, timeout, parse_limits(body.get("limits")),
                    owner)

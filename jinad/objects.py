@@ -87,7 +87,7 @@ class ObjectManager(ObjectTable, Launching, Recovery, Parts):
         self.cgroups = Cgroups(self.home)
         self.cgroups.remove_empty()
         self.starter = Starter(config, workspaces, self.cgroups, self._save)
-        self._updating: set[str] = set()
+        self._updating: dict[str, asyncio.Task] = {}  # a Flow's id -> its rolling update's task
         self._removing: set[str] = set()  # objects being deleted: their remote workspaces are no one's use
         # The host in objects' stored addresses (the API shows each client the host it dialled):
         # advertise_host, else the one the daemon listens on, or its name when it listens on all.
@@ -219,9 +219,11 @@ class ObjectManager(ObjectTable, Launching, Recovery, Parts):
                     failures = 0
                 # Ended by the daemon because part of it died: a failure, whatever the exit code.
                 if not self._should_restart(obj, failed=code != 0 or reason is not None):
+                    await self._halt_parts(obj)  # a Flow that ended for good ends its replicas too
                     return
                 reason = error
             elif obj.state == State.EXITED and not self._should_restart(obj, failed=True):
+                await self._halt_parts(obj)
                 return  # taken back, found dead: it ended by itself, and no policy starts it again
             elif first or not self._should_restart(obj, failed=True):
                 self._set_state(obj, State.FAILED, error=reason, exit_code=code, pid=None)
@@ -231,6 +233,7 @@ class ObjectManager(ObjectTable, Launching, Recovery, Parts):
                 return
             if failures >= self.config.restart_max_retries:
                 self._set_state(obj, State.FAILED, pid=None, error=f"gave up after {failures} restarts in a row; the last: {reason}")
+                await self._halt_parts(obj)
                 return
             failures += 1
             await backoff(min(2 ** (failures - 1), BACKOFF_MAX_S))
@@ -316,10 +319,16 @@ class ObjectManager(ObjectTable, Launching, Recovery, Parts):
         return await self._outcome(obj, start_result, wait)
 
     async def delete(self, kind: str, object_id: str) -> JObject:
-        return await self._remove(self.get(kind, object_id))
+        obj = self.get(kind, object_id)
+        if obj.part_of is not None:
+            raise Conflict(f"{obj.id} is replica {obj.replica} of executor {obj.part!r} of flow {obj.part_of}: "
+                           f"scale it with PATCH /flows/{obj.part_of}/executors/{obj.part}, or delete the Flow")
+        return await self._remove(obj)
 
     async def _remove(self, obj: JObject) -> JObject:
         runner = self.runners[obj.id]
+        if update := self._updating.get(obj.id):  # a Flow deleted mid-update: the update stops here
+            await cancel_tasks([update])
         async with runner.lock:
             if obj.id not in self.objects:
                 return obj
@@ -354,6 +363,9 @@ class ObjectManager(ObjectTable, Launching, Recovery, Parts):
         """Stop every child; each is `stopped`, which the next start of the daemon takes as
         'should be running' (only DELETE removes an object). With `live_restore`, leave them
         running under their keepers instead, for the next daemon to take back."""
+        # Rolling updates first: one would start a replica again while it is being stopped.
+        # (The next start puts back what an interrupted update changed: recovery.py.)
+        await cancel_tasks(list(self._updating.values()))
         if self.config.live_restore:
             await cancel_tasks([task for runner in self.runners.values() for task in [runner.task, *runner.followers] if task])
             for runner in self.runners.values():

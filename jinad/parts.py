@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 class Parts:
     """ObjectManager's methods for a Flow's parts; they use its objects, runners and transitions."""
 
-    _updating: set[str]  # Flows with a rolling update running
+    _updating: dict[str, asyncio.Task]  # Flows with a rolling update running, and its task
 
     def _attach_log(self, part: JObject) -> None:
         """The part's lines go into its Flow's log too, marked with the part."""
@@ -103,36 +103,58 @@ class Parts:
             flow.changes = earlier
             self._prepare(flow)
             raise
-        self._updating.add(flow.id)
-        task = asyncio.create_task(self._roll(flow, name, launch, earlier), name=f"update {flow.id} {name}")
-        task.add_done_callback(lambda _: self._updating.discard(flow.id))
+        task = self._updating[flow.id] = asyncio.create_task(self._roll(flow, name, launch, earlier),
+                                                             name=f"update {flow.id} {name}")
+        task.add_done_callback(lambda _: self._updating.pop(flow.id, None))
         if not wait:
             task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failure is told in the Flow's log
             return flow
-        await asyncio.shield(task)  # a client that goes away does not stop it halfway
+        try:
+            await asyncio.shield(task)  # a client that goes away does not stop it halfway
+        except asyncio.CancelledError:
+            if not task.cancelled():  # this request's own client went away
+                raise
+            raise Conflict(f"the update of {name!r} was stopped: flow {flow.id} is being deleted, "
+                           f"or the daemon is stopping") from None
         return flow
 
-    async def _roll(self, flow: JObject, name: str, launch: Launch, earlier: dict) -> None:
+    async def _roll(self, flow: JObject, name: str, launch: Launch, earlier: dict, outcome: str = "done") -> None:
         """Replace, add and remove the executor's replicas one at a time; if one fails to start,
         put back every replica changed so far and raise FailedToStart. The Flow's `last_update`
-        says how it went."""
+        says how it went (`outcome` when all went well)."""
         runner = self.runners[flow.id]
         async with runner.lock:
             flow.last_update = {"executor": name, "state": "running", "started_at": utc_now(), "finished_at": None,
                                 "unavailable_s": 0.0}
+            flow.update_undo = earlier
             self._save(flow)
             try:
                 await self._roll_replicas(flow, name, launch, earlier)
             except FailedToStart:
                 flow.last_update.update(state="rolled_back", finished_at=utc_now())
+                flow.update_undo = None
                 raise
-            except BaseException:  # the daemon stopping mid-update: the next run starts the Flow as stored
+            except BaseException:  # deleted, or the daemon stopping: its next start puts `earlier` back
                 flow.last_update.update(state="interrupted", finished_at=utc_now())
                 raise
             else:
-                flow.last_update.update(state="done", finished_at=utc_now())
+                flow.last_update.update(state=outcome, finished_at=utc_now())
+                flow.update_undo = None
             finally:
                 self._save(flow)
+
+    def put_back_interrupted_update(self, flow: JObject) -> None:
+        """After a daemon restart: the replicas an interrupted update had changed, and that were
+        taken back still running, replaced again by the version the Flow now says (recovery.py
+        put its `changes` back), one at a time once the Flow is ready."""
+        async def put_back() -> None:
+            runner = self.runners[flow.id]
+            if runner.start_result is None or await asyncio.shield(runner.start_result) is not None or flow.state != State.READY:
+                return
+            await self._roll(flow, flow.last_update["executor"], self._prepare(flow), flow.changes, outcome="rolled_back")
+
+        task = self._updating[flow.id] = asyncio.create_task(put_back(), name=f"put back the update of {flow.id}")
+        task.add_done_callback(lambda t: (self._updating.pop(flow.id, None), t.cancelled() or t.exception()))
 
     async def _roll_replicas(self, flow: JObject, name: str, launch: Launch, earlier: dict) -> None:
         """`_roll`'s work, under the Flow's lock."""

@@ -46,6 +46,9 @@ class JObject:
     # A Flow's last rolling update: {executor, state: running | done | rolled_back | interrupted, started_at,
     # finished_at, unavailable_s: how long no replica of that executor served (1 replica)}.
     last_update: dict | None = None
+    # While a rolling update runs, the Flow's `changes` before it: a daemon that stops midway
+    # puts those back at its next start (recovery.py), so the stored version is one that ran.
+    update_undo: dict | None = None
 
     def to_json(self, resources: dict) -> dict:
         # Plain getattr, not dataclasses.asdict: this is on GET's hot path, asdict deep-copies.
@@ -53,7 +56,8 @@ class JObject:
                 "remote": [dataclasses.asdict(part) for part in self.remote]}
 
 
-PUBLIC_FIELDS = [f.name for f in dataclasses.fields(JObject) if f.name not in ("spec", "envs", "timeout_s", "remote", "changes")]
+PUBLIC_FIELDS = [f.name for f in dataclasses.fields(JObject)
+                 if f.name not in ("spec", "envs", "timeout_s", "remote", "changes", "update_undo")]
 
 
 def object_from_record(record: dict) -> JObject:

@@ -51,11 +51,14 @@ class Recovery:
             self.runners[obj.id] = Runner(log=Log.from_config(self.config, obj.id))
             self.alloc.held.update(obj.ports.values())
             self.remotes.remember(obj.remote)
+        interrupted: dict[str, JObject] = {}
         for obj in self.objects.values():
             if obj.part_of is not None:
                 self._attach_log(obj)
-            if obj.last_update and obj.last_update.get("state") == "running":  # a daemon killed mid-update
-                obj.last_update = {**obj.last_update, "state": "interrupted"}
+            if obj.update_undo is not None:  # a daemon stopped mid-update: the version before it is the Flow's
+                obj.changes, obj.update_undo = obj.update_undo, None
+                obj.last_update = {**(obj.last_update or {}), "state": "interrupted"}
+                interrupted[obj.id] = obj
         # Objects a daemon died deleting: never taken back, their delete is finished below.
         deleting = {obj.id for obj in self.objects.values() if (self.run_root / obj.id / DELETING).exists()}
         adopted = []
@@ -91,21 +94,27 @@ class Recovery:
                 obj.pid = self.runners[obj.id].child.pid
                 self._save(obj)
             await self._recover_one(obj)
+        def should_run(obj: JObject) -> bool:
+            return obj.state in LIVE | {State.STOPPED} or (
+                obj.state == State.EXITED and self._should_restart(obj, failed=obj.exit_code != 0 or obj.error is not None))
+
         for obj in sorted(self.objects.values(), key=lambda obj: obj.part_of is None):
             if obj in adopted:
                 continue
             if obj.id in deleting or (obj.part_of is not None and obj.part_of not in self.objects):  # or its Flow's
                 await self._remove(obj)
                 continue
-            should_run = obj.state in LIVE | {State.STOPPED} or (
-                obj.state == State.EXITED and self._should_restart(obj, failed=obj.exit_code != 0 or obj.error is not None)
-            )
+            # A part runs when its Flow does. One an interrupted update changed is left to its
+            # Flow's start, which starts it as the Flow now says (the version before the update).
+            run = should_run(self.objects[obj.part_of]) and obj.part_of not in interrupted if obj.part_of else should_run(obj)
             if obj.state in (State.READY, State.STARTING):
                 self._set_state(obj, State.STOPPING)
             if obj.state == State.STOPPING:
                 self._set_state(obj, State.STOPPED, pid=None)
-            if should_run:
+            if run:
                 await self._recover_one(obj)
+        for flow in interrupted.values():
+            self.put_back_interrupted_update(flow)
 
     async def _recover_one(self, obj: JObject) -> None:
         runner = self.runners[obj.id]

@@ -156,6 +156,10 @@ async def test_an_update_of_what_does_not_run_as_parts_is_refused(http, daemon):
     too_many = await patch(http, daemon, flow["id"], "upper", {"replicas": 99}, 400)
     assert "at most" in too_many["message"]
     await patch(http, daemon, flow["id"], "upper", {"replicas": 0}, 400)
+    # What could never start is refused before a serving replica is stopped for it.
+    for never in ({"envs": {"A": {"b": 1}}}, {"envs": {"A": "x\u0000y"}}, {"uses_with": {"big": "x" * 200_000}},
+                  {"uses": "U" * 5000}):
+        await patch(http, daemon, flow["id"], "upper", never, 400)
     await patch(http, daemon, "jflow-0000", "upper", {"replicas": 2}, 404)
     after = await get(http, daemon, "flows", flow["id"])
     assert len(executors(after)) == 2 and after["state"] == "ready" and after["last_update"] is None
@@ -192,3 +196,48 @@ async def test_parts_are_marked_in_the_flows_log_and_shown_and_updated_by_the_cl
     assert refused.code == 1 and "any of" in refused.err
     logs = await ok(daemon.url, "logs", flow["id"], "--part", "upper/2", "--tail", "all")
     assert "upper executor ready" in logs
+
+
+async def test_a_daemon_stopped_mid_update_starts_the_flow_as_it_was_and_a_part_is_the_flows(http, daemon):
+    ws = await make_workspace(http, daemon, ("files", "flow.yml", FLOW))
+    flow = await create(http, daemon, "flows", {"workspace_id": ws, "filename": "flow.yml"})
+    part = executors(flow)[0]
+    async with http.delete(f"{daemon.url}/peas/{part['id']}") as resp:  # a replica is its Flow's to remove
+        assert resp.status == 409 and "PATCH" in (await resp.json())["message"]
+
+    # An update whose first new replica is still starting when the daemon stops (SIGTERM).
+    await patch(http, daemon, flow["id"], "upper", {"uses": "SlowUpper", "uses_with": {"delay": 60, "suffix": "-v2"}},
+                202, "?wait=false")
+
+    async def new_replica_starting() -> bool:
+        async with http.get(f"{daemon.url}/logs/{flow['id']}?tail=all&follow=false") as resp:
+            return "slow upper starting" in await resp.text()
+
+    await wait_until(new_replica_starting, 60, "the new version's first replica to be starting")
+    assert daemon.stop(signal.SIGTERM) == 0  # no update restarts a replica while the daemon stops them
+    daemon.start()
+    back = await wait_until(lambda: all_ready(http, daemon, flow["id"], 2), 120, "the Flow back after the restart")
+    assert back["last_update"]["state"] in ("interrupted", "running", "rolled_back")
+    async with RequestLoop(back["ports"]["gateway"]) as loop:
+        assert set(loop.answers) == {"A-v1"}  # the version that ran, not the one the update never finished
+    async with http.post(f"{daemon.url}/flows/{flow['id']}/restart") as resp:
+        assert resp.status == 200, await resp.text()  # and it starts again as it was
+    done = await wait_until(lambda: get(http, daemon, "flows", flow["id"]), 10, "the Flow")
+    assert done["last_update"]["state"] == "rolled_back"
+
+
+async def test_a_flow_that_ended_for_good_ends_its_replicas(http, daemon):
+    ws = await make_workspace(http, daemon, ("files", "flow.yml", FLOW))
+    flow = await create(http, daemon, "flows", {"workspace_id": ws, "filename": "flow.yml", "restart": "no"})
+    os.kill(flow["pid"], signal.SIGKILL)  # the gateway
+
+    async def ended() -> dict | None:
+        now = await get(http, daemon, "flows", flow["id"])
+        return now if now["state"] == "exited" and all(p["state"] == "stopped" for p in executors(now)) else None
+
+    gone = await wait_until(ended, 60, "the Flow exited and its replicas stopped")
+    assert all(p["pid"] is None for p in executors(gone))
+    daemon.stop(signal.SIGTERM)
+    daemon.start()  # an exited Flow's replicas are not started again with the daemon
+    after = await wait_until(lambda: get(http, daemon, "flows", flow["id"]), 30, "the daemon back")
+    assert after["state"] == "exited" and all(p["state"] == "stopped" for p in executors(after))

@@ -17,3 +17,15 @@ class Upper(Executor):
             doc.text = doc.text.upper() + self.suffix
         print(f"upper handled {len(docs)} docs", flush=True)
         return docs
+
+
+class SlowUpper(Upper):
+    """Upper that takes `delay` seconds to start: a rolling update still running when the test
+    stops its daemon."""
+
+    def __init__(self, delay: float = 0.0, **kwargs):
+        import time
+
+        print("slow upper starting", flush=True)
+        time.sleep(delay)
+        super().__init__(**kwargs)
