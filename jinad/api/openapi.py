@@ -173,7 +173,8 @@ def _kind_paths(plural: str, kind: str) -> dict:
         f"/{plural}/{{id}}": {
             "parameters": [ID],
             "get": {"summary": f"one {kind}", "responses": {"200": _json(_ref("Object"), kind), **_errors(404)}},
-            "delete": {"summary": f"stop and remove a {kind}", "responses": {"200": _json(_ref("Object"), "stopped"), **_errors(404)}},
+            "delete": {"summary": f"stop and remove a {kind}" + (" (`409` for a replica of a Flow: scale the Flow instead)" if kind == "pea" else ""),
+                       "responses": {"200": _json(_ref("Object"), "stopped"), **_errors(*(404, 409) if kind == "pea" else (404,))}},
         },
         f"/{plural}/{{id}}/restart": {
             "parameters": [ID],
@@ -200,7 +201,7 @@ def document() -> dict:
             "parameters": [ID],
             "get": {"summary": "one workspace", "responses": {"200": _json(_ref("Workspace"), "workspace"), **_errors(404)}},
             "delete": {"summary": "delete a workspace", "parameters": [{"name": "force", "in": "query", "schema": {"type": "boolean"}}],
-                       "responses": {"200": _json(_ref("Workspace"), "deleted"), **_errors(404, 409)}},
+                       "responses": {"200": _json(_ref("Workspace"), "deleted"), **_errors(400, 404, 409)}},
         },
         "/workspaces/{id}/files": {
             "parameters": [ID],
