@@ -143,11 +143,17 @@ class _PipeToLog(asyncio.Protocol):
             self.fd = transport.get_extra_info("pipe").fileno()
             self.capacity = fcntl.fcntl(self.fd, fcntl.F_GETPIPE_SZ)
 
+    def splice_from(self, fd: int) -> bytes:
+        """What the pipe holds, moved into `keep` first by the kernel, which takes bytes out
+        of the pipe only as they are written there: a daemon killed right after a read()
+        would lose what it had read (up to a whole read, 256,000 bytes under uvloop)."""
+        moved = os.splice(fd, self.keep_fd, PIPE_BYTES, offset_dst=self.kept, flags=os.SPLICE_F_NONBLOCK)
+        return os.pread(self.keep_fd, moved, self.kept) if moved else b""
+
     def data_received(self, chunk: bytes) -> None:
+        """Bytes read from the pipe (and, with `keep`, kept there already): into the log."""
         if self.capacity < PIPE_BYTES and len(chunk) > self.capacity // 2:  # about full: the writer waits
             self._widen()
-        if self.keep_fd >= 0:  # first on disk: read from the pipe, it is nowhere else
-            self._keep(chunk, self.kept)
         data = self.pending + chunk if self.pending else chunk
         cut = _cut(data, self.max_line)
         if cut:
@@ -201,6 +207,54 @@ class _PipeToLog(asyncio.Protocol):
             self.keep_fd = -1
         if not self.closed.done():
             self.closed.set_result(None)
+
+
+class _SplicedPipe(asyncio.ReadTransport):
+    """A child's pipe read into a _PipeToLog that keeps what it reads (see splice_from), in
+    place of the loop's pipe transport, which reads into memory first."""
+
+    def __init__(self, file: BinaryIO, protocol: _PipeToLog) -> None:
+        super().__init__()
+        self._file, self._fd, self._protocol = file, file.fileno(), protocol
+        self._loop = asyncio.get_running_loop()
+        self._closing = False
+        os.set_blocking(self._fd, False)
+        protocol.connection_made(self)
+        self._loop.add_reader(self._fd, self._read)
+
+    def get_extra_info(self, name: str, default=None):
+        return self._file if name == "pipe" else default
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def _read(self) -> None:
+        try:
+            chunk = self._protocol.splice_from(self._fd)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._close(exc)
+            return
+        if chunk:
+            self._protocol.data_received(chunk)
+        else:  # every writer has gone
+            self._protocol.eof_received()
+            self._close(None)
+
+    def close(self) -> None:
+        self._close(None)
+
+    def _close(self, exc: Exception | None) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._loop.remove_reader(self._fd)
+        if self._file.closefd:
+            self._file.close()
+        else:  # the loop would have closed it (see _loop_closes_pipes)
+            os.close(self._fd)
+        self._loop.call_soon(self._protocol.connection_lost, exc)
 
 
 def _cut(data: bytes, max_line: int) -> int:
@@ -754,8 +808,11 @@ async def _readers(files: list[tuple[str, BinaryIO]], sink: Log, max_line: int,
         for name, file in files:
             watching = watch if name == "stdout" else None
             kept = keep / f"pending.{name}" if keep is not None else None
-            pipes.append(await loop.connect_read_pipe(
-                lambda name=name, w=watching, k=kept: _PipeToLog(name, sink, max_line, w, k), file))
+            reader = _PipeToLog(name, sink, max_line, watching, kept)
+            if reader.keep_fd >= 0:
+                pipes.append((_SplicedPipe(file, reader), reader))
+            else:
+                pipes.append(await loop.connect_read_pipe(lambda reader=reader: reader, file))
     except BaseException:
         for transport, _ in pipes:
             transport.close()

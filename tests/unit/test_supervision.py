@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 import fcntl
 import os
 import sys
@@ -7,7 +8,7 @@ import psutil
 
 from jinad.logs import Log
 from jinad.runner import cancel_tasks
-from jinad.supervision import PIPE_BYTES, _connect, _PipeToLog, error_lines, spawn, tree, wait_ready
+from jinad.supervision import PIPE_BYTES, _connect, _PipeToLog, _SplicedPipe, error_lines, spawn, tree, wait_ready
 
 
 async def test_a_task_that_swallows_a_cancel_is_still_stopped():
@@ -165,6 +166,38 @@ async def test_readiness_waits_for_the_ready_line_not_an_open_port(tmp_path):
             sink.close()
         if mode == "abort":
             assert child.explain(reason) == f"{reason}; last errors in its log: Flow@1 Flow is aborted"
+
+
+async def test_a_pipe_read_is_on_disk_before_the_daemon_has_it(tmp_path):
+    """A read takes bytes out of the pipe: a daemon killed right after one (before it could
+    write them anywhere) lost a whole read, 256,000 bytes, under a loaded machine. Reads are
+    spliced into `pending.<stream>` by the kernel, so what left the pipe is there already."""
+    keep = tmp_path / "pending.stdout"
+    read_end, write_end = os.pipe()
+    lines = [f"line {n:06d}" for n in range(20_000)]
+    os.set_blocking(write_end, False)
+    data = "".join(line + "\n" for line in lines).encode()
+    sent = os.write(write_end, data[:60_000])
+
+    def reader() -> _PipeToLog:
+        return _PipeToLog("stdout", Log(tmp_path / "k.log", 100, 1 << 20, 1 << 20, 1), 1000, keep=keep)
+
+    first = reader()
+    assert first.splice_from(read_end)  # read, then killed before it handled the bytes
+    first.sink.close()
+    os.close(first.keep_fd)
+    second = reader()
+    transport = _SplicedPipe(open(read_end, "rb", buffering=0), second)
+    while sent < len(data):
+        await asyncio.sleep(0.001)
+        with contextlib.suppress(BlockingIOError):
+            sent += os.write(write_end, data[sent:sent + 60_000])
+    os.close(write_end)
+    await asyncio.wait_for(second.closed, 10)
+    assert transport.is_closing()
+    second.sink.close()
+    logged = [row.split(" ", 3)[3] for row in (tmp_path / "k.log").read_text().splitlines()]
+    assert logged == lines
 
 
 async def test_what_a_killed_daemon_had_read_but_not_logged_is_taken_by_the_next(tmp_path):
