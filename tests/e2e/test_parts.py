@@ -86,7 +86,7 @@ def executors(flow: dict) -> list[dict]:
 
 async def all_ready(http, daemon, flow_id: str, replicas: int) -> dict | None:
     flow = await get(http, daemon, "flows", flow_id)
-    ready = len(executors(flow)) == replicas and all(p["state"] == "ready" for p in executors(flow))
+    ready = flow["state"] == "ready" and len(executors(flow)) == replicas and all(p["state"] == "ready" for p in executors(flow))
     return flow if ready and not flow["degraded"] else None
 
 
