@@ -11,6 +11,7 @@ import signal
 
 import psutil
 
+from jinad.client.sse import iter_events
 from tests.conftest import EXECUTORS, children_of_home, form, wait_until
 from tests.e2e.helpers import SSE, UNRULY, alive, create, fill, get, in_state, make_workspace, read_stream, start_chatty, start_pea
 from tests.hostile import folders_only_tar_gz, nested
@@ -132,12 +133,18 @@ async def test_an_install_log_follower_ends_when_its_workspace_is_deleted_mid_in
         async with http.post(daemon.url + "/workspaces", data=form(("files", "requirements.txt", reqs))) as resp:
             ws = await resp.json()
         assert ws["state"] == "installing"
-        follower = asyncio.create_task(read_stream(http, f"{daemon.url}/logs/{ws['id']}?tail=all"))
         await wait_until(lambda: (daemon.home / "logs" / f"{ws['id']}.log").exists(), 30, "the install to start")
-        async with http.delete(f"{daemon.url}/workspaces/{ws['id']}?force=true") as resp:
-            assert resp.status == 200
-        _, others = await asyncio.wait_for(follower, 15)
-        assert others[-1].event == "end"
+        # Connected before the delete (a follower asking after it would rightly get a 404).
+        async with http.get(f"{daemon.url}/logs/{ws['id']}?tail=all", headers=SSE) as follower:
+            assert follower.status == 200
+            async with http.delete(f"{daemon.url}/workspaces/{ws['id']}?force=true") as resp:
+                assert resp.status == 200
+
+            async def last_event() -> str:
+                events = [event.event async for event in iter_events(follower)]
+                return events[-1]
+
+            assert await asyncio.wait_for(last_event(), 15) == "end"
     finally:
         index.close()
 
