@@ -132,4 +132,4 @@ def add_guarded(app: web.Application, routes: Iterable[web.RouteDef], guard: Gua
 def add_no_route(app: web.Application, guard: Guard) -> None:
     """After every other route: aiohttp tries the routes whose literal prefix a path has from the
     longest prefix down, and this one's is `/`. Counted as aiohttp's own 404/405 were: no route."""
-    app.router.add_route("*", "/{path:.*}", guard(no_route, "*", None))
+    app.router.add_route("*", r"/{path:[\s\S]*}", guard(no_route, "*", None))  # a path with a newline too
