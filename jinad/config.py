@@ -157,9 +157,11 @@ def truth(text: str | None, default: bool, strict: bool = False) -> bool:
     word = (text or "").lower()
     if word in TRUE_WORDS:
         return True
-    if word in FALSE_WORDS or not word or not strict:
-        return False if word in FALSE_WORDS else default
-    raise ValueError(f"{text!r} is not one of {', '.join(TRUE_WORDS + FALSE_WORDS)}")
+    if word in FALSE_WORDS:
+        return False
+    if word and strict:
+        raise ValueError(f"{text!r} is not one of {', '.join(TRUE_WORDS + FALSE_WORDS)}")
+    return default
 
 
 def _coerce(field: dataclasses.Field, value: Any) -> Any:

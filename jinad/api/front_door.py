@@ -30,7 +30,7 @@ READ_ONLY = frozenset({"GET", "HEAD", "OPTIONS"})
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 CLIENT_GONE = 499  # the status a request whose client went away is counted under (as nginx does)
-ROUTE_OF_PATH = "jinad.route_of_path"  # set by `no_route` on a 405: the route whose path it was
+ROUTE_OF_PATH = web.RequestKey("route_of_path", AbstractResource)  # set by `no_route` on a 405: the route whose path it was
 
 
 class RouteStats:
