@@ -8,6 +8,7 @@ import psutil
 
 from jinad.logs import Log
 from jinad.runner import cancel_tasks
+from jinad import supervision
 from jinad.supervision import PIPE_BYTES, _connect, _PipeToLog, _SplicedPipe, error_lines, spawn, tree, wait_ready
 
 
@@ -39,8 +40,8 @@ async def test_connect_tells_an_open_port_from_a_refused_one():
 
 
 async def test_a_watching_supervisor_stops_at_the_first_cancel_whenever_it_comes(tmp_path):
-    """Child.wait polls the child and its port every second; a cancel arriving at any point of
-    that cycle must end it (it once got lost when it met a poll's timeout)."""
+    """Child.wait wakes every second (and probes the child's port now and then); a cancel
+    arriving at any point of that cycle must end it (it once got lost when it met a poll's timeout)."""
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     sink = Log(tmp_path / "c.log", 100, 1 << 20, 1 << 20, 1)
@@ -238,3 +239,26 @@ async def test_what_a_killed_daemon_had_read_but_not_logged_is_taken_by_the_next
     fifth.data_received(b"ne 10\n")
     fifth.sink.close()
     assert logged() == [(n, f"line {n}") for n in range(1, 11)]
+
+
+async def test_a_runtime_process_that_dies_ends_the_wait_at_once_not_at_the_next_poll(tmp_path, monkeypatch):
+    """Jina's runtimes are forks of the leader; one that dies is seen through its pidfd, so even
+    with a watch interval far longer than this test may take, the wait ends and says which."""
+    monkeypatch.setattr(supervision, "WATCH_INTERVAL_S", 600.0)
+    sink = Log(tmp_path / "c.log", 100, 1 << 20, 1 << 20, 1)
+    forking = "import os, time\nif os.fork() == 0:\n    time.sleep(60)\n    os._exit(0)\ntime.sleep(60)"
+    child = await spawn([sys.executable, "-c", forking], tmp_path, dict(os.environ), sink, 1000, "pea-test", str(tmp_path))
+    try:
+        async with asyncio.timeout(10):
+            while not (forks := [p for p in tree(child.pid) if p.pid != child.pid]):
+                await asyncio.sleep(0.02)
+        watcher = asyncio.create_task(child.wait(2.0, []))
+        await asyncio.sleep(0.2)  # the wait has its pidfds
+        forks[0].kill()
+        code, reason = await asyncio.wait_for(watcher, 10)
+        assert reason == f"its runtime process {forks[0].pid} ended"
+    finally:
+        await child.stop(2.0)
+        sink.close()
+    # The killed fork may linger as a zombie until whoever adopts it reaps it: nothing runs.
+    assert all(p.status() == psutil.STATUS_ZOMBIE for p in tree(child.pid))
