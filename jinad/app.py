@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 import weakref
@@ -30,6 +31,10 @@ async def _managers(app: web.Application) -> AsyncIterator[None]:
     app[WORKSPACES].resume_installs()
     await app[OBJECTS].recover()
     housekeeper = asyncio.create_task(_housekeeping(app))
+    # What start-up made (modules, routes, settings, the objects taken back) lives as long as
+    # the daemon: out of the collector's sight, a full collection no longer walks it. Such a
+    # walk, while a log had followers, held the loop for 10-40 ms (p99 latency 10-30 ms).
+    gc.freeze()
     yield
     housekeeper.cancel()
     with contextlib.suppress(asyncio.CancelledError):
