@@ -13,6 +13,7 @@ Shared by the daemon (which writes) and the client (which reads): no HTTP server
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -38,6 +39,9 @@ ALL_ADDRESSES = ("0.0.0.0", "::", "")
 
 
 def is_loopback(host: str) -> bool:
+    # An address is not looked up: a name would load the IDNA codec (~0.1 MB of an idle daemon).
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_address(host).is_loopback
     try:
         return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
     except (OSError, ValueError):
