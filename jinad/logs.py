@@ -460,6 +460,9 @@ class Log:
         self._reread_used = time.monotonic()
         for chunk in self._reread:
             if chunk[0].first <= seq + 1 <= chunk[-1].last:
+                # Kept as used last, for the follower behind this one (see KeptBytes).
+                self._reread.remove(chunk)
+                self._reread.append(chunk)
                 return _pieces_after(chunk, seq, limit)
         self._write_unwritten()
         chunk = self._read_files(seq)

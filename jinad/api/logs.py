@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import itertools
 import json
 import re
 from json.encoder import encode_basestring  # json.dumps of one string (the C encoder)
@@ -88,56 +89,76 @@ def _sse_frame(event: str, data: dict, event_id: int | None = None) -> str:
     return f"{head}data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def _log_frames(batch: Batch, start: int, stop: int) -> bytes:
-    """SSE frames of lines start..stop-1 of a batch, written as json.dumps would (the
-    per-batch part once, per line only its number and text)."""
-    common = f'"ts": {encode_basestring(batch.ts)}, "stream": {encode_basestring(batch.stream)}, "line": '
-    seqs = range(batch.first + start, batch.first + stop)
-    return "".join(
-        f'event: log\nid: {seq}\ndata: {{"seq": {seq}, {common}{encode_basestring(line)}}}\n\n'
-        for seq, line in zip(seqs, batch.lines[start:stop])
-    ).encode()
+class BatchFrames:
+    """A batch's SSE frames, encoded once for every follower, and where each line's frame ends:
+    a follower handed part of the batch (one that joined or fell behind mid-batch) gets a
+    slice of them, not an encoding or a copy of its own."""
+
+    __slots__ = ("data", "ends")
+
+    def __init__(self, batch: Batch) -> None:
+        # Written as json.dumps would: the per-batch part once, per line its number and text.
+        common = f'"ts": {encode_basestring(batch.ts)}, "stream": {encode_basestring(batch.stream)}, "line": '
+        frames = [f'event: log\nid: {seq}\ndata: {{"seq": {seq}, {common}{encode_basestring(line)}}}\n\n'
+                  for seq, line in enumerate(batch.lines, batch.first)]
+        text = "".join(frames)
+        if text.isascii():  # a character is a byte: the lengths are the frames' own
+            self.ends = list(itertools.accumulate(map(len, frames)))
+            data = text.encode("ascii")
+        else:
+            encoded = [frame.encode() for frame in frames]
+            self.ends = list(itertools.accumulate(map(len, encoded)))
+            data = b"".join(encoded)
+        self.data = memoryview(data)
+
+    def __len__(self) -> int:  # what KeptBytes counts
+        return len(self.data)
+
+    def lines(self, start: int, stop: int) -> memoryview:
+        return self.data[self.ends[start - 1] if start else 0:self.ends[stop - 1]]
 
 
-def _whole_batch_frames(batch: Batch) -> bytes:
-    return _log_frames(batch, 0, len(batch.lines))
-
-
-def _piece_frames(piece: Piece, kept: KeptBytes) -> bytes:
-    """A whole batch is encoded once for every follower (and kept)."""
-    if not piece.whole:
-        return _log_frames(piece.batch, piece.start, piece.stop)
-    return kept.get(piece.batch, _whole_batch_frames)
-
-
-def _sse_frames(items: Iterable[Piece | StateNote], kept: KeptBytes) -> bytes:
-    return b"".join(
-        _piece_frames(item, kept) if isinstance(item, Piece)
+def _sse_frames(items: Iterable[Piece | StateNote], kept: KeptBytes) -> list[bytes | memoryview]:
+    return [
+        kept.get(item.batch, BatchFrames).lines(item.start, item.stop) if isinstance(item, Piece)
         else _sse_frame("state", {"state": item.state, "exit_code": item.exit_code}).encode()
         for item in items
-    )
+    ]
 
 
-def _http_chunk(data: bytes) -> bytes:
-    return b"%x\r\n%b\r\n" % (len(data), data)
+class Chunk:
+    """An HTTP chunk as the buffers it is made of (its size line, the frames, its end), written
+    with one writev: the frames are not copied into it."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self, frames: list[bytes | memoryview]) -> None:
+        self.size = sum(map(len, frames))
+        self.parts = [b"%x\r\n" % self.size, *frames, b"\r\n"]
+
+    def __len__(self) -> int:  # what KeptBytes counts
+        return self.size
+
+    def body(self) -> bytes:
+        return b"".join(self.parts[1:-1])
 
 
-async def _send_chunk(request: web.Request, resp: web.StreamResponse, chunk: bytes) -> None:
+async def _send_chunk(request: web.Request, resp: web.StreamResponse, chunk: Chunk) -> None:
     """An HTTP chunk, framed already (and shared by the followers at the same place in the log),
     straight to the socket: StreamResponse.write would only frame it again, per follower. Then
     wait while the client's socket buffer is full, as StreamResponse.write does."""
     writer = request.writer
     if not getattr(writer, "chunked", False):  # HTTP/1.0: the body as it is
-        await resp.write(chunk[chunk.index(b"\r\n") + 2:-2])
+        await resp.write(chunk.body())
         return
     transport = request.transport
     if transport is None or transport.is_closing():
         raise ClientConnectionResetError("Cannot write to closing transport")
-    transport.write(chunk)
+    transport.writelines(chunk.parts)
     await writer.drain()
 
 
-def _deliverer(request: web.Request, chunk_of: Callable[[list[Piece | StateNote]], bytes]) -> Deliver | None:
+def _deliverer(request: web.Request, chunk_of: Callable[[list[Piece | StateNote]], Chunk]) -> Deliver | None:
     """For a parked follower: its lot's chunk straight to the socket, as long as the socket
     is not full (then the follower's task writes and waits); None for an HTTP/1.0 client."""
     if not getattr(request.writer, "chunked", False):
@@ -148,7 +169,7 @@ def _deliverer(request: web.Request, chunk_of: Callable[[list[Piece | StateNote]
         transport = request.transport
         if transport is None or transport.is_closing() or protocol.writing_paused:
             return False
-        transport.write(chunk_of(lot.items))
+        transport.writelines(chunk_of(lot.items).parts)
         return True
 
     return deliver
@@ -202,8 +223,8 @@ async def object_log(request: web.Request) -> web.StreamResponse:
     if sse:
         frames, chunks = request.app[SSE_FRAMES], request.app[SSE_CHUNKS]
 
-        def shared_chunk(items: list[Piece | StateNote]) -> bytes:
-            return chunks.get(items, lambda items: _http_chunk(_sse_frames(items, frames)))
+        def shared_chunk(items: list[Piece | StateNote]) -> Chunk:
+            return chunks.get(items, lambda items: Chunk(_sse_frames(items, frames)))
 
         # Lots are shared by the followers at the same place, but a window's are its own.
         shared = since_ts is None and until_ts is None
@@ -213,7 +234,7 @@ async def object_log(request: web.Request) -> web.StreamResponse:
             async with contextlib.aclosing(follow(log, after, following, finished, resuming, since_ts, until_ts,
                                                   stop_at, deliver)) as items:
                 async for lot in items:
-                    chunk = shared_chunk(lot) if shared else _http_chunk(_sse_frames(lot, frames))
+                    chunk = shared_chunk(lot) if shared else Chunk(_sse_frames(lot, frames))
                     await _send_chunk(request, resp, chunk)
             await resp.write(_sse_frame("end", {}).encode())
         return resp
