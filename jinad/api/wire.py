@@ -5,7 +5,8 @@ place). The model holds no HTTP bytes; these are keyed by what it exposes."""
 
 from __future__ import annotations
 
-from typing import Callable, Sized, TypeVar
+from collections.abc import Callable, Sized
+from typing import TypeVar
 
 from ..objects import ObjectManager
 from ..records import JObject
