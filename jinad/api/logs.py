@@ -11,7 +11,7 @@ import re
 from json.encoder import encode_basestring  # json.dumps of one string (the C encoder)
 from typing import AsyncIterator, Callable, Iterable
 
-from aiohttp import ClientConnectionResetError, web
+from aiohttp import ClientConnectionResetError, HttpVersion11, web
 from aiohttp_sse import EventSourceResponse
 
 from ..errors import BadRequest
@@ -22,6 +22,7 @@ from .wire import KeptBytes
 
 routes = web.RouteTableDef()
 DEFAULT_TAIL = 100
+TEXT_TYPE = "text/plain; charset=utf-8"
 PING_INTERVAL_S = 15
 
 
@@ -180,11 +181,35 @@ async def _event_stream(request: web.Request) -> AsyncIterator[EventSourceRespon
     """An SSE response whose keep-alive task ends with the handler, also when the handler is
     cancelled because its client went away (the task would otherwise live on, one per client)."""
     resp = EventSourceResponse(ping_interval=PING_INTERVAL_S)
+    _end_by_length_or_close(request, resp)
     await resp.prepare(request)
     try:
         yield resp
     finally:
         resp.stop_streaming()
+
+
+def wants_event_stream(accept: str) -> bool:
+    """Does an Accept header take `text/event-stream`? Media types are case-insensitive, and a
+    type given `q=0` is refused (RFC 9110, 12.5.1)."""
+    for item in accept.split(","):
+        media, *params = item.split(";")
+        if media.strip().lower() == "text/event-stream":
+            weights = [p.split("=", 1)[1].strip() for p in params if p.strip().lower().startswith("q=")]
+            try:
+                return not weights or float(weights[0]) > 0
+            except ValueError:
+                return False
+    return False
+
+
+def _end_by_length_or_close(request: web.Request, resp: web.StreamResponse) -> None:
+    """A stream's end as its client can tell it: the last chunk over HTTP/1.1, the connection's
+    close over HTTP/1.0, which has no chunks (kept alive, a 1.0 client would wait for ever)."""
+    if request.version >= HttpVersion11:
+        resp.enable_chunked_encoding()
+    else:
+        resp.force_close()
 
 
 def _stream_head() -> web.Response:
@@ -212,7 +237,7 @@ async def object_log(request: web.Request) -> web.StreamResponse:
     since, until = _time(request, "since_time"), _time(request, "until_time")
     since_ts, until_ts = _stamp(since, round_up=True), _stamp(until, round_up=False)
     after = _start_after(request, log, since_ts)
-    sse = "text/event-stream" in request.headers.get("Accept", "")
+    sse = wants_event_stream(request.headers.get("Accept", ""))
     resuming = "Last-Event-ID" in request.headers or "since" in request.query
     following, stop_at = query_flag(request, "follow", sse), None
     if until is not None:  # a follow ends when `until` comes: no later line can be in the window
@@ -238,9 +263,11 @@ async def object_log(request: web.Request) -> web.StreamResponse:
                     await _send_chunk(request, resp, chunk)
             await resp.write(_sse_frame("end", {}).encode())
         return resp
+    if request.method == "HEAD":  # its headers only: a body after them would break a kept-alive connection
+        return web.Response(headers={"Content-Type": TEXT_TYPE})
     async with contextlib.aclosing(follow(log, after, following, finished, resuming, since_ts, until_ts, stop_at)) as items:
-        resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
-        resp.enable_chunked_encoding()
+        resp = web.StreamResponse(headers={"Content-Type": TEXT_TYPE})
+        _end_by_length_or_close(request, resp)
         await resp.prepare(request)
         async for batch in items:
             text = "".join(line + "\n" for item in batch if isinstance(item, Piece) for line in item.lines)

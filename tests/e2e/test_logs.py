@@ -127,3 +127,33 @@ async def test_bad_log_queries_are_400_and_unknown_ids_404(http, daemon):
         async with http.get(f"{daemon.url}/logs/{pea['id']}?{query}") as resp:
             assert resp.status == 400, query
             assert (await resp.json())["error"] == "bad_request"
+
+
+async def _raw(port: int, request: str, timeout: float = 30) -> bytes:
+    """What the daemon answers a raw request, read until it closes the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request.encode())
+        async with asyncio.timeout(timeout):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+async def test_http10_and_head_clients_of_a_log_get_an_answer_that_ends(http, daemon):
+    """HTTP/1.0 has no chunks: a log's body ends with the connection (it was a 500, and an SSE
+    stream a 1.0 client asked to keep alive never ended). HEAD is the headers alone (the body
+    came after them and broke the next request on the connection)."""
+    pea = await start_chatty(http, daemon, 50)
+    await wait_until(lambda: _log_has(http, daemon, pea["id"], "chatty done"), timeout=30, what="chatty done")
+    path = f"/logs/{pea['id']}?tail=3"
+    head, _, body = (await _raw(daemon.port, f"GET {path} HTTP/1.0\r\n\r\n")).partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0].endswith(b"200 OK"), head
+    assert b"Transfer-Encoding" not in head and body.decode().splitlines()[-1].startswith("chatty done")
+
+    answer = await _raw(daemon.port, f"GET {path}&follow=false HTTP/1.0\r\nAccept: text/event-stream\r\n"
+                                     "Connection: keep-alive\r\n\r\n")
+    assert answer.split(b"\r\n")[0].endswith(b"200 OK") and answer.endswith(b"event: end\ndata: {}\n\n"), answer[-200:]
+
+    answer = await _raw(daemon.port, f"HEAD {path} HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 200 OK") == 2 and answer.endswith(b"\r\n\r\n{}") and b"chatty" not in answer, answer

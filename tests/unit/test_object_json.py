@@ -51,22 +51,6 @@ def test_encoded_bytes_are_kept_per_thing_within_their_budget():
     assert encoded == [1, 2, 1]
 
 
-def test_any_run_of_a_batchs_lines_is_a_slice_of_its_frames_as_json_would_write_them():
-    """Followers that joined or fell behind mid-batch get slices of the one encoding; a line's
-    frame must end where the next one starts, also when its text is not ASCII."""
-    from jinad.api.logs import BatchFrames, _sse_frame
-
-    for lines in (["plain", "two", 'quo"te\\'], ["añejo", "日本語 ✓", "\x00ctl", "last"]):
-        batch = Batch(41, "2026-11-30T12:00:00.000Z", "stderr", lines, 0)
-        frames = BatchFrames(batch)
-        expected = [_sse_frame("log", {"seq": 41 + i, "ts": batch.ts, "stream": "stderr", "line": line}, 41 + i).encode()
-                    for i, line in enumerate(lines)]
-        for start in range(len(lines)):
-            for stop in range(start + 1, len(lines) + 1):
-                assert bytes(frames.lines(start, stop)) == b"".join(expected[start:stop]), (start, stop)
-        assert len(frames) == sum(map(len, expected))
-
-
 def test_what_a_follower_just_used_is_kept_before_what_was_made_last():
     """Least recently used goes first: the follower behind the others finds the frames they
     just used (dropping the least recently made had it encode every batch again)."""
