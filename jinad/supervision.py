@@ -862,10 +862,14 @@ async def _connect(host: str, port: int) -> str:
         return "refused"
     except (OSError, TimeoutError):
         return "unknown"
+    # A port in the kernel's ephemeral range that nobody listens on can be given to this very
+    # connection, which then reaches itself (TCP simultaneous open): not a server, and it holds
+    # the port the child is about to bind (seen: `ready` in 7 ms, then "Address already in use").
+    itself = writer.get_extra_info("sockname") == writer.get_extra_info("peername")
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
-    return "open"
+    return "refused" if itself else "open"
 
 
 async def probe(host: str, port: int, check: str, session: aiohttp.ClientSession) -> bool:

@@ -2,6 +2,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import socket
 import sys
 
 import psutil
@@ -36,6 +37,17 @@ async def test_connect_tells_an_open_port_from_a_refused_one():
     assert await _connect("127.0.0.1", port) == "open"
     server.close()
     await server.wait_closed()
+    assert await _connect("127.0.0.1", port) == "refused"
+
+
+async def test_a_connection_that_reached_itself_is_no_server(monkeypatch):
+    """Nobody listens on the port, and the kernel gives the probe's connection that same port as
+    its own (it can, in the ephemeral range): the connection reaches itself. Forced here."""
+    with socket.socket() as probe_port:
+        probe_port.bind(("127.0.0.1", 0))
+        port = probe_port.getsockname()[1]
+    real = asyncio.open_connection
+    monkeypatch.setattr(asyncio, "open_connection", lambda host, port: real(host, port, local_addr=(host, port)))
     assert await _connect("127.0.0.1", port) == "refused"
 
 
