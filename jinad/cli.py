@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import fcntl
 import logging
 import signal
@@ -20,6 +21,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from . import __version__, config as settings, local, tls
 from .app import create_app
 from .client import COMMANDS
+from .ports import any_free_port
 
 
 class _ClientProtocolErrors(logging.Filter):
@@ -78,6 +80,11 @@ def main(argv: list[str] | None = None) -> None:
         config = settings.load(args)
     except (ValueError, OSError) as exc:  # a bad value, a settings file missing or not YAML
         parser.error(" ".join(str(exc).split()))
+    if config.port_expose == 0:  # any free port: chosen here, so that the record and the log say which
+        try:
+            config = dataclasses.replace(config, port_expose=any_free_port(config.host))
+        except OSError as exc:
+            sys.exit(f"jinad: cannot listen on {config.host}: {exc.strerror or exc}")
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.server").addFilter(_ClientProtocolErrors())
     lock = lock_home(config.home)
@@ -96,8 +103,9 @@ def main(argv: list[str] | None = None) -> None:
             local.write_record(config, token_from_file=bool(config.token) and not given_token)
         except OSError as exc:  # the daemon serves anyway; local clients then need --host and --token
             log.warning("could not write %s: %s", config.home / local.RECORD_FILE, exc)
+        host = config.host or "0.0.0.0"  # (aiohttp's empty host: every IPv4 address)
         log.info("jinad %s listening on %s://%s:%d (home %s); dashboard at %s/ui%s", __version__,
-                 "https" if config.tls_cert else "http", config.host, config.port_expose, config.home,
+                 "https" if config.tls_cert else "http", f"[{host}]" if ":" in host else host, config.port_expose, config.home,
                  local.url_for(config.host, config.port_expose, bool(config.tls_cert)),
                  " (`jinad ui` prints it with the token)" if config.token else "")
 

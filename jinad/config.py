@@ -101,6 +101,9 @@ class Config:
                              "remote_tls_cert with remote_tls_key)")
         if self.tls_ca and not self.tls_cert:
             raise ValueError("tls_ca (client certificates) needs tls_cert and tls_key: there is no TLS without them")
+        # A space or control character could never be matched: header values come trimmed.
+        if any(c.isspace() or not c.isprintable() for c in self.token):
+            raise ValueError("token must be printable characters without spaces")
         self.tokens_by_remote  # noqa: B018 - raises on a pair that is not URL=TOKEN
         if self.advertise_host:
             try:

@@ -21,6 +21,13 @@ def is_free(port: int, strict: bool = False) -> bool:
     return True
 
 
+def any_free_port(host: str) -> int:
+    """A port free on `host` now, for a daemon asked for port 0: the one its record then names."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 class PortAllocator:
     """Hands out ports of a range round-robin, skipping ports held by objects or bound by anyone."""
 

@@ -1,12 +1,14 @@
 """The real `jinad` process: started as a user would, driven over HTTP, restarted."""
 
+import json
 import os
 import signal
 import subprocess
+import urllib.request
 
 import pytest
 
-from tests.conftest import JINAD, REPO, form
+from tests.conftest import JINAD, REPO, form, wait_until
 
 
 def folder_parts(root):
@@ -62,3 +64,20 @@ def test_bad_setting_is_a_usage_error(tmp_path):
                             cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "port_range" in result.stderr
+
+
+async def test_port_0_is_any_free_port_and_the_record_names_the_one_taken(tmp_path):
+    """The record said port 0, so `jinad status` and every local client could not find it."""
+    proc = subprocess.Popen([str(JINAD), "--workspace", str(tmp_path), "--port-expose", "0", "--host", "127.0.0.1"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        record = tmp_path / "daemon.json"
+        await wait_until(record.is_file, timeout=60, what="the daemon's record")
+        url = json.loads(record.read_text())["url"]
+        assert not url.endswith(":0")
+        with urllib.request.urlopen(url + "/", timeout=10) as resp:
+            assert resp.read() == b"{}"
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    assert f"listening on {url} " in proc.stderr.read()

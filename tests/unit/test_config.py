@@ -89,6 +89,9 @@ def test_default_ports_lie_below_the_kernels_ephemeral_range():
     ({"advertise_host": "x" * 300}, "advertise_host"),
     ({"advertise_host": "bad_host!"}, "advertise_host"),
     ({"log_level": "bogus"}, "log_level"),
+    ({"token": " "}, "token"),
+    ({"token": "two words"}, "token"),
+    ({"token": "tab\tbed"}, "token"),
 ])
 def test_values_the_daemon_cannot_work_with_are_refused_by_name(changes, word):
     with pytest.raises(ValueError, match=word):
