@@ -11,7 +11,7 @@ import dataclasses
 import logging
 from typing import AsyncIterator
 
-from .errors import NotFound
+from .errors import BadRequest, NotFound
 from .events import Broadcast
 from .kinds import KINDS
 from .logs import Log
@@ -100,6 +100,8 @@ class ObjectTable:
 
     def part_named(self, flow_id: str, name: str) -> JObject:
         """The part `NAME/REPLICA` (`NAME` alone: replica 0) of a Flow, as its log lines are marked."""
+        if (other := self.objects.get(flow_id)) is not None and other.kind != "flow":
+            raise BadRequest(f"part= names a part of a Flow; {flow_id} is a {other.kind}")
         flow = self.get("flow", flow_id)
         executor, _, replica = name.rpartition("/") if "/" in name else (name, "", "0")
         found = next((part for part in self.parts_of(flow) if part.part == executor and str(part.replica) == replica), None)

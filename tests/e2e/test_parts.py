@@ -187,6 +187,9 @@ async def test_parts_are_marked_in_the_flows_log_and_shown_and_updated_by_the_cl
     one = await text("&part=upper/1")
     assert "upper executor ready" in one and "[upper/" not in one and "Flow is ready" not in one
     assert "its parts: upper/0, upper/1" in await text("&part=upper/7", 404)
+    replica = next(part["id"] for part in (await get(http, daemon, "flows", flow["id"]))["parts"] if part["kind"] == "executor")
+    async with http.get(f"{daemon.url}/logs/{replica}?part=upper/0") as resp:  # a part of a Flow has no parts
+        assert resp.status == 400 and "is a pea" in (await resp.json())["message"], await resp.text()
 
     updated = await ok(daemon.url, "flow", "update", flow["id"], "upper", "--replicas", "3", "--uses-with", '{"suffix": "-x"}')
     assert "upper/2" in updated and updated.count(" ready ") >= 4  # the gateway and three replicas
