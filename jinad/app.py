@@ -46,7 +46,7 @@ async def _managers(app: web.Application) -> AsyncIterator[None]:
 
 async def _housekeeping(app: web.Application) -> None:
     """Every few seconds: sample resources, retry records and log lines a full disk kept from
-    being stored, free log blocks read back for followers that have moved on."""
+    being stored, free log blocks read back and encodings kept for followers that have moved on."""
     while True:
         await asyncio.sleep(app[CONFIG].resource_interval_s)
         try:
@@ -54,6 +54,8 @@ async def _housekeeping(app: web.Application) -> None:
             app[OBJECTS].save_pending()
             app[OBJECTS].tend_logs()
             app[WORKSPACES].tend_logs()
+            app[SSE_FRAMES].tend()
+            app[SSE_CHUNKS].tend()
         except Exception:
             log.exception("housekeeping failed")
 

@@ -65,3 +65,21 @@ def test_what_a_follower_just_used_is_kept_before_what_was_made_last():
     for batch in (a, b, a, c, a, b):
         frames.get(batch, encode)
     assert encoded == [1, 2, 3, 2]  # a stayed (used after b was made); b went for c
+
+
+def test_kept_encodings_are_forgotten_once_nobody_asks_for_a_while(monkeypatch):
+    from jinad.api import wire
+
+    now = [1000.0]
+    monkeypatch.setattr(wire.time, "monotonic", lambda: now[0])
+    frames = KeptBytes(max_bytes=100)
+    batch = Batch(1, "t", "stdout", ["x"], 1)
+    encoded = []
+    frames.get(batch, lambda b: encoded.append(b) or b"x" * 6)
+    now[0] += wire.KEPT_IDLE_S / 2
+    frames.tend()
+    frames.get(batch, lambda b: encoded.append(b) or b"x" * 6)  # still kept
+    now[0] += wire.KEPT_IDLE_S + 1
+    frames.tend()
+    frames.get(batch, lambda b: encoded.append(b) or b"x" * 6)  # forgotten: encoded again
+    assert len(encoded) == 2
