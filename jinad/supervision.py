@@ -624,6 +624,11 @@ class Child:
             fd = os.pidfd_open(self.keeper_pid)
         except OSError:
             fd = -1
+        else:
+            # A keeper someone stopped (SIGSTOP) could neither reap its child nor see it is
+            # released: both stayed, a stopped shell and a zombie, past a delete and a shutdown.
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(fd, signal.SIGCONT)
         loop = asyncio.get_running_loop()
 
         def gone() -> None:

@@ -274,3 +274,23 @@ async def test_a_runtime_process_that_dies_ends_the_wait_at_once_not_at_the_next
         sink.close()
     # The killed fork may linger as a zombie until whoever adopts it reaps it: nothing runs.
     assert all(p.status() == psutil.STATUS_ZOMBIE for p in tree(child.pid))
+
+
+async def test_a_keeper_someone_stopped_still_goes_once_its_child_is_ended(tmp_path):
+    """A stopped keeper could neither reap its child nor see it was released: both stayed (a
+    stopped shell and a zombie) past a delete and the daemon's shutdown. It is continued."""
+    sink = Log(tmp_path / "c.log", 100, 1 << 20, 1 << 20, 1)
+    child = await spawn([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path, dict(os.environ), sink,
+                        1000, "pea-test", str(tmp_path))
+    keeper = psutil.Process(child.keeper_pid)
+    try:
+        keeper.suspend()
+        await child.stop(2.0)
+        async with asyncio.timeout(10):
+            while keeper.is_running() and keeper.status() != psutil.STATUS_ZOMBIE:
+                await asyncio.sleep(0.05)
+    finally:
+        with contextlib.suppress(psutil.Error):  # (the test failing: not left stopped)
+            keeper.resume()
+        sink.close()
+    assert not psutil.pid_exists(child.pid) or psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE
