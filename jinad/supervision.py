@@ -278,9 +278,28 @@ def split_lines(raw: bytes, max_line: int) -> list[str]:
     lines = text.split("\n")
     if text.endswith("\n"):
         lines.pop()
-    if max(map(len, lines), default=0) > max_line:
-        lines = [line[i:i + max_line] if line else "" for line in lines for i in range(0, max(len(line), 1), max_line)]
+    if max(map(len, lines), default=0) * 4 > max_line:  # (a character is at most 4 bytes in UTF-8)
+        lines = [piece for line in lines for piece in _pieces(line, max_line)]
     return lines
+
+
+def _pieces(line: str, max_bytes: int) -> list[str]:
+    """A line as pieces of at most `max_bytes` bytes of UTF-8, never cut inside a character."""
+    data = line.encode()
+    if len(data) <= max_bytes:
+        return [line]
+    pieces = []
+    while data:
+        cut = max_bytes
+        while cut < len(data) and data[cut] & 0xC0 == 0x80:  # a continuation byte: back to its start
+            cut -= 1
+        if cut == 0:  # a character longer than max_bytes (a tiny setting): on its own
+            cut = 1
+            while cut < len(data) and data[cut] & 0xC0 == 0x80:
+                cut += 1
+        pieces.append(data[:cut].decode())
+        data = data[cut:]
+    return pieces
 
 
 # Jina's log lines (JINA_LOG_NO_COLOR): "ERROR name@pid message   [date time]", continued

@@ -294,3 +294,14 @@ async def test_a_keeper_someone_stopped_still_goes_once_its_child_is_ended(tmp_p
             keeper.resume()
         sink.close()
     assert not psutil.pid_exists(child.pid) or psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_long_lines_are_split_by_bytes_of_utf8_never_inside_a_character():
+    from jinad.supervision import split_lines
+
+    for line in ("😀" * 40, "é" * 100 + "x", "a" * 250, "x😀" * 30):
+        for max_bytes in (1, 3, 7, 64):
+            pieces = split_lines(line.encode() + b"\n", max_bytes)
+            assert "".join(pieces) == line, (line, max_bytes)
+            assert all(len(p.encode()) <= max(max_bytes, 4) for p in pieces), (line, max_bytes)
+    assert split_lines(b"short\n\nlines\n", 64) == ["short", "", "lines"]
