@@ -644,10 +644,7 @@ class Child:
         except OSError:
             fd = -1
         else:
-            # A keeper someone stopped (SIGSTOP) could neither reap its child nor see it is
-            # released: both stayed, a stopped shell and a zombie, past a delete and a shutdown.
-            with contextlib.suppress(OSError):
-                signal.pidfd_send_signal(fd, signal.SIGCONT)
+            _continue(fd)
         loop = asyncio.get_running_loop()
 
         def gone() -> None:
@@ -678,6 +675,10 @@ class Child:
                 if not procs:
                     break
                 await end_processes(procs, grace)
+            with contextlib.suppress(OSError):  # a stopped keeper would not say the exit code
+                fd = os.pidfd_open(self.keeper_pid)
+                _continue(fd)
+                os.close(fd)
             await self.exited_within(5.0)
             await self._drain()
         finally:  # even when cancelled meanwhile: nobody comes back for what it keeps
@@ -700,6 +701,13 @@ class Child:
             count += 1
         self._samples = seen
         return {"cpu_percent": round(cpu, 1), "memory_rss": rss, "processes": count}
+
+
+def _continue(pidfd: int) -> None:
+    """SIGCONT to a keeper someone stopped (SIGSTOP): it could neither reap its child nor see it
+    is released, and both stayed, a stopped shell and a zombie, past a delete and a shutdown."""
+    with contextlib.suppress(OSError):
+        signal.pidfd_send_signal(pidfd, signal.SIGCONT)
 
 
 def _pid_running(pid: int) -> bool:
