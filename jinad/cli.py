@@ -22,6 +22,7 @@ from . import __version__, config as settings, local, tls
 from .app import create_app
 from .client import COMMANDS
 from .ports import any_free_port
+from .urls import netloc
 
 
 class _ClientProtocolErrors(logging.Filter):
@@ -103,9 +104,9 @@ def main(argv: list[str] | None = None) -> None:
             local.write_record(config, token_from_file=bool(config.token) and not given_token)
         except OSError as exc:  # the daemon serves anyway; local clients then need --host and --token
             log.warning("could not write %s: %s", config.home / local.RECORD_FILE, exc)
-        host = config.host or "0.0.0.0"  # (aiohttp's empty host: every IPv4 address)
-        log.info("jinad %s listening on %s://%s:%d (home %s); dashboard at %s/ui%s", __version__,
-                 "https" if config.tls_cert else "http", f"[{host}]" if ":" in host else host, config.port_expose, config.home,
+        log.info("jinad %s listening on %s://%s (home %s); dashboard at %s/ui%s", __version__,
+                 "https" if config.tls_cert else "http",
+                 netloc(config.host or "0.0.0.0", config.port_expose), config.home,  # (aiohttp's empty host: every IPv4 address)
                  local.url_for(config.host, config.port_expose, bool(config.tls_cert)),
                  " (`jinad ui` prints it with the token)" if config.token else "")
 

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 from urllib.parse import urlsplit
 
+from .urls import netloc
+
 if TYPE_CHECKING:
     from .config import Config
 
@@ -78,7 +80,7 @@ def url_for(host: str, port: int, tls: bool = False) -> str:
     if host in ALL_ADDRESSES:
         host = "::1" if host == "::" else "127.0.0.1"
     scheme = "https" if tls else "http"
-    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+    return f"{scheme}://{netloc(host, port)}"
 
 
 def home_dir(given: str | os.PathLike | None = None, environ: Mapping[str, str] = os.environ) -> Path:

@@ -552,7 +552,7 @@ class Child:
         reason = None
         next_port_check = time.monotonic() + PORT_CHECK_INTERVAL_S
         try:
-            while reason is None and not await self._exited_or_any(deaths, WATCH_INTERVAL_S):
+            while reason is None and not await self.exited_within(WATCH_INTERVAL_S, deaths):
                 dead = []
                 for death in [death for death in deaths if death.done()]:
                     proc = deaths.pop(death)
@@ -582,16 +582,12 @@ class Child:
         await self._drain()
         return code, reason
 
-    async def _exited_or_any(self, deaths: Iterable[asyncio.Future], timeout: float) -> bool:
-        """Has the leader exited, waiting at most `timeout` or until one of `deaths` is done?"""
-        await asyncio.wait({self._exit, *deaths}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        return self._exit.done()
-
-    async def exited_within(self, timeout: float) -> bool:
-        """Has the leader exited, waiting at most `timeout`? asyncio.wait, not wait_for: on
-        Python 3.11 wait_for can swallow a cancel that arrives as the wait ends (gh-86296),
-        and a supervisor that misses its cancel never stops."""
-        await asyncio.wait({self._exit}, timeout=timeout)
+    async def exited_within(self, timeout: float, or_until: Iterable[asyncio.Future] = ()) -> bool:
+        """Has the leader exited, waiting at most `timeout` (and no longer than until one of
+        `or_until` is done)? asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow a
+        cancel that arrives as the wait ends (gh-86296), and a supervisor that misses its
+        cancel never stops."""
+        await asyncio.wait({self._exit, *or_until}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         return self._exit.done()
 
     async def announced_within(self, timeout: float) -> bool:

@@ -27,6 +27,11 @@ def daemon_url(text: str, example: str = "http://127.0.0.1:8000") -> str:
     return parts.scheme.lower() + url[len(parts.scheme):]
 
 
+def netloc(host: str, port: int | str) -> str:
+    """`host:port` as a URL or an address holds it: an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def host_name(text: str) -> str:
     """A host name (RFC 1123) or an IP address, as others dial it; ValueError if not."""
     try:

@@ -9,6 +9,7 @@ from aiohttp import web
 from ..errors import BadRequest
 from ..kinds import KINDS
 from ..runner import NO_RESOURCES
+from ..urls import netloc
 from .errors import parse_json, query_flag, read_json
 from .keys import CONFIG, COORDINATOR, OBJECT_BODIES, OBJECTS
 from .uploads import RenamedPart, check_size, form_parts
@@ -33,7 +34,7 @@ def _dialled(request: web.Request, body: dict) -> dict:
     host = request.app[CONFIG].advertise_host or request.url.host
     if body["address"] and host:
         port = body["address"].rsplit(":", 1)[1]
-        body["address"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        body["address"] = netloc(host, port)
     for part in body.get("parts", []):
         if host and "jinad" not in part:  # a Flow's local part: on this daemon's host too
             part["host"] = host
